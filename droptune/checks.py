@@ -1,0 +1,61 @@
+"""Checks on a converted example that a JSON Schema cannot express: turn order and text.
+
+The rules, for every backend: an optional system message first; then user and assistant
+turns alternating, starting with the user and ending with the assistant. A tool-calling
+exchange (assistant with `tool_calls`, then `tool` results, then the assistant again) counts as
+one assistant turn. Each problem is (code, message index, message).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from droptune.formats.base import Example
+
+_PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][\w.]*\s*\}\}")
+
+
+def turn_problems(example: Example) -> Iterator[tuple[str, int, str]]:
+    messages = example.messages or []
+    side = None  # "user" or "assistant": whose turn the last one was
+    last_role = None
+    for i, message in enumerate(messages):
+        role = message["role"]
+        content = message["content"]
+        if not content.strip() and not message.get("tool_calls"):
+            yield "empty_text", i, f"the {role} message is empty"
+        if role == "system":
+            if side is not None or (last_role == "system"):
+                yield "system_not_first", i, "a system message must come first, and only once"
+            last_role = role
+            continue
+        if role == "tool":
+            if last_role not in ("assistant", "tool") or (
+                last_role == "assistant" and not messages[i - 1].get("tool_calls")
+            ):
+                yield "consecutive_turns", i, "a tool result must follow an assistant tool call"
+            last_role = role
+            continue
+        if side is None and role != "user":
+            yield "first_turn_not_user", i, f"the conversation starts with {role}, not user"
+        elif role == side and not (role == "assistant" and last_role == "tool"):
+            yield "consecutive_turns", i, f"two {role} turns in a row"
+        side, last_role = role, role
+    if last_role != "assistant":
+        where = len(messages) - 1
+        yield "last_turn_not_assistant", where, "the last turn must be the assistant's response"
+
+
+def has_placeholder(example: Example) -> int | None:
+    """Index of the first message with a `{{placeholder}}`, if any."""
+    for i, message in enumerate(example.messages or ()):
+        if "{{" in message["content"] and _PLACEHOLDER.search(message["content"]):
+            return i
+    return None
+
+
+def uses_tools(example: Example) -> bool:
+    return bool(example.tools) or any(
+        m["role"] == "tool" or m.get("tool_calls") for m in example.messages or ()
+    )

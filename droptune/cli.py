@@ -1,0 +1,180 @@
+"""The `droptune` command line.
+
+Exit codes: 0 valid data, 1 invalid data, 2 usage error (bad option, unreadable file, bad
+configuration). Machine-readable output (`--json`) goes to stdout; progress and people's
+summaries go to stderr and stdout respectively, never mixed into JSON.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import orjson
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.table import Table
+
+from droptune import pipeline
+from droptune.config import BACKENDS, RunConfig
+from droptune.errors import DroptuneError
+from droptune.report import Report, render_issue_lines
+
+app = typer.Typer(
+    name="droptune",
+    help="Validate, convert and tune datasets: drop a file, get a tuned model.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+PROGRESS_MIN_BYTES = 32 << 20
+
+BackendOpt = Annotated[
+    str | None, typer.Option("--backend", help=f"Tuning backend: {' | '.join(BACKENDS)}.")
+]
+BaseModelOpt = Annotated[
+    str | None,
+    typer.Option("--base-model", help="HF hub id, local dir, gs:// dir, .gguf, or Gemini id."),
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="A droptune.yaml with run settings.", exists=True)
+]
+
+
+def _config(config: Path | None, **overrides: Any) -> RunConfig:
+    values: dict[str, Any] = {}
+    if config is not None:
+        values = RunConfig.from_yaml(config).to_dict()
+        if overrides.get("backend") and "base_model" not in overrides:
+            values["base_model"] = None  # re-derive the default for the new backend
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return RunConfig.from_mapping(values, source=str(config or "command line"))
+
+
+@contextmanager
+def _progress(enabled: bool):
+    if not enabled:
+        yield None
+        return
+    columns = (
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task("reading", total=None)
+
+        def update(done: int | None, total: int | None) -> None:
+            if done is not None and (total or 0) >= PROGRESS_MIN_BYTES:
+                bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _summary(report: Report) -> None:
+    verdict = "[bold green]valid[/]" if report.valid else "[bold red]invalid[/]"
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("file", report.file)
+    table.add_row("verdict", f"{verdict} — {report.errors} error(s), {report.warnings} warning(s)")
+    table.add_row(
+        "format", f"{report.format.title or 'not recognised'} [dim]({report.format.reason})[/]"
+    )
+    counts = report.counts
+    table.add_row("examples", f"{counts['valid']:,} valid of {counts['records']:,} records")
+    if counts.get("labels"):
+        table.add_row("labels", ", ".join(f"{k} {v:,}" for k, v in counts["labels"].items()))
+    if report.tokens:
+        t = report.tokens
+        table.add_row(
+            "tokens",
+            f"total {t.total:,} · mean {t.mean:.0f} · p95 {t.p95:,} · max {t.max:,} · "
+            f"{t.over_limit} over {t.limit:,} [dim]({t.description})[/]",
+        )
+    if report.cost and report.cost.usd is not None:
+        table.add_row(
+            "cost", f"≈ ${report.cost.usd:,.2f} for {report.cost.billable_tokens:,} training tokens"
+        )
+    table.add_row("speed", f"{report.bytes / 1e6:,.1f} MB in {report.seconds:.2f} s")
+    for name, path in report.outputs.items():
+        table.add_row(f"wrote {name}", path)
+    out.print(table)
+    lines = render_issue_lines(report)
+    if lines:
+        out.print()
+        for line in lines:
+            style = "red" if ": error:" in line else "yellow"
+            out.print(line, style=style, markup=False, soft_wrap=True)
+        shown, total = len(lines), sum(report.issue_counts.values())
+        if total > shown:
+            out.print(
+                f"… {total - shown:,} more (the first {report.issues and shown} shown; see --json)"
+            )
+
+
+def _finish(report: Report, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.buffer.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _summary(report)
+    raise typer.Exit(0 if report.valid else 1)
+
+
+@app.command()
+def validate(
+    file: Annotated[
+        str, typer.Argument(help="Data file: a path, '-' for stdin, or gs://bucket/object.")
+    ],
+    backend: BackendOpt = None,
+    base_model: BaseModelOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Check a dataset and report every problem with its line and JSON path."""
+    run_config = _config(config, backend=backend, base_model=base_model)
+    with _progress(not as_json) as progress:
+        report = pipeline.validate(file, run_config, progress=progress)
+    _finish(report, as_json)
+
+
+@app.command()
+def convert(
+    file: Annotated[
+        str, typer.Argument(help="Data file: a path, '-' for stdin, or gs://bucket/object.")
+    ],
+    to: Annotated[str, typer.Option("--to", help="Target format: chat | gemini.")],
+    output: Annotated[
+        str, typer.Option("-o", "--output", help="Output file (path, '-' or gs://).")
+    ],
+    base_model: BaseModelOpt = None,
+    config: ConfigOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the report as JSON on stdout.")
+    ] = False,
+) -> None:
+    """Convert every valid example to the canonical chat format or Gemini's tuning format."""
+    if to not in ("chat", "gemini"):
+        raise typer.BadParameter("must be chat or gemini", param_hint="--to")
+    backend = "gemini" if to == "gemini" else None
+    run_config = _config(config, backend=backend, base_model=base_model)
+    with _progress(not as_json and output != "-") as progress:
+        report = pipeline.convert(file, run_config, to, output, progress=progress)  # type: ignore[arg-type]
+    if output == "-":
+        as_json = False
+        out.file = sys.stderr
+    _finish(report, as_json)
+
+
+def main() -> None:
+    try:
+        app()
+    except DroptuneError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)

@@ -1,0 +1,1 @@
+"""Adapters over Google Cloud client libraries. Only this package imports cloud SDKs."""

@@ -1,0 +1,161 @@
+"""Run configuration: the keys a user may set for a run, with their defaults and checks.
+
+A run's configuration comes from object metadata, a sidecar `<stem>.droptune.yaml`, the nearest
+folder `droptune.yaml`, and the deployment defaults (environment), first match wins per key.
+This module defines the keys and builds a `RunConfig` from merged mappings; unknown keys and
+wrong values are errors with a sentence that says what to write instead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from droptune.errors import ConfigError
+
+Backend = Literal["custom", "gemini"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+DEFAULT_CUSTOM_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
+
+
+def _help(text: str, **kw: Any) -> Any:
+    return field(metadata={"help": text}, **kw)
+
+
+@dataclass
+class RunConfig:
+    backend: Backend = _help(
+        "Which tuning backend: custom (open model, LoRA) or gemini.", default="custom"
+    )
+    base_model: str | None = _help(
+        "Base model: HF hub id, local dir, gs:// dir or .gguf file (custom); Gemini model id "
+        "(gemini). Default: the deployment's, else SmolLM2-135M-Instruct / gemini-2.5-flash.",
+        default=None,
+    )
+    format: str | None = _help("Force the dataset format instead of detecting it.", default=None)
+    column_map: dict[str, str] = _help(
+        "Rename fields (or CSV columns; '0', '1', ... for files without header) before "
+        "detection, e.g. {query: prompt, reply: completion}.",
+        default_factory=dict,
+    )
+    max_length: int = _help(
+        "Custom backend: tokens per example; longer ones are truncated.", default=2048
+    )
+    epochs: int = _help(
+        "Passes over the training data (used for token and cost totals).", default=3
+    )
+    validation_fraction: float = _help("Share of examples held out for validation.", default=0.1)
+    test_fraction: float = _help(
+        "Share of examples held out for the baseline-vs-tuned test.", default=0.1
+    )
+    validation_file: str | None = _help(
+        "A separate validation file (path or gs://); it replaces the validation split.",
+        default=None,
+    )
+    min_examples: int = _help("Fewest valid examples a run accepts.", default=10)
+    max_issues_per_code: int = _help(
+        "Issue examples stored per code (all are counted).", default=20
+    )
+    price_per_million_tokens: float | None = _help(
+        "USD per 1M training tokens for the cost estimate; default: droptune's price table.",
+        default=None,
+    )
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        if self.format is not None:
+            from droptune.formats import BY_NAME  # local: formats imports nothing from here
+
+            if self.format not in BY_NAME:
+                raise ConfigError(
+                    f"format {self.format!r} is unknown; choose one of {', '.join(BY_NAME)}"
+                )
+        for name in ("validation_fraction", "test_fraction"):
+            value = getattr(self, name)
+            if not 0 <= value < 1:
+                raise ConfigError(f"{name} must be in [0, 1); got {value}")
+        if self.validation_fraction + self.test_fraction >= 1:
+            raise ConfigError(
+                "validation_fraction + test_fraction must leave examples for training"
+            )
+        for name in ("max_length", "epochs", "min_examples", "max_issues_per_code"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+        if self.base_model is None:
+            env = os.environ.get("DROPTUNE_DEFAULT_BASE_MODEL")
+            fallback = DEFAULT_GEMINI_MODEL if self.backend == "gemini" else DEFAULT_CUSTOM_MODEL
+            self.base_model = env if env and _model_fits(env, self.backend) else fallback
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], source: str = "configuration") -> RunConfig:
+        """Build from a mapping; unknown keys and wrong types raise `ConfigError`."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = [key for key in values if key.replace("-", "_") not in known]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key.replace("-", "_"), known, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(
+                f"unknown key(s) in {source}: {', '.join(hints)}. Known keys: {', '.join(known)}"
+            )
+        kwargs = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            kwargs[name] = _coerce(name, value, known[name], source)
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> RunConfig:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values")
+        return cls.from_mapping(values, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def help_table(cls) -> list[tuple[str, str, str]]:
+        """(key, default, help) for docs and `--help`."""
+        rows = []
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((f.name, repr(default), f.metadata["help"]))
+        return rows
+
+
+def _model_fits(model: str, backend: str) -> bool:
+    return model.startswith("gemini") == (backend == "gemini")
+
+
+def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:
+    """Values from metadata arrive as strings: turn '0.2' into 0.2 where the key wants a number."""
+    kind = str(spec.type)
+    try:
+        if isinstance(value, str) and ("int" in kind or "float" in kind) and value.strip():
+            return int(value) if kind.startswith("int") else float(value)
+        if isinstance(value, str) and kind.startswith("dict"):
+            parsed = yaml.safe_load(value)
+            if isinstance(parsed, dict):
+                return parsed
+    except (ValueError, yaml.YAMLError):
+        pass
+    expected = {"int": int, "float": (int, float), "dict": dict}
+    for prefix, types in expected.items():
+        if kind.startswith(prefix) and not isinstance(value, types):
+            raise ConfigError(f"{source}: {name} must be a {prefix}; got {value!r}")
+    return value

@@ -1,0 +1,145 @@
+"""Chat `messages` (OpenAI style, tool calls included) and the older Gemini `messages` format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from droptune.formats.base import Example, Message, Record, RecordProblem
+
+ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+    "function": "tool",
+}
+GEMINI_ROLES = {"system": "system", "user": "user", "model": "assistant"}
+
+
+def is_chat(record: Record) -> bool:
+    """Chat data: a `messages` list whose roles are not Gemini's `model`.
+
+    >>> is_chat({"messages": [{"role": "user", "content": "hi"}]})
+    True
+    >>> is_chat({"messages": [{"role": "model", "content": "hi"}]})
+    False
+    """
+    return "messages" in record and not is_gemini_messages(record)
+
+
+def is_gemini_messages(record: Record) -> bool:
+    messages = record.get("messages")
+    return type(messages) is list and any(
+        type(m) is dict and m.get("role") == "model" for m in messages
+    )
+
+
+REASONING_PARTS = frozenset({"reasoning", "thinking"})
+
+
+def parse_tool_call(value: Any, path: str) -> dict[str, Any]:
+    """A tool call given as {"name", "arguments"} (or its JSON string) -> OpenAI's shape."""
+    call = value
+    if isinstance(value, str):
+        try:
+            call = orjson.loads(value)
+        except orjson.JSONDecodeError as exc:
+            raise RecordProblem(
+                "invalid_content", path, f"a tool call must be JSON: {exc}"
+            ) from None
+    if not isinstance(call, dict) or not isinstance(call.get("name"), str):
+        raise RecordProblem(
+            "invalid_content", path, 'a tool call must be {"name": ..., "arguments": ...}'
+        )
+    return {
+        "type": "function",
+        "function": {"name": call["name"], "arguments": call.get("arguments", {})},
+    }
+
+
+def split_parts(parts: list[Any], path: str) -> tuple[str, str, list[dict[str, Any]]]:
+    """Content given as a list of parts -> (text, reasoning, tool calls).
+
+    Text parts use `text` (OpenAI) or `value` (LLaMA-Factory); `reasoning`/`thinking` parts
+    become the message's reasoning; `tool_call` parts become tool calls; anything else
+    (images, audio, files) is a problem for text tuning.
+
+    >>> split_parts([{"type": "text", "text": "a"}, {"type": "text", "value": "b"}], "$")
+    ('ab', '', [])
+    """
+    texts, reasoning, calls = [], [], []
+    for j, part in enumerate(parts):
+        kind, where = part.get("type"), f"{path}[{j}]"
+        value = part.get("text", part.get("value"))
+        if kind == "tool_call":
+            calls.append(parse_tool_call(value, where))
+            continue
+        if kind != "text" and kind not in REASONING_PARTS:
+            raise RecordProblem(
+                "non_text_content", where, f"content part of type {kind!r} is not text"
+            )
+        if type(value) is not str:
+            raise RecordProblem("invalid_content", where, f"a {kind} part needs a string `text`")
+        (texts if kind == "text" else reasoning).append(value)
+    return "".join(texts), "".join(reasoning), calls
+
+
+def parse_tools(tools: Any, path: str = "$.tools") -> list[Any] | None:
+    """`tools` as a list, or as a JSON string holding one (ShareGPT exports)."""
+    if tools is None or tools == "" or tools == []:
+        return None
+    if isinstance(tools, str):
+        try:
+            tools = orjson.loads(tools)
+        except orjson.JSONDecodeError as exc:
+            raise RecordProblem("invalid_type", path, f"`tools` is a string but not JSON: {exc}")
+    if not isinstance(tools, list):
+        raise RecordProblem("invalid_type", path, "`tools` must be a list of function schemas")
+    return tools or None
+
+
+def _message(m: dict[str, Any], role: str, path: str) -> Message:
+    content, reasoning, calls = m.get("content"), m.get("reasoning_content"), m.get("tool_calls")
+    if type(content) is not str:
+        if type(content) is list:
+            content, part_reasoning, part_calls = split_parts(content, path)
+            reasoning, calls = reasoning or part_reasoning, calls or part_calls
+        elif content is None and role == "assistant" and calls:
+            content = ""
+        else:
+            raise RecordProblem("message_missing_key", path, f"the {role} message has no content")
+    message: Message = {"role": role, "content": content}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = calls
+    if role == "tool":
+        for key in ("tool_call_id", "name"):
+            if key in m:
+                message[key] = m[key]
+    if "weight" in m:
+        message["weight"] = m["weight"]
+    elif "loss_weight" in m:
+        message["weight"] = 1 if m["loss_weight"] else 0
+    return message
+
+
+def chat_to_chat(record: Record) -> Example:
+    messages, origins = [], []
+    for i, m in enumerate(record["messages"]):
+        path = f"$.messages[{i}].content"
+        messages.append(_message(m, ROLES[m["role"]], path))
+        origins.append(path)
+    return Example(messages, origins, tools=parse_tools(record.get("tools")))
+
+
+def gemini_messages_to_chat(record: Record) -> Example:
+    messages, origins = [], []
+    for i, m in enumerate(record["messages"]):
+        path = f"$.messages[{i}].content"
+        messages.append({"role": GEMINI_ROLES[m["role"]], "content": m["content"]})
+        origins.append(path)
+    return Example(messages, origins)

@@ -1,0 +1,304 @@
+"""One streaming pass over a source: records in, valid canonical examples out.
+
+    records (reader) -> format detection -> schema -> to_chat -> turn checks
+        -> tokens (batched) -> content hash
+
+Problems go to the issue log. Nothing is kept per example but a few numbers (hash, line,
+token count, label id), so memory stays flat as files grow; `droptune.summary` turns them
+into the dataset-level checks of the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from array import array
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from itertools import chain, islice
+
+import orjson
+
+from droptune import checks
+from droptune.config import RunConfig
+from droptune.errors import TokenizerError
+from droptune.formats import BY_NAME, Example, Format, RecordProblem, classify
+from droptune.formats.export import group_sessions
+from droptune.formats.schema import load_schema
+from droptune.issues import Issue, IssueLog
+from droptune.reader import RecordReader, Row
+from droptune.report import FormatDecision
+from droptune.storage import open_input
+from droptune.tokens import EstimateCounter, TokenCounter, counter_for
+
+DETECTION_SAMPLE = 200
+TOKEN_BATCH = 512
+Progress = Callable[[int, int | None], None]  # (bytes read, total bytes or None)
+
+
+@dataclass(slots=True)
+class Scanned:
+    """A valid example as it leaves the scan."""
+
+    line: int
+    example: Example
+    encoded: bytes  # orjson of the canonical record, written to data/*.jsonl
+    digest: int
+    tokens: int
+
+
+class Scan:
+    """One pass over one source. Iterate it for valid examples; then call `report()`."""
+
+    def __init__(
+        self,
+        uri: str,
+        config: RunConfig,
+        counter: TokenCounter | None = None,
+        progress: Progress | None = None,
+        issues: IssueLog | None = None,
+    ) -> None:
+        self.uri, self.config, self.progress = uri, config, progress
+        self.issues = issues or IssueLog(config.max_issues_per_code)
+        self.counter = counter
+        self.records = self.invalid = 0
+        self.format = FormatDecision("jsonl", None, None, "not read yet")
+        self.digests, self.lines, self.token_counts = array("Q"), array("L"), array("L")
+        self.label_ids = array("H")
+        self.labels: dict[str, int] = {}
+        self.size: int | None = None
+        self.bytes = 0
+
+    # --- the pass -------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Scanned]:
+        stream, self.size = open_input(self.uri)
+        try:
+            reader = RecordReader(stream, self.uri, self.issues, self.config.column_map)
+            self.format.container = reader.container
+            pending: list[Scanned] = []
+            for n, scanned in enumerate(self._valid(reader)):
+                pending.append(scanned)
+                if len(pending) == TOKEN_BATCH:
+                    yield from self._flush(pending)
+                    pending = []
+                if self.progress and n % 8192 == 0:
+                    self.progress(_tell(stream), self.size)
+            yield from self._flush(pending)
+            self.bytes = _tell(stream) or reader.bytes_read
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+
+    def _valid(self, reader: RecordReader) -> Iterator[Scanned]:
+        rows = iter(reader)
+        sample = list(islice(rows, DETECTION_SAMPLE))
+        fmt = self._decide_format(sample)
+        if fmt is None:
+            self.records = len(sample) + sum(1 for _ in rows)
+            return
+        rows = self._renamed(chain(sample, rows), reader.container)
+        for line, example in self._examples(fmt, rows):
+            if self._check(line, example):
+                encoded = orjson.dumps(example.to_record())
+                digest = int.from_bytes(hashlib.blake2b(encoded, digest_size=8).digest(), "little")
+                yield Scanned(line, example, encoded, digest, 0)
+            else:
+                self.invalid += 1
+
+    def _renamed(self, rows: Iterator[Row], container: str) -> Iterator[Row]:
+        mapping = self.config.column_map
+        if not mapping or container == "delimited":  # the CSV reader maps columns itself
+            return rows
+        return (
+            Row(r.line, {mapping.get(k, k): v for k, v in r.value.items()})
+            if type(r.value) is dict
+            else r
+            for r in rows
+        )
+
+    def _examples(self, fmt: Format, rows: Iterator[Row]) -> Iterator[tuple[int, Example]]:
+        schema = load_schema(fmt.schema)
+        is_valid, matches, to_chat = schema.is_valid, fmt.matches, fmt.to_chat
+        good_rows = self._good_rows(fmt, rows, is_valid, matches)
+        if fmt.groups_records:
+            good_rows = group_sessions(good_rows)
+        for line, record in good_rows:
+            try:
+                yield line, to_chat(record)
+            except RecordProblem as problem:
+                self.invalid += 1
+                self._issue(problem.code, problem.message, line, problem.path)
+
+    def _good_rows(self, fmt, rows, is_valid, matches) -> Iterator[tuple[int, dict]]:
+        for row in rows:
+            self.records += 1
+            record = row.value
+            if type(record) is dict and matches(record) and is_valid(record):
+                yield row.line, record
+            else:
+                self.invalid += 1
+                self._record_problems(fmt, row)
+
+    def _record_problems(self, fmt: Format, row: Row) -> None:
+        record = row.value
+        if type(record) is not dict:
+            kind = type(record).__name__ if record is not None else "null"
+            self._issue("not_an_object", f"expected a JSON object, found {kind}", row.line, "$")
+            return
+        kind = classify(record)
+        if kind == "preference":
+            self._issue("preference_data", "chosen/rejected or boolean-label record", row.line, "$")
+        elif kind is not None and kind != fmt.name:
+            self._issue(
+                "format_mismatch",
+                f"this record looks like {BY_NAME[kind].title}, but the file is {fmt.title} "
+                f"(decided from the first records)",
+                row.line,
+                "$",
+            )
+        else:
+            problems = load_schema(fmt.schema).problems(record)
+            for p in problems:
+                self._issue(p.code, p.message, row.line, p.path)
+            if not problems:
+                self._issue(
+                    "format_mismatch", f"expected {fmt.title}, e.g. {fmt.example}", row.line, "$"
+                )
+
+    def _check(self, line: int, example: Example) -> bool:
+        if example.messages is None:
+            if not example.text.strip():
+                self._issue("empty_text", "the text is empty", line, "$.text")
+                return False
+            return True
+        ok = True
+        for code, i, message in checks.turn_problems(example):
+            self._issue(code, message, *self._where(example, line, i))
+            ok = False
+        if self.config.backend == "gemini" and checks.uses_tools(example):
+            self._issue(
+                "tool_calls_unsupported", "Gemini tuning data here takes text turns only", line, "$"
+            )
+            ok = False
+        if ok and (i := checks.has_placeholder(example)) is not None:
+            self._issue(
+                "template_placeholder",
+                "a {{placeholder}} in the text",
+                *self._where(example, line, i),
+            )
+        return ok
+
+    @staticmethod
+    def _where(example: Example, line: int, i: int) -> tuple[int, str]:
+        i = max(0, min(i, len(example.origins) - 1))
+        return (example.lines[i] if example.lines else line), example.origins[i]
+
+    def _flush(self, batch: list[Scanned]) -> Iterator[Scanned]:
+        if not batch:
+            return
+        counts = self._count_tokens([s.example.to_record() for s in batch])
+        for scanned, n in zip(batch, counts, strict=True):
+            scanned.tokens = n
+            self.digests.append(scanned.digest)
+            self.lines.append(scanned.line)
+            self.token_counts.append(n)
+            label = scanned.example.label
+            if label is not None:
+                self.label_ids.append(self.labels.setdefault(label, len(self.labels)))
+            yield scanned
+
+    def _count_tokens(self, records: list[dict]) -> list[int]:
+        if self.counter is None:
+            try:
+                self.counter = counter_for(self.config.backend, self.config.base_model)
+            except TokenizerError as exc:
+                self._issue("tokenizer_unavailable", str(exc), None, None)
+                self.counter = EstimateCounter()
+        return self.counter.count(records)
+
+    def _issue(self, code: str, message: str, line: int | None, path: str | None) -> None:
+        self.issues.add(Issue(code, message, line=line, path=path, file=self.uri))
+
+    # --- format detection -----------------------------------------------------------------
+    def _decide_format(self, sample: list[Row]) -> Format | None:
+        if self.config.format:
+            fmt = BY_NAME[self.config.format]
+            self.format = FormatDecision(
+                self.format.container,
+                fmt.name,
+                fmt.title,
+                "set by the run configuration (`format`)",
+            )
+            return self._backend_accepts(fmt)
+        votes: dict[str, list[int]] = {}
+        for row in sample:
+            value = row.value
+            if type(value) is dict and self.config.column_map:
+                value = {self.config.column_map.get(k, k): v for k, v in value.items()}
+            kind = classify(value)
+            if kind is not None:
+                votes.setdefault(kind, []).append(row.line)
+        if not votes:
+            self._no_format(sample)
+            return None
+        winner, lines = max(votes.items(), key=lambda kv: len(kv[1]))
+        total = sum(len(v) for v in votes.values())
+        if winner == "preference":
+            self._issue(
+                "preference_data",
+                "preference data: not supported for supervised tuning",
+                lines[0],
+                "$",
+            )
+            self.format = FormatDecision(
+                self.format.container, None, "Preference data", "chosen/rejected or boolean labels"
+            )
+            return None
+        if len(lines) < 0.9 * total:
+            ranges = "; ".join(
+                f"{BY_NAME[k].title if k in BY_NAME else k}: lines {_ranges(v)}"
+                for k, v in votes.items()
+            )
+            self._issue("mixed_formats", f"records follow different formats — {ranges}", None, None)
+            self.format = FormatDecision(self.format.container, None, None, f"mixed: {ranges}")
+            return None
+        fmt = BY_NAME[winner]
+        reason = f"{len(lines)} of the first {total} records match {fmt.title}, e.g. {fmt.example}"
+        self.format = FormatDecision(self.format.container, fmt.name, fmt.title, reason)
+        return self._backend_accepts(fmt)
+
+    def _backend_accepts(self, fmt: Format) -> Format | None:
+        if not fmt.chat_only and self.config.backend == "gemini":
+            self._issue("text_only_unsupported", "plain text data cannot tune Gemini", None, None)
+            return None
+        return fmt
+
+    def _no_format(self, sample: list[Row]) -> None:
+        objects = [r for r in sample if type(r.value) is dict]
+        if not sample:
+            if not self.issues.errors:  # a file of bad lines is not reported as empty too
+                self._issue("empty_file", "no records found", None, None)
+        elif not objects:
+            self._issue("not_an_object", "records are not JSON objects", sample[0].line, "$")
+        else:
+            keys = ", ".join(sorted(objects[0].value)[:8]) or "none"
+            self._issue(
+                "unknown_format",
+                f"no supported format has these keys ({keys})",
+                objects[0].line,
+                "$",
+            )
+        self.format = FormatDecision(
+            self.format.container, None, None, "no supported format matched"
+        )
+
+
+def _ranges(lines: list[int]) -> str:
+    return f"{lines[0]}" if len(lines) == 1 else f"{lines[0]}–{lines[-1]} ({len(lines)} records)"
+
+
+def _tell(stream) -> int | None:
+    try:
+        return stream.tell()
+    except (OSError, AttributeError, ValueError):
+        return None

@@ -1,0 +1,113 @@
+"""Token counts per example: the base model's real tokenizer where possible, else an estimate.
+
+For the custom backend the example is rendered with the tokenizer's own chat template
+(`render_example`, the very function the trainer uses) and encoded by the Rust tokenizer in
+batches. Gemini's tokenizer does not run offline, so Gemini counts are a labelled estimate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from droptune.errors import TokenizerError
+from droptune.formats.base import Record
+from droptune.models import CACHE_DIR, ModelFiles, locate
+
+
+class TokenCounter(Protocol):
+    method: str  # "exact" or "estimate"
+    description: str
+
+    def count(self, records: Sequence[Record]) -> list[int]: ...
+
+
+@dataclass
+class EstimateCounter:
+    """Characters / 4, plus a few tokens per message for role markers: a rough, labelled guess."""
+
+    chars_per_token: float = 4.0
+    per_message: int = 4
+    method: str = "estimate"
+    description: str = "estimate: 4 characters per token + 4 per message (no tokenizer)"
+
+    def count(self, records: Sequence[Record]) -> list[int]:
+        counts = []
+        for record in records:
+            if "text" in record:
+                counts.append(math.ceil(len(record["text"]) / self.chars_per_token))
+                continue
+            chars = sum(len(m["content"]) for m in record["messages"])
+            overhead = self.per_message * len(record["messages"])
+            counts.append(math.ceil(chars / self.chars_per_token) + overhead)
+        return counts
+
+
+def render_example(tokenizer: Any, record: Record) -> str:
+    """The exact text the trainer tokenizes for one canonical record."""
+    if "text" in record:
+        return record["text"] + (tokenizer.eos_token or "")
+    messages = [{k: v for k, v in m.items() if k != "weight"} for m in record["messages"]]
+    return tokenizer.apply_chat_template(messages, tools=record.get("tools"), tokenize=False)
+
+
+class ChatTemplateCounter:
+    """Exact counts: chat template rendered as the trainer renders it, then the fast tokenizer."""
+
+    method = "exact"
+
+    def __init__(self, tokenizer: Any, files: ModelFiles) -> None:
+        self.tokenizer = tokenizer
+        self._encode = tokenizer.backend_tokenizer.encode_batch_fast
+        self.description = f"exact: tokenizer and chat template of {files.description}"
+
+    def count(self, records: Sequence[Record]) -> list[int]:
+        texts = [render_example(self.tokenizer, r) for r in records]
+        return [len(e.ids) for e in self._encode(texts, add_special_tokens=False)]
+
+
+def load_tokenizer(model: str) -> tuple[Any, ModelFiles]:
+    """A `transformers` fast tokenizer for `model`; GGUF conversions are cached on disk."""
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise TokenizerError("install droptune[tokens] for exact token counts") from None
+    files = locate(model)
+    cached = None
+    if files.gguf_file:
+        gguf = f"{files.location}/{files.gguf_file}"
+        key = hashlib.sha256(gguf.encode()).hexdigest()[:16]
+        cached = CACHE_DIR / "tokenizers" / key
+        if (cached / "tokenizer.json").exists():
+            return AutoTokenizer.from_pretrained(str(cached)), files
+    try:
+        tokenizer = _from_pretrained(AutoTokenizer, files)
+    except Exception as exc:  # transformers raises many kinds; all mean "not loadable here"
+        raise TokenizerError(f"cannot load the tokenizer of {model}: {exc}") from None
+    if not getattr(tokenizer, "is_fast", False) or not tokenizer.chat_template:
+        raise TokenizerError(f"{model} has no fast tokenizer with a chat template")
+    if cached is not None:
+        tokenizer.save_pretrained(str(cached))
+    return tokenizer, files
+
+
+def _from_pretrained(auto: Any, files: ModelFiles) -> Any:
+    if files.gguf_file:
+        return auto.from_pretrained(files.location, gguf_file=files.gguf_file)
+    try:
+        return auto.from_pretrained(files.location, local_files_only=True)
+    except OSError:
+        return auto.from_pretrained(files.location)
+
+
+def counter_for(backend: str, base_model: str) -> TokenCounter:
+    """The best counter available for a backend; raises TokenizerError when the exact one fails."""
+    if backend == "gemini":
+        return EstimateCounter(
+            description="estimate: Gemini's tokenizer does not run offline; 4 characters per token"
+        )
+    tokenizer, files = load_tokenizer(base_model)
+    return ChatTemplateCounter(tokenizer, files)
