@@ -111,9 +111,7 @@ class RecordReader:
     def _jsonl(self) -> Iterator[Row]:
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         offset = self.bytes_read
-        line = 0
-        for raw in self.stream:
-            line += 1
+        for line, raw in enumerate(self.stream, start=1):
             try:
                 value = loads(raw)
             except decode_error:

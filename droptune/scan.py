@@ -57,8 +57,10 @@ class Scan:
         counter: TokenCounter | None = None,
         progress: Progress | None = None,
         issues: IssueLog | None = None,
+        count_tokens: bool = True,
     ) -> None:
         self.uri, self.config, self.progress = uri, config, progress
+        self.count_tokens = count_tokens
         self.issues = issues or IssueLog(config.max_issues_per_code)
         self.counter = counter
         self.records = self.invalid = 0
@@ -196,7 +198,10 @@ class Scan:
     def _flush(self, batch: list[Scanned]) -> Iterator[Scanned]:
         if not batch:
             return
-        counts = self._count_tokens([s.example.to_record() for s in batch])
+        if self.count_tokens:
+            counts = self._count_tokens([s.example.to_record() for s in batch])
+        else:
+            counts = [0] * len(batch)
         for scanned, n in zip(batch, counts, strict=True):
             scanned.tokens = n
             self.digests.append(scanned.digest)

@@ -69,7 +69,7 @@ def check_labels(scan: Scan) -> dict[str, int]:
 
 
 def token_stats(scan: Scan, config: RunConfig, train_mask: np.ndarray | None) -> TokenStats | None:
-    if not len(scan.token_counts) or scan.counter is None:
+    if not len(scan.token_counts) or scan.counter is None or not scan.count_tokens:
         return None
     counts = np.frombuffer(
         scan.token_counts, dtype=np.uint64 if scan.token_counts.itemsize == 8 else np.uint32

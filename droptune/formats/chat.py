@@ -95,7 +95,9 @@ def parse_tools(tools: Any, path: str = "$.tools") -> list[Any] | None:
         try:
             tools = orjson.loads(tools)
         except orjson.JSONDecodeError as exc:
-            raise RecordProblem("invalid_type", path, f"`tools` is a string but not JSON: {exc}")
+            raise RecordProblem(
+                "invalid_type", path, f"`tools` is a string but not JSON: {exc}"
+            ) from None
     if not isinstance(tools, list):
         raise RecordProblem("invalid_type", path, "`tools` must be a list of function schemas")
     return tools or None
