@@ -136,11 +136,14 @@ def validate(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON on stdout.")
     ] = False,
+    tokens: Annotated[
+        bool, typer.Option("--tokens/--no-tokens", help="Count tokens (loads the tokenizer).")
+    ] = True,
 ) -> None:
     """Check a dataset and report every problem with its line and JSON path."""
     run_config = _config(config, backend=backend, base_model=base_model)
     with _progress(not as_json) as progress:
-        report = pipeline.validate(file, run_config, progress=progress)
+        report = pipeline.validate(file, run_config, progress=progress, count_tokens=tokens)
     _finish(report, as_json)
 
 

@@ -37,9 +37,10 @@ def validate(
     config: RunConfig,
     counter: TokenCounter | None = None,
     progress: Progress | None = None,
+    count_tokens: bool = True,
 ) -> Report:
     started = time.perf_counter()
-    scan = Scan(uri, config, counter, progress)
+    scan = Scan(uri, config, counter, progress, count_tokens=count_tokens)
     for _ in scan:
         pass
     return build_report(scan, config, time.perf_counter() - started)
