@@ -44,16 +44,17 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def open_blob_reader(uri: str) -> tuple[IO[bytes], int | None]:
-    bucket, name = split_uri(uri)
+    bucket_name, name = split_uri(uri)
+    bucket = client().bucket(bucket_name)
     try:
-        blob = client().bucket(bucket).get_blob(name)
+        blob = bucket.get_blob(name)
     except gexc.GoogleAPIError as exc:
         raise SourceError(f"{uri}: {exc}") from None
     if blob is None:
         raise SourceError(f"{uri}: no such object")
     # Pin the generation so a concurrent overwrite cannot mix two versions into one read.
-    reader = blob.open("rb", chunk_size=CHUNK, generation=blob.generation)
-    return reader, blob.size
+    pinned = bucket.blob(name, generation=blob.generation)
+    return pinned.open("rb", chunk_size=CHUNK), blob.size
 
 
 def open_blob_writer(uri: str) -> IO[bytes]:

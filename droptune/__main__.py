@@ -1,0 +1,3 @@
+from droptune.cli import main
+
+main()

@@ -1,0 +1,83 @@
+"""The console script as a user runs it: exit codes, JSON on stdout, readable text."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+EXAMPLE = Path(__file__).parents[2] / "droptune" / "examples" / "chat.jsonl"
+
+
+def droptune(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "droptune", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+def test_validate_valid_file_json():
+    result = droptune("validate", str(EXAMPLE), "--json", "--no-tokens")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["valid"] is True
+    assert report["format"]["name"] == "chat"
+    assert report["counts"]["valid"] == 12
+    assert {"valid", "format", "counts", "issues", "tokens"} <= report.keys()
+
+
+def test_validate_invalid_file_exit_1_with_location(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    lines = [EXAMPLE.read_bytes().splitlines()[0]] * 11 + [b'{"messages": [{"role": "user"}]}']
+    bad.write_bytes(b"\n".join(lines) + b"\n")
+    result = droptune("validate", str(bad), "--no-tokens")
+    assert result.returncode == 1
+    text = result.stdout.decode()
+    assert f"{bad}:12: $.messages[0].content: error:" in text
+    assert "[message_missing_key]" in text
+
+
+def test_validate_usage_errors_exit_2(tmp_path):
+    assert droptune("validate", str(tmp_path / "missing.jsonl")).returncode == 2
+    assert droptune("validate", str(EXAMPLE), "--backend", "nope").returncode == 2
+    assert droptune("validate").returncode == 2
+
+
+def test_validate_reads_stdin():
+    result = droptune("validate", "-", "--json", "--no-tokens", stdin=EXAMPLE.read_bytes())
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["counts"]["valid"] == 12
+
+
+def test_unknown_config_key_is_a_usage_error(tmp_path):
+    config = tmp_path / "droptune.yaml"
+    config.write_text("epochz: 3\n")
+    result = droptune("validate", str(EXAMPLE), "--config", str(config), "--no-tokens")
+    assert result.returncode == 2
+    assert "did you mean 'epochs'" in result.stderr.decode()
+
+
+def test_convert_to_gemini(tmp_path):
+    out = tmp_path / "gemini.jsonl"
+    result = droptune("convert", str(EXAMPLE), "--to", "gemini", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    first = orjson.loads(out.read_bytes().splitlines()[0])
+    assert first["systemInstruction"]["parts"][0]["text"].startswith("You are droptune")
+    assert [c["role"] for c in first["contents"]] == ["user", "model"]
+
+
+@pytest.mark.slow
+def test_validate_with_real_tokenizer():
+    result = droptune("validate", str(EXAMPLE), "--json")
+    assert result.returncode == 0, result.stderr
+    tokens = json.loads(result.stdout)["tokens"]
+    assert tokens["method"] == "exact"
+    assert "SmolLM2-135M-Instruct" in tokens["description"]
+    assert tokens["examples"] == 12
+    assert 20 < tokens["min"] <= tokens["p50"] <= tokens["max"] < 200

@@ -1,0 +1,123 @@
+"""prepare/convert end to end on local files: the run folder's data/ and validation/ outputs."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+
+from droptune import pipeline
+from droptune.config import RunConfig
+from droptune.tokens import EstimateCounter
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return str(path)
+
+
+def qa(i: int) -> dict:
+    return {"question": f"What is {i} + {i}?", "answer": str(2 * i)}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_prepare_writes_split_and_reports(tmp_path):
+    source = write_jsonl(tmp_path / "qa.jsonl", [qa(i) for i in range(100)])
+    run = tmp_path / "run"
+    report = pipeline.prepare(source, RunConfig(), str(run), counter=EstimateCounter())
+    assert report.valid
+    splits = {
+        name: read_jsonl(run / "data" / f"{name}.jsonl") for name in ("train", "validation", "test")
+    }
+    assert {k: len(v) for k, v in splits.items()} == {"train": 80, "validation": 10, "test": 10}
+    assert report.counts["splits"] == {"train": 80, "validation": 10, "test": 10}
+    assert splits["train"][0]["messages"][0]["role"] == "user"
+    saved = orjson.loads((run / "validation" / "report.json").read_bytes())
+    assert saved["valid"] is True and saved["format"]["name"] == "prompt_response"
+    assert "Verdict: valid" in (run / "validation" / "report.md").read_text()
+    assert not (run / "data" / "gemini").exists()  # custom backend: no Gemini files
+
+
+def test_split_is_the_same_for_shuffled_input(tmp_path):
+    rows = [qa(i) for i in range(200)]
+    shuffled = rows[:]
+    random.Random(7).shuffle(shuffled)
+    outputs = []
+    for name, data in (("a", rows), ("b", shuffled)):
+        run = tmp_path / f"run-{name}"
+        pipeline.prepare(write_jsonl(tmp_path / f"{name}.jsonl", data), RunConfig(), str(run),
+                         counter=EstimateCounter())  # fmt: skip
+        test = {orjson.dumps(r) for r in read_jsonl(run / "data" / "test.jsonl")}
+        outputs.append(test)
+    assert outputs[0] == outputs[1]
+
+
+def test_prepare_gemini_backend_writes_gemini_files(tmp_path):
+    source = write_jsonl(tmp_path / "qa.jsonl", [qa(i) for i in range(30)])
+    run = tmp_path / "run"
+    report = pipeline.prepare(source, RunConfig(backend="gemini"), str(run))
+    assert report.valid
+    assert report.tokens.method == "estimate"
+    gemini_train = read_jsonl(run / "data" / "gemini" / "train.jsonl")
+    assert len(gemini_train) == report.counts["splits"]["train"]
+    assert gemini_train[0]["contents"][1]["role"] == "model"
+    assert report.cost.usd is not None  # gemini-2.5-flash is in the price table
+
+
+def test_invalid_data_writes_report_but_no_data(tmp_path):
+    rows = [qa(i) for i in range(20)] + [{"question": "q", "answer": "  "}]
+    run = tmp_path / "run"
+    report = pipeline.prepare(write_jsonl(tmp_path / "bad.jsonl", rows), RunConfig(), str(run),
+                              counter=EstimateCounter())  # fmt: skip
+    assert not report.valid
+    assert not (run / "data").exists()
+    saved = orjson.loads((run / "validation" / "report.json").read_bytes())
+    assert (
+        saved["issues"][0] | {"code": "empty_text", "line": 21, "path": "$.answer"}
+        == saved["issues"][0]
+    )
+
+
+def test_user_validation_file_replaces_validation_split(tmp_path):
+    source = write_jsonl(tmp_path / "train.jsonl", [qa(i) for i in range(50)])
+    val = write_jsonl(tmp_path / "val.jsonl", [qa(i) for i in range(1000, 1007)])
+    run = tmp_path / "run"
+    report = pipeline.prepare(
+        source, RunConfig(validation_file=val), str(run), counter=EstimateCounter()
+    )
+    assert report.valid
+    validation = read_jsonl(run / "data" / "validation.jsonl")
+    assert len(validation) == 7 and "1000" in validation[0]["messages"][0]["content"]
+    assert report.counts["splits"] == {"train": 45, "validation": 7, "test": 5}
+
+
+def test_classification_split_is_stratified(tmp_path):
+    rows = [
+        {"text": f"sample {i}", "label": "rare" if i % 10 == 0 else "common"} for i in range(200)
+    ]
+    run = tmp_path / "run"
+    report = pipeline.prepare(write_jsonl(tmp_path / "c.jsonl", rows), RunConfig(), str(run),
+                              counter=EstimateCounter())  # fmt: skip
+    test = read_jsonl(run / "data" / "test.jsonl")
+    assert sorted(r["label"] for r in test).count("rare") == 2  # 10% of the 20 rare examples
+    assert report.counts["labels"] == {"common": 180, "rare": 20}
+
+
+def test_convert_to_gemini_and_chat(tmp_path):
+    source = write_jsonl(tmp_path / "qa.jsonl", [qa(i) for i in range(12)])
+    out = tmp_path / "out.jsonl"
+    report = pipeline.convert(source, RunConfig(backend="gemini"), "gemini", str(out))
+    assert report.valid and len(read_jsonl(out)) == 12
+    assert read_jsonl(out)[0] == {
+        "contents": [
+            {"role": "user", "parts": [{"text": "What is 0 + 0?"}]},
+            {"role": "model", "parts": [{"text": "0"}]},
+        ]
+    }
+    chat = tmp_path / "chat.jsonl"
+    pipeline.convert(str(out), RunConfig(), "chat", str(chat), counter=EstimateCounter())
+    assert read_jsonl(chat)[0]["messages"][1] == {"role": "assistant", "content": "0"}

@@ -1,0 +1,62 @@
+"""Token counts: exact counts equal the tokenizer's own chat-template encoding."""
+
+from __future__ import annotations
+
+import pytest
+
+from droptune.tokens import ChatTemplateCounter, EstimateCounter, load_tokenizer
+
+CONVERSATIONS = [
+    {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]},
+    {
+        "messages": [
+            {"role": "system", "content": "Answer in French."},
+            {"role": "user", "content": "Good morning, how are you today?"},
+            {"role": "assistant", "content": "Bonjour, je vais bien, merci."},
+        ]
+    },
+]
+
+
+@pytest.fixture(scope="module")
+def smol():
+    return load_tokenizer("HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
+@pytest.mark.slow
+def test_exact_counts_match_apply_chat_template(smol):
+    tokenizer, files = smol
+    counter = ChatTemplateCounter(tokenizer, files)
+    expected = [
+        len(
+            tokenizer.apply_chat_template(r["messages"], tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
+        for r in CONVERSATIONS
+    ]
+    assert counter.count(CONVERSATIONS) == expected
+    assert counter.method == "exact"
+
+
+@pytest.mark.slow
+def test_text_records_count_eos(smol):
+    tokenizer, files = smol
+    counter = ChatTemplateCounter(tokenizer, files)
+    [n] = counter.count([{"text": "hello world"}])
+    assert n == len(tokenizer("hello world", add_special_tokens=False)["input_ids"]) + 1
+
+
+def test_estimate_counter_is_labelled():
+    counter = EstimateCounter()
+    assert counter.method == "estimate"
+    assert counter.count([{"text": "abcdefgh"}]) == [2]
+    # "Hi" + "Hello!" = 8 characters -> 2 tokens, plus 4 per message.
+    assert counter.count(CONVERSATIONS[:1]) == [2 + 2 * 4]
+
+
+def test_gguf_mirror_is_used_offline():
+    from droptune.models import locate
+
+    files = locate("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert files.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
