@@ -50,7 +50,9 @@ def turn_problems(example: Example) -> Iterator[tuple[str, int, str]]:
 def has_placeholder(example: Example) -> int | None:
     """Index of the first message with a `{{placeholder}}`, if any."""
     for i, message in enumerate(example.messages or ()):
-        if "{{" in message["content"] and _PLACEHOLDER.search(message["content"]):
+        content = message["content"]
+        # "{" first: a one-character search is a memchr, several times faster than "{{"
+        if "{" in content and "{{" in content and _PLACEHOLDER.search(content):
             return i
     return None
 

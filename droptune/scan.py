@@ -78,13 +78,18 @@ class Scan:
             reader = RecordReader(stream, self.uri, self.issues, self.config.column_map)
             self.format.container = reader.container
             pending: list[Scanned] = []
+            keep, progress = self._keep, self.progress
             for n, scanned in enumerate(self._valid(reader)):
-                pending.append(scanned)
-                if len(pending) == TOKEN_BATCH:
-                    yield from self._flush(pending)
-                    pending = []
-                if self.progress and n % 8192 == 0:
-                    self.progress(_tell(stream), self.size)
+                if self.count_tokens:  # counted in batches: the tokenizer encodes many at once
+                    pending.append(scanned)
+                    if len(pending) == TOKEN_BATCH:
+                        yield from self._flush(pending)
+                        pending = []
+                else:  # nothing to wait for: no batch, no per-batch objects kept alive
+                    keep(scanned)
+                    yield scanned
+                if progress and n % 8192 == 0:
+                    progress(_tell(stream), self.size)
             yield from self._flush(pending)
             self.bytes = _tell(stream) or reader.bytes_read
         finally:
@@ -198,19 +203,20 @@ class Scan:
     def _flush(self, batch: list[Scanned]) -> Iterator[Scanned]:
         if not batch:
             return
-        if self.count_tokens:
-            counts = self._count_tokens([s.example.to_record() for s in batch])
-        else:
-            counts = [0] * len(batch)
+        counts = self._count_tokens([s.example.to_record() for s in batch])
         for scanned, n in zip(batch, counts, strict=True):
             scanned.tokens = n
-            self.digests.append(scanned.digest)
-            self.lines.append(scanned.line)
-            self.token_counts.append(n)
-            label = scanned.example.label
-            if label is not None:
-                self.label_ids.append(self.labels.setdefault(label, len(self.labels)))
+            self._keep(scanned)
             yield scanned
+
+    def _keep(self, scanned: Scanned) -> None:
+        """Record the few numbers the dataset-level checks need."""
+        self.digests.append(scanned.digest)
+        self.lines.append(scanned.line)
+        self.token_counts.append(scanned.tokens)
+        label = scanned.example.label
+        if label is not None:
+            self.label_ids.append(self.labels.setdefault(label, len(self.labels)))
 
     def _count_tokens(self, records: list[dict]) -> list[int]:
         if self.counter is None:

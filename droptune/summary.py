@@ -30,7 +30,11 @@ def find_duplicates(scan: Scan) -> None:
         return
     lines = np.frombuffer(scan.lines, dtype=np.uint64 if scan.lines.itemsize == 8 else np.uint32)
     order = np.argsort(digests, kind="stable")
-    same = digests[order][1:] == digests[order][:-1]
+    ordered = digests[order]
+    same = ordered[1:] == ordered[:-1]
+    del ordered  # peak memory: a few temporaries of 8 bytes per example, freed early
+    if not same.any():
+        return
     first = np.maximum.accumulate(
         np.where(np.concatenate(([True], ~same)), np.arange(len(order)), 0)
     )

@@ -1,0 +1,433 @@
+"""Validation throughput and memory: droptune against the loops a script would run instead.
+
+Synthetic OpenAI-style chat JSONL (system/user/assistant, 1-3 exchanges, ~0.5-3 KB a line, a
+fifth of the conversations with non-ASCII text), written once into a temporary folder. On it:
+
+peers, timed on prefixes because they are slow
+  - naive:     per line `json.loads` + `jsonschema.validate(record, chat.json)` (droptune's own
+               chat schema); `validate` re-checks the schema on every call, as scripts do
+  - compiled:  the same with `Draft202012Validator(chat.json)` built once: the stronger peer,
+               and the one the goals are judged against
+  - per-line tokens: compiled check + `tokenizer.apply_chat_template(messages)` (tokenized) per
+               line, with the same tokenizer droptune uses
+droptune
+  - `pipeline.validate(path, RunConfig(), count_tokens=False)` on the whole file (median of
+    --repeat runs), single process
+  - `pipeline.validate(path, RunConfig())`: exact counts with the default base model's
+    tokenizer and chat template, on a prefix; the tokenizer load is timed apart and excluded
+  - peak RSS (VmHWM) of the no-token validation in fresh processes: a --rss-mb prefix and the
+    whole file; "flat" here: the whole file's peak is within 10% of the prefix's (the scan keeps
+    ~24 bytes per example by design: hash, line, token count)
+
+Goals (from the issue): no tokens >= 100 MB/s and >= 10x the compiled peer; with tokens >= 18
+MB/s on 2 cores; peak RSS < 300 MB and flat. Every ratio compares numbers from this run on this
+machine; MB = 10^6 bytes.
+
+    python bench/validate_bench.py                  # 200 MB; ~30 s on 2 cores
+    python bench/validate_bench.py --size-mb 1024   # ~1 GB
+    python bench/validate_bench.py --data my.jsonl  # an existing chat JSONL file instead
+
+It prints a table, then one JSON line with every number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MB = 1_000_000
+ROOT = Path(__file__).resolve().parent.parent
+CHAT_SCHEMA = ROOT / "droptune" / "formats" / "schemas" / "chat.json"
+ID_MARK = "@@ID@@"
+
+# --- synthetic data -----------------------------------------------------------------------
+# Words of the ASCII conversations; the others (`--non-ascii` of them) also draw on
+# WIDE_VOCABULARY: accents, CJK, Cyrillic, typographic quotes and dashes, emoji, which cost
+# JSON codecs more than ASCII does.
+VOCABULARY = (
+    "the a an of to in for on with by from as at is are was be can will should would data "
+    "model training dataset example answer question user assistant system request response "
+    "token tokens function value values file files line lines error errors check checks json "
+    "schema format formats field fields record records message messages role content output "
+    "input batch batches memory speed fast slow cloud bucket storage upload download report "
+    "python code script library package install version update config configuration option "
+    "options default defaults return returns list dict string number integer float boolean "
+    "customer order invoice payment refund account password email address shipping delivery "
+    "product price discount coupon subscription plan monthly annual support ticket issue bug "
+    "feature release deploy server client request latency throughput cache index query table "
+    "because however therefore although instead usually often sometimes always never please "
+    "thanks sure here there this that these those it they we you your our my first second "
+    "next then finally also only just more less most least each every any some all none"
+)
+WIDE_VOCABULARY = (
+    "café naïve résumé Zürich São 東京 数据 модель données ✓ → ≥ 😀 🚀 it’s — “quoted”"
+)
+WORDS = VOCABULARY.split()
+WIDE_WORDS = WORDS + WIDE_VOCABULARY.split()
+SYSTEMS = [
+    "You are a helpful assistant.",
+    "You are a concise support agent for an online store. Answer in two or three sentences.",
+    "You are an expert Python programmer. Explain your reasoning, then give the code.",
+    "You answer questions about the user's documents. If unsure, say so.",
+    "You are a careful assistant for a bank. Never reveal account numbers.",
+]
+CODE = (
+    'def load(path):\n    """Read one record per line."""\n    with open(path) as f:\n'
+    "        return [json.loads(line) for line in f if line.strip()]\n"
+)
+
+
+def _sentence(rng: random.Random, words: list[str], n: int) -> str:
+    chosen = rng.choices(words, k=n)
+    chosen[0] = chosen[0].capitalize()
+    return " ".join(chosen) + rng.choice((".", ".", ".", "?", "!", ":"))
+
+
+def _text(rng: random.Random, words: list[str], chars: int) -> str:
+    """Prose with the odd list, quote, escaped path and code block (JSON escapes included)."""
+    parts, size = [], 0
+    while size < chars:
+        roll = rng.random()
+        if roll < 0.06:
+            part = f"```python\n{CODE}```\n"
+        elif roll < 0.14:
+            part = "\n".join(f"- {_sentence(rng, words, rng.randint(3, 9))}" for _ in range(3))
+            part += "\n"
+        elif roll < 0.18:
+            part = f'He said "{_sentence(rng, words, 5)}" \\ C:\\temp\\{rng.randint(1, 99)}.json\t'
+        else:
+            part = _sentence(rng, words, rng.randint(5, 22))
+            part += " " if rng.random() < 0.8 else "\n\n"
+        parts.append(part)
+        size += len(part)
+    return "".join(parts).strip()
+
+
+def _record(rng: random.Random, non_ascii: float) -> dict:
+    """One conversation of 1-3 exchanges, most with a system prompt, ~0.5-3 KB as JSON."""
+    words = WIDE_WORDS if rng.random() < non_ascii else WORDS
+    target = min(2600, max(400, int(rng.lognormvariate(7.0, 0.5))))  # characters of text
+    turns = rng.choice((1, 1, 1, 2, 2, 3))
+    messages = []
+    if rng.random() < 0.8:
+        messages.append({"role": "system", "content": rng.choice(SYSTEMS)})
+    share = max(40, (target - sum(len(m["content"]) for m in messages)) // turns - 60)
+    for t in range(turns):
+        user = _text(rng, words, max(20, share // 4))
+        if t == 0:
+            user = f"[#{ID_MARK}] {user}"
+        messages.append({"role": "user", "content": user})
+        messages.append({"role": "assistant", "content": _text(rng, words, share * 3 // 4)})
+    return {"messages": messages}
+
+
+def make_data(
+    path: Path, size_mb: float, seed: int, non_ascii: float = 0.2, pool: int = 3000
+) -> int:
+    """Write `size_mb` of chat JSONL; a pool of conversations, each reused with a new id."""
+    rng = random.Random(seed)
+    halves = []
+    for _ in range(pool):
+        line = json.dumps(_record(rng, non_ascii), ensure_ascii=False).encode()
+        head, tail = line.split(ID_MARK.encode())
+        halves.append((head, tail + b"\n"))
+    order = list(range(pool))
+    target, written, n = int(size_mb * MB), 0, 0
+    with path.open("wb", buffering=8 << 20) as out:
+        while written < target:
+            rng.shuffle(order)
+            chunk = []
+            for i in order:
+                head, tail = halves[i]
+                line = b"%s%d%s" % (head, n, tail)  # the id keeps every example distinct
+                chunk.append(line)
+                written += len(line)
+                n += 1
+                if written >= target:
+                    break
+            out.write(b"".join(chunk))
+    return n
+
+
+def prefix_file(src: Path, dst: Path, size_mb: float) -> int:
+    """Copy whole lines of `src` to `dst` until `size_mb` is reached; returns bytes written."""
+    limit, written = int(size_mb * MB), 0
+    with src.open("rb") as inp, dst.open("wb") as out:
+        for line in inp:
+            if written >= limit:
+                break
+            out.write(line)
+            written += len(line)
+    return written
+
+
+# --- measurements -------------------------------------------------------------------------
+def peer_jsonschema(path: Path, compiled: bool, tokenizer: Any = None) -> dict:
+    """What a script does: json.loads + jsonschema per line (+ the chat template, tokenized)."""
+    import jsonschema
+
+    schema = json.loads(CHAT_SCHEMA.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    validate = validator.validate if compiled else (lambda r: jsonschema.validate(r, schema))
+    lines = invalid = tokens = 0
+    started = time.perf_counter()
+    with path.open("rb") as f:
+        for raw in f:
+            lines += 1
+            try:
+                record = json.loads(raw)
+                validate(record)
+            except (ValueError, jsonschema.ValidationError):
+                invalid += 1
+                continue
+            if tokenizer is not None:
+                ids = tokenizer.apply_chat_template(record["messages"], return_dict=False)
+                tokens += len(ids)
+    out = _speed(path.stat().st_size, time.perf_counter() - started, records=lines)
+    out.update(invalid=invalid, **({"tokens_total": tokens} if tokenizer is not None else {}))
+    return out
+
+
+def bench_droptune(path: Path, counter: Any = None, repeat: int = 1) -> dict:
+    from droptune import pipeline
+    from droptune.config import RunConfig
+
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        report = pipeline.validate(
+            str(path), RunConfig(), counter=counter, count_tokens=counter is not None
+        )
+        runs.append(time.perf_counter() - started)
+    out = _speed(path.stat().st_size, statistics.median(runs), records=report.counts["records"])
+    out.update(valid=report.counts["valid"], issues=dict(report.issue_counts))
+    if repeat > 1:
+        out["runs_mb_s"] = [round(path.stat().st_size / MB / s, 1) for s in runs]
+    if report.tokens is not None:
+        out.update(counter=report.tokens.method, tokens_total=report.tokens.total)
+    return out
+
+
+def child_main(path: str | None) -> None:
+    """`--child PATH`: validate without tokens in this fresh process; print seconds and peak RSS.
+
+    `--child -`: only import droptune. Peak RSS is VmHWM of /proc/self/status, not ru_maxrss:
+    Linux carries ru_maxrss across exec, so a child would inherit this benchmark's own peak.
+    """
+    started = time.perf_counter()
+    from droptune import pipeline
+    from droptune.config import RunConfig
+
+    valid = None
+    if path != "-":
+        valid = pipeline.validate(path, RunConfig(), count_tokens=False).counts["valid"]
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "rss_mb": _peak_rss_mb(), "valid": valid}))
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024 / MB  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / MB  # Linux: KiB
+
+
+def peak_rss(path: Path | None) -> dict:
+    """Peak RSS of a fresh interpreter that validates `path` (None: that only imports droptune)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(path or "-")]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {
+        "mb": round(path.stat().st_size / MB, 1) if path else 0,
+        "rss_mb": round(result["rss_mb"], 1),
+        "seconds": round(result["seconds"], 2),
+        "valid": result["valid"],
+    }
+
+
+def _speed(size: int, seconds: float, **extra: Any) -> dict:
+    return {
+        "mb": round(size / MB, 1),
+        "seconds": round(seconds, 2),
+        "mb_s": round(size / MB / seconds, 2),
+        **extra,
+    }
+
+
+# --- the run ------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--size-mb", type=float, default=200, help="synthetic file size (MB); 1024 for ~1 GB")
+    add("--data", type=Path, help="an existing chat JSONL file to use instead")
+    add("--seed", type=int, default=0, help="seed of the synthetic data")
+    add(
+        "--non-ascii",
+        type=float,
+        default=0.2,
+        help="share of conversations with non-ASCII text (default 0.2; 1.0 = worst case)",
+    )
+    add("--naive-mb", type=float, default=2, help="prefix for the naive jsonschema.validate peer")
+    add("--baseline-mb", type=float, default=20, help="prefix for the compiled jsonschema peer")
+    add("--tokens-mb", type=float, default=20, help="prefix for droptune with token counts")
+    add("--token-peer-mb", type=float, default=5, help="prefix for the per-line token peer")
+    add("--rss-mb", type=float, default=100, help="the smaller file of the RSS pair")
+    add("--repeat", type=int, default=3, help="runs of droptune without tokens (median)")
+    add("--keep", action="store_true", help="keep the temporary folder")
+    add("--child", metavar="PATH", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child_main(args.child)
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="droptune-bench-"))
+    try:
+        run(args, tmp)
+    finally:
+        if args.keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, tmp: Path) -> None:
+    t0 = time.perf_counter()
+
+    def say(message: str) -> None:
+        print(f"[{time.perf_counter() - t0:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+    if args.data:
+        data, gen = args.data, {"generated": False, "path": str(args.data)}
+    else:
+        data = tmp / "chat.jsonl"
+        say(f"writing {args.size_mb:g} MB of chat JSONL (seed {args.seed})")
+        started = time.perf_counter()
+        lines = make_data(data, args.size_mb, args.seed, args.non_ascii)
+        gen = {"generated": True, "seed": args.seed, "non_ascii": args.non_ascii, "lines": lines}
+        gen["seconds"] = round(time.perf_counter() - started, 1)
+    size = data.stat().st_size
+    gen["mb"] = round(size / MB, 1)
+
+    def prefix(mb: float, name: str) -> Path:
+        if mb * MB >= size:
+            return data
+        path = tmp / name
+        prefix_file(data, path, mb)
+        return path
+
+    say(f"peer: json.loads + jsonschema.validate, {args.naive_mb:g} MB")
+    naive = peer_jsonschema(prefix(args.naive_mb, "naive.jsonl"), compiled=False)
+    say(f"peer: json.loads + compiled Draft202012Validator, {args.baseline_mb:g} MB")
+    compiled = peer_jsonschema(prefix(args.baseline_mb, "compiled.jsonl"), compiled=True)
+    say(f"droptune without tokens, {size / MB:.0f} MB x {args.repeat}")
+    fast = bench_droptune(data, repeat=args.repeat)
+
+    say("loading the tokenizer")
+    from droptune.config import RunConfig
+    from droptune.tokens import counter_for
+
+    config, started = RunConfig(), time.perf_counter()
+    counter = counter_for(config.backend, config.base_model)
+    load_s = round(time.perf_counter() - started, 2)
+    say(f"droptune with exact token counts, {args.tokens_mb:g} MB")
+    tokens = bench_droptune(prefix(args.tokens_mb, "tokens.jsonl"), counter)
+    tokens["tokenizer_load_s"] = load_s
+    say(f"peer: compiled jsonschema + apply_chat_template per line, {args.token_peer_mb:g} MB")
+    token_peer_file = prefix(args.token_peer_mb, "token_peer.jsonl")
+    token_peer = peer_jsonschema(token_peer_file, compiled=True, tokenizer=counter.tokenizer)
+    same_file = bench_droptune(token_peer_file, counter)  # the counts must agree exactly
+    tokens["same_counts_as_per_line"] = same_file["tokens_total"] == token_peer["tokens_total"]
+
+    say("peak RSS in fresh processes")
+    rss = {
+        "import_only": peak_rss(None),
+        "small": peak_rss(prefix(args.rss_mb, "rss.jsonl")),
+        "full": peak_rss(data),
+    }
+    say("done")
+    report(gen, naive, compiled, fast, tokens, token_peer, rss)
+
+
+def report(
+    gen: dict, naive: dict, compiled: dict, fast: dict, tokens: dict, token_peer: dict, rss: dict
+) -> None:
+    def ratio(a: dict, b: dict) -> float:
+        return round(a["mb_s"] / b["mb_s"], 1)
+
+    ratios = {
+        "no_tokens_vs_naive": ratio(fast, naive),
+        "no_tokens_vs_compiled": ratio(fast, compiled),
+        "compiled_vs_naive": ratio(compiled, naive),
+        "tokens_vs_per_line_tokens": ratio(tokens, token_peer),
+        "tokens_vs_compiled": ratio(tokens, compiled),
+        "rss_full_vs_small": round(rss["full"]["rss_mb"] / rss["small"]["rss_mb"], 2),
+    }
+    more = (rss["full"]["valid"] or 0) - (rss["small"]["valid"] or 0)
+    grown = rss["full"]["rss_mb"] - rss["small"]["rss_mb"]
+    rss["bytes_per_extra_example"] = round(grown * MB / more) if more > 0 else None
+    goals = {
+        "no_tokens_100_mb_s": fast["mb_s"] >= 100,
+        "no_tokens_10x_compiled": ratios["no_tokens_vs_compiled"] >= 10,
+        "tokens_18_mb_s": tokens["mb_s"] >= 18,
+        "rss_under_300_mb": rss["full"]["rss_mb"] < 300 and rss["small"]["rss_mb"] < 300,
+        "rss_flat": ratios["rss_full_vs_small"] <= 1.1,
+    }
+    rows = [
+        ("peer: json.loads + jsonschema.validate", naive, ratio(naive, compiled)),
+        ("peer: json.loads + compiled validator", compiled, 1.0),
+        ("droptune validate --no-tokens", fast, ratios["no_tokens_vs_compiled"]),
+        ("peer: compiled + apply_chat_template/line", token_peer, ratio(token_peer, compiled)),
+        ("droptune validate (exact tokens)", tokens, ratios["tokens_vs_compiled"]),
+    ]
+    print(f"\n{'run':44} {'MB':>7} {'s':>7} {'MB/s':>8} {'vs compiled':>12}")
+    for name, r, x in rows:
+        print(f"{name:44} {r['mb']:7.1f} {r['seconds']:7.2f} {r['mb_s']:8.2f} {x:>11}x")
+    print(
+        f"no tokens: {ratios['no_tokens_vs_naive']}x the naive loop, "
+        f"{ratios['no_tokens_vs_compiled']}x the compiled one; exact tokens: "
+        f"{ratios['tokens_vs_per_line_tokens']}x the per-line tokenizing loop "
+        f"(tokenizer load {tokens['tokenizer_load_s']:.1f} s, excluded)"
+    )
+    print(
+        f"peak RSS without tokens: {rss['small']['rss_mb']:.0f} MB on {rss['small']['mb']:.0f} MB, "
+        f"{rss['full']['rss_mb']:.0f} MB on {rss['full']['mb']:.0f} MB "
+        f"(x{ratios['rss_full_vs_small']}, {rss['bytes_per_extra_example']} B per extra "
+        f"example; importing droptune alone: {rss['import_only']['rss_mb']:.0f} MB)"
+    )
+    print(f"exact token counts equal to the per-line loop's: {tokens['same_counts_as_per_line']}")
+    print("goals: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in goals.items()))
+    machine = {"python": sys.version.split()[0], "cpus": len(os.sched_getaffinity(0))}
+    print(
+        json.dumps(
+            {
+                "data": gen,
+                "peer_naive": naive,
+                "peer_compiled": compiled,
+                "droptune_no_tokens": fast,
+                "peer_per_line_tokens": token_peer,
+                "droptune_tokens": tokens,
+                "rss": rss,
+                "ratios": ratios,
+                "goals": goals,
+                "machine": machine,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
