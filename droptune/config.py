@@ -154,8 +154,14 @@ def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:
                 return parsed
     except (ValueError, yaml.YAMLError):
         pass
-    expected = {"int": int, "float": (int, float), "dict": dict}
-    for prefix, types in expected.items():
+    if value is None and "None" in kind:
+        return value
+    expected = {
+        "int": (int, "an integer"),
+        "float": ((int, float), "a number"),
+        "dict": (dict, "a mapping"),
+    }
+    for prefix, (types, noun) in expected.items():
         if kind.startswith(prefix) and not isinstance(value, types):
-            raise ConfigError(f"{source}: {name} must be a {prefix}; got {value!r}")
+            raise ConfigError(f"{source}: {name} must be {noun}; got {value!r}")
     return value

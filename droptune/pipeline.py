@@ -12,6 +12,7 @@ a local temporary file because a split by content hash is known only once every 
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from typing import IO, Literal
@@ -56,6 +57,8 @@ def convert(
 ) -> Report:
     """Write every valid example of `uri` to `output` in the `target` format."""
     started = time.perf_counter()
+    if target == "gemini" and config.backend != "gemini":
+        config = dataclasses.replace(config, backend="gemini")  # Gemini's checks apply
     scan = Scan(uri, config, counter, progress)
     with open_output(output) as out:
         for scanned in scan:

@@ -106,7 +106,14 @@ class Scan:
         rows = self._renamed(chain(sample, rows), reader.container)
         for line, example in self._examples(fmt, rows):
             if self._check(line, example):
-                encoded = orjson.dumps(example.to_record())
+                try:
+                    encoded = orjson.dumps(example.to_record())
+                except TypeError:  # a lone surrogate (\ud800) that Python's json let through
+                    self._issue(
+                        "invalid_utf8", "text holds a lone UTF-16 surrogate escape", line, "$"
+                    )
+                    self.invalid += 1
+                    continue
                 digest = int.from_bytes(hashlib.blake2b(encoded, digest_size=8).digest(), "little")
                 yield Scanned(line, example, encoded, digest, 0)
             else:

@@ -27,13 +27,17 @@ def is_conversation_export(record: Record) -> bool:
 
 
 def _message_id(record: Record) -> object:
-    return record.get("message_id", record.get("id"))
+    """The message's id when it is a usable key (string or integer), else None."""
+    value = record.get("message_id", record.get("id"))
+    return value if isinstance(value, str | int) else None
 
 
 def _chain_order(rows: list[tuple[int, Record]]) -> list[tuple[int, Record]]:
     """Order by the related_message chain when it is complete; keep file order otherwise."""
-    by_parent = {row[1].get("related_message"): row for row in rows}
     ids = [_message_id(row[1]) for row in rows]
+    if None in ids:
+        return rows
+    by_parent = {row[1].get("related_message"): row for row in rows}
     if None in ids or len(by_parent) != len(rows) or None not in by_parent:
         return rows
     ordered, parent = [], None

@@ -60,8 +60,8 @@ def test_metadata_strings_are_coerced() -> None:
     ("values", "words"),
     [
         ({"min_examples": "many"}, "min_examples must be a"),
-        ({"validation_fraction": "a fifth"}, "validation_fraction must be a float"),
-        ({"column_map": "[a, b]"}, "column_map must be a dict"),
+        ({"validation_fraction": "a fifth"}, "validation_fraction must be a number"),
+        ({"column_map": "[a, b]"}, "column_map must be a mapping"),
         ({"epochs": 2.5}, "epochs must be a"),
         ({"backend": "openai"}, "backend must be one of custom, gemini"),
         ({"format": "csv"}, "format 'csv' is unknown"),
@@ -113,11 +113,6 @@ def test_help_table_covers_every_key() -> None:
     assert ("min_examples", "10", "Fewest valid examples a run accepts.") in rows
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: _coerce rejects None for `float | None` keys, so price_per_million_tokens: null "
-    "(and the CLI's --config, which round-trips to_dict()) raise ConfigError",
-)
 def test_to_dict_round_trips_through_from_mapping() -> None:
     config = RunConfig(backend="gemini", min_examples=3)
     assert RunConfig.from_mapping(config.to_dict()) == config

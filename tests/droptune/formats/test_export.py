@@ -80,12 +80,6 @@ def test_session_to_chat_keeps_each_messages_line() -> None:
     assert example.origins == ["$.content", "$.content"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: an `id` that is a list or object (not checked by the schema, unlike "
-    "message_id) crashes _chain_order with 'unhashable type'",
-)
 def test_unhashable_id_keeps_file_order() -> None:
     rows = [
         msg("s", "user", "x", [1], None, key="id"),
