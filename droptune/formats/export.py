@@ -38,7 +38,7 @@ def _chain_order(rows: list[tuple[int, Record]]) -> list[tuple[int, Record]]:
     if None in ids:
         return rows
     by_parent = {row[1].get("related_message"): row for row in rows}
-    if None in ids or len(by_parent) != len(rows) or None not in by_parent:
+    if len(by_parent) != len(rows) or None not in by_parent:
         return rows
     ordered, parent = [], None
     while parent in by_parent and len(ordered) < len(rows):
