@@ -18,5 +18,13 @@ class SourceError(DroptuneError):
     """A data source cannot be opened or read (missing file, bad URI, permission)."""
 
 
+class SourceNotFound(SourceError):
+    """The data source does not exist (any more): no such file, object or object generation."""
+
+
 class TokenizerError(DroptuneError):
     """A base model's tokenizer cannot be loaded."""
+
+
+class PreconditionFailed(DroptuneError):
+    """A conditional write lost: the object was created or changed by someone else first."""

@@ -78,6 +78,18 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         "A CSV/TSV file without a recognisable header.",
         "Add a header row (e.g. `text,label` or `prompt,completion`) or set `column_map`.",
     ),
+    (
+        "source_unavailable",
+        E,
+        "The uploaded object is gone: deleted or replaced before it could be read.",
+        "Upload the file again; a replaced object is validated as its own run.",
+    ),
+    (
+        "invalid_config",
+        E,
+        "The run configuration is invalid: an unknown key, a wrong type or value.",
+        "Fix the key in the place the message names (object metadata, sidecar or droptune.yaml).",
+    ),
     # --- format detection --------------------------------------------------------------------
     (
         "unknown_format",

@@ -99,6 +99,22 @@ class Report:
         }
 
 
+def unread_report(
+    file: str, backend: str, base_model: str, issue: Issue, size: int | None = None
+) -> Report:
+    """The report of a file rejected before reading it (too large, gone, bad configuration)."""
+    return Report(
+        file=file,
+        backend=backend,
+        base_model=base_model,
+        format=FormatDecision("unknown", None, None, "the file was not read"),
+        counts={"records": 0, "valid": 0, "invalid": 0},
+        issues=[issue],
+        issue_counts={issue.code: 1},
+        bytes=size or 0,
+    )
+
+
 def issue_line(issue: Issue, default_file: str) -> str:
     """`file:line: $.path: message [code]`, the form editors and CI logs link."""
     where = issue.file or default_file

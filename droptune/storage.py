@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from droptune.errors import SourceError
+from droptune.errors import SourceError, SourceNotFound
 
 
 def is_gcs(uri: str) -> bool:
@@ -28,7 +28,7 @@ def open_input(uri: str) -> tuple[IO[bytes], int | None]:
     try:
         return path.open("rb", buffering=1 << 20), path.stat().st_size
     except FileNotFoundError:
-        raise SourceError(f"{uri}: no such file") from None
+        raise SourceNotFound(f"{uri}: no such file") from None
     except IsADirectoryError:
         raise SourceError(f"{uri}: is a directory, expected a data file") from None
     except OSError as exc:

@@ -11,6 +11,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 from droptune.errors import TokenizerError
@@ -126,6 +127,7 @@ def _from_pretrained(auto: Any, files: ModelFiles) -> Any:
         return auto.from_pretrained(files.location)
 
 
+@lru_cache(maxsize=4)  # a warm function instance loads each tokenizer once
 def counter_for(backend: str, base_model: str) -> TokenCounter:
     """The best counter available for a backend; raises TokenizerError when the exact one fails."""
     if backend == "gemini":

@@ -1,4 +1,5 @@
-"""Shared fixtures: a fast token counter and a one-call `validate` over data written to tmp_path.
+"""Shared fixtures: a fast token counter, a one-call `validate` over data written to tmp_path,
+and the real local services (fake-gcs-server, Google's Pub/Sub emulator).
 
 Every test counts tokens with `EstimateCounter` (no tokenizer to load) except the few marked
 `slow` that ask for `real_counter`, which loads the default base model's tokenizer once.
@@ -6,15 +7,23 @@ Every test counts tokens with `EstimateCounter` (no tokenizer to load) except th
 
 from __future__ import annotations
 
+import shutil
+import sys
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 
 from droptune import pipeline
 from droptune.config import RunConfig
+from droptune.intake import IntakeSettings
 from droptune.report import Report
 from droptune.tokens import EstimateCounter, TokenCounter
+from tests.support.dropzone import DropZone
+from tests.support.emulators import PubSubEmulator, Topic, create_topic
 
 Validate = Callable[..., Report]
 
@@ -48,3 +57,93 @@ def validate_data(tmp_path: Path, estimate: EstimateCounter) -> Validate:
         return pipeline.validate(str(path), RunConfig(**config), counter=estimate)
 
     return run
+
+
+# --- Cloud Storage: fake-gcs-server -------------------------------------------------------
+@pytest.fixture(scope="session")
+def gcs_server():
+    from droptune.local.storage_emulator import StorageEmulator
+
+    with StorageEmulator() as server:
+        yield server
+
+
+@pytest.fixture
+def storage_client(gcs_server, monkeypatch) -> storage.Client:
+    """A client on the emulator, with droptune's own client pointed at it too."""
+    from droptune.cloud import gcs
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_server.url)
+    gcs.client.cache_clear()
+    yield storage.Client(project="droptune-test", credentials=AnonymousCredentials())
+    gcs.client.cache_clear()
+
+
+def new_bucket(client: storage.Client, prefix: str) -> storage.Bucket:
+    return client.create_bucket(f"{prefix}-{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+def gcs_bucket(storage_client) -> storage.Bucket:
+    """A fresh bucket on the emulator."""
+    return new_bucket(storage_client, "b")
+
+
+# --- Pub/Sub: Google's emulator ----------------------------------------------------------
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory) -> str:
+    """host:port of Google's Pub/Sub emulator (gcloud + Java), started once per session."""
+    if shutil.which("gcloud") is None:
+        pytest.skip("Google's Pub/Sub emulator needs gcloud (with Java); not on this machine")
+    emulator = PubSubEmulator(tmp_path_factory.mktemp("pubsub"))
+    emulator.start()
+    yield emulator.host
+    emulator.stop()
+
+
+@pytest.fixture
+def pubsub_topic(pubsub_emulator, monkeypatch) -> Topic:
+    """A fresh topic with a pull subscription, clients pointed at the emulator."""
+    from droptune.cloud import pubsub
+
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub_emulator)
+    pubsub._client.cache_clear()
+    yield create_topic("droptune-test", f"runs-{uuid.uuid4().hex[:12]}")
+    pubsub._client.cache_clear()
+
+
+@pytest.fixture
+def dropzone(storage_client, pubsub_topic, monkeypatch) -> DropZone:
+    """Uploads and runs buckets plus the run topic; the function's environment points at them.
+
+    A short lease (0.5 s) lets tests of crashed attempts finish quickly.
+    """
+    uploads, runs = new_bucket(storage_client, "uploads"), new_bucket(storage_client, "runs")
+    settings = IntakeSettings(
+        runs_bucket=runs.name,
+        topic=pubsub_topic.path,
+        uploads_bucket=uploads.name,
+        lease_seconds=0.5,
+        max_wait_seconds=30,
+        publish_timeout=10,
+    )
+    zone = DropZone(uploads, runs, pubsub_topic, settings)
+    for key, value in zone.env().items():
+        monkeypatch.setenv(key, value)
+    yield zone
+    zone.assert_uploads_untouched()
+
+
+@pytest.fixture
+def intake_log() -> Callable[[], list[dict]]:
+    """The upload function's structured log lines so far, parsed."""
+    import io
+
+    import orjson
+
+    from droptune.log import get_logger
+
+    stream = io.StringIO()
+    get_logger("droptune.intake", stream=stream)
+    yield lambda: [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    get_logger("droptune.intake", stream=sys.stderr)

@@ -1,22 +1,33 @@
-"""Cloud Storage through `google-cloud-storage`: chunked streaming reads and writes.
+"""Cloud Storage through `google-cloud-storage`: streaming reads and writes, and the small
+conditional writes that claim runs and update their status.
 
 `STORAGE_EMULATOR_HOST` points the client at a local emulator (fake-gcs-server) in local mode
-and in tests; nothing here knows the difference.
+and in tests; nothing here knows the difference. A URI may pin an object generation the way
+`gcloud storage` writes it: `gs://bucket/name#1700000000000000`.
+
+Every call retries 429, 5xx and connection errors with exponential backoff (`RETRY`). Plain
+uploads are retried too: droptune only ever rewrites an object with the same content, so a
+repeated write is harmless. Conditional writes report a lost race as `PreconditionFailed`.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 from pathlib import Path
 from typing import IO
 
 from google.api_core import exceptions as gexc
 from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
 
-from droptune.errors import SourceError
+from droptune.errors import PreconditionFailed, SourceError, SourceNotFound
 
 CHUNK = 8 << 20  # reads and resumable uploads in 8 MiB chunks
+RETRY = DEFAULT_RETRY  # 429/5xx/connection errors, backoff 1 s doubling to 60 s, 120 s in all
+TIMEOUT = 60.0  # seconds for one HTTP request
+_GENERATION = re.compile(r"#(\d+)$")
 
 
 @cache
@@ -43,24 +54,71 @@ def split_uri(uri: str) -> tuple[str, str]:
     return bucket, name
 
 
+def object_uri(bucket: str, name: str, generation: int | None = None) -> str:
+    """The gs:// URI of an object, pinned to `generation` when given.
+
+    >>> object_uri("b", "in/d.jsonl", 17)
+    'gs://b/in/d.jsonl#17'
+    """
+    return f"gs://{bucket}/{name}" + (f"#{generation}" if generation is not None else "")
+
+
+def _blob(uri: str) -> storage.Blob:
+    bucket, name = split_uri(uri)
+    generation = None
+    if match := _GENERATION.search(name):
+        name, generation = name[: match.start()], int(match.group(1))
+    return client().bucket(bucket).blob(name, generation=generation)
+
+
 def open_blob_reader(uri: str) -> tuple[IO[bytes], int | None]:
-    bucket_name, name = split_uri(uri)
-    bucket = client().bucket(bucket_name)
+    blob = _blob(uri)
     try:
-        blob = bucket.get_blob(name)
+        blob.reload(retry=RETRY, timeout=TIMEOUT)
+    except gexc.NotFound:
+        what = "generation of the object" if blob.generation else "object"
+        raise SourceNotFound(f"{uri}: no such {what}") from None
     except gexc.GoogleAPIError as exc:
         raise SourceError(f"{uri}: {exc}") from None
-    if blob is None:
-        raise SourceError(f"{uri}: no such object")
     # Pin the generation so a concurrent overwrite cannot mix two versions into one read.
-    pinned = bucket.blob(name, generation=blob.generation)
-    return pinned.open("rb", chunk_size=CHUNK), blob.size
+    pinned = blob.bucket.blob(blob.name, generation=blob.generation)
+    return pinned.open("rb", chunk_size=CHUNK, retry=RETRY), blob.size
 
 
 def open_blob_writer(uri: str) -> IO[bytes]:
-    bucket, name = split_uri(uri)
-    blob = client().bucket(bucket).blob(name)
-    return blob.open("wb", chunk_size=CHUNK, ignore_flush=True)
+    return _blob(uri).open("wb", chunk_size=CHUNK, ignore_flush=True, retry=RETRY)
+
+
+def read_bytes(uri: str) -> tuple[bytes, int] | None:
+    """(content, generation) of an object, or None when there is none."""
+    blob = _blob(uri)
+    try:
+        data = blob.download_as_bytes(retry=RETRY, timeout=TIMEOUT)
+    except gexc.NotFound:
+        return None
+    return data, int(blob.generation)
+
+
+def write_bytes(
+    uri: str,
+    data: bytes,
+    content_type: str = "application/json",
+    if_generation_match: int | None = None,
+) -> int:
+    """Write an object; with `if_generation_match` only if its generation is still that one
+    (0: only if it does not exist yet). Returns the new generation."""
+    blob = _blob(uri)
+    try:
+        blob.upload_from_string(
+            data,
+            content_type=content_type,
+            if_generation_match=if_generation_match,
+            retry=RETRY,
+            timeout=TIMEOUT,
+        )
+    except gexc.PreconditionFailed:
+        raise PreconditionFailed(f"{uri}: changed by someone else") from None
+    return int(blob.generation)
 
 
 def download_prefix(uri: str, target: Path) -> None:
@@ -68,7 +126,7 @@ def download_prefix(uri: str, target: Path) -> None:
     bucket, prefix = split_uri(uri)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     found = False
-    for blob in client().list_blobs(bucket, prefix=prefix):
+    for blob in client().list_blobs(bucket, prefix=prefix, retry=RETRY):
         found = True
         relative = blob.name[len(prefix) :]
         if not relative or relative.endswith("/"):
@@ -77,6 +135,6 @@ def download_prefix(uri: str, target: Path) -> None:
         if path.exists() and path.stat().st_size == blob.size:
             continue
         path.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(str(path))
+        blob.download_to_filename(str(path), retry=RETRY)
     if not found:
         raise SourceError(f"{uri}: no objects under this prefix")

@@ -39,6 +39,8 @@ COVERED_BY_UNIT_TESTS = {
     "file_too_large": "tests/droptune/test_summary.py::test_file_too_large_for_gemini",
     "over_token_limit": "tests/droptune/test_summary.py::test_over_token_limit_for_gemini",
     "tokenizer_unavailable": "tests/droptune/test_scan.py::test_missing_base_model_falls_back_to_estimate",
+    "invalid_config": "tests/droptune/intake/test_flow.py::test_unknown_config_key_rejects_with_report",
+    "source_unavailable": "tests/droptune/intake/test_flow.py::test_object_replaced_before_reading_is_rejected",
 }
 
 # Catalogue codes nothing in droptune emits yet; their fixtures are expected to fail.

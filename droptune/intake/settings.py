@@ -1,0 +1,47 @@
+"""The upload function's deployment settings, read from the environment.
+
+Terraform sets these in the cloud and `droptune local` sets them on one machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from droptune.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    runs_bucket: str
+    topic: str  # projects/<project>/topics/<topic>
+    uploads_bucket: str | None = None
+    default_backend: str = "custom"
+    max_upload_bytes: int = 1 << 30  # 1 GiB: Gemini tuning's file limit; size memory for it
+    lease_seconds: float = 60.0  # a stopped attempt's run is taken over after this long
+    max_wait_seconds: float = 240.0  # how long a duplicate delivery waits for the one working
+    publish_timeout: float = 30.0
+    max_attempts: int = 5  # attempts that end in an error before the run is FAILED
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> IntakeSettings:
+        missing = [k for k in ("DROPTUNE_RUNS_BUCKET", "DROPTUNE_TOPIC") if not env.get(k)]
+        if missing:
+            raise ConfigError(f"the upload function needs {' and '.join(missing)} set")
+        topic = env["DROPTUNE_TOPIC"]
+        if not topic.startswith("projects/") or "/topics/" not in topic:
+            raise ConfigError(f"DROPTUNE_TOPIC must be projects/<p>/topics/<t>; got {topic!r}")
+        try:
+            return cls(
+                runs_bucket=env["DROPTUNE_RUNS_BUCKET"],
+                topic=topic,
+                uploads_bucket=env.get("DROPTUNE_UPLOADS_BUCKET") or None,
+                default_backend=env.get("DROPTUNE_DEFAULT_BACKEND") or "custom",
+                max_upload_bytes=int(env.get("DROPTUNE_MAX_UPLOAD_BYTES") or 1 << 30),
+                lease_seconds=float(env.get("DROPTUNE_LEASE_SECONDS") or 60),
+                max_wait_seconds=float(env.get("DROPTUNE_MAX_WAIT_SECONDS") or 240),
+                max_attempts=int(env.get("DROPTUNE_MAX_ATTEMPTS") or 5),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"a DROPTUNE_* number setting is not a number: {exc}") from None

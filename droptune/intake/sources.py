@@ -1,0 +1,118 @@
+"""Resolve a run's configuration from where users put it, first match wins per key:
+
+1. custom metadata on the uploaded object (`droptune-backend: gemini`, `droptune-epochs: 2`),
+2. a sidecar `<file stem>.droptune.yaml` next to the data file,
+3. the nearest `droptune.yaml` in the same folder or a parent folder of the uploads bucket,
+4. the deployment defaults (environment).
+
+Each source is checked on its own first, so an unknown key or a bad value is reported with
+the place it came from. A relative `validation_file` is read next to the data file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from droptune.cloud import gcs
+from droptune.config import RunConfig
+from droptune.errors import ConfigError
+from droptune.intake.event import FOLDER_CONFIG, UploadedObject
+
+METADATA_PREFIX = "droptune-"
+
+
+@dataclass
+class ResolvedConfig:
+    config: RunConfig | None  # None when `error` says why not
+    sources: dict[str, str] = field(default_factory=dict)  # key -> where its value came from
+    error: str | None = None
+
+
+def metadata_values(metadata: dict[str, str]) -> dict[str, str]:
+    """The droptune keys among an object's custom metadata.
+
+    >>> metadata_values({"droptune-base-model": "google/gemma-3-1b-it", "owner": "ana"})
+    {'base_model': 'google/gemma-3-1b-it'}
+    """
+    return {
+        key[len(METADATA_PREFIX) :].replace("-", "_"): value
+        for key, value in metadata.items()
+        if key.lower().startswith(METADATA_PREFIX)
+    }
+
+
+def candidate_files(obj: UploadedObject) -> tuple[str, list[str]]:
+    """The sidecar's name and the folder configs' names, nearest first.
+
+    >>> candidate_files(UploadedObject("up", "a/b/chat.v2.jsonl", 1))
+    ('a/b/chat.v2.droptune.yaml', ['a/b/droptune.yaml', 'a/droptune.yaml', 'droptune.yaml'])
+    """
+    stem = obj.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    sidecar = f"{obj.folder}{stem}.droptune.yaml"
+    parts = obj.folder.rstrip("/").split("/") if obj.folder else []
+    folders = ["/".join(parts[:n]) + "/" for n in range(len(parts), 0, -1)] + [""]
+    return sidecar, [f"{folder}{FOLDER_CONFIG}" for folder in folders]
+
+
+def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
+    """The run config of an upload; a problem in any source is returned as `error`."""
+    try:
+        layers = _layers(obj, default_backend)
+        merged: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for source, values in layers:
+            RunConfig.from_mapping(values, source=source)  # each source checked on its own
+            for key, value in values.items():
+                name = key.replace("-", "_")
+                if name not in merged:
+                    merged[name], sources[name] = value, source
+        if merged.get("validation_file"):
+            merged["validation_file"] = _validation_uri(obj, str(merged["validation_file"]))
+        config = RunConfig.from_mapping(merged, source="the resolved configuration")
+    except ConfigError as exc:
+        return ResolvedConfig(None, error=str(exc))
+    return ResolvedConfig(config, sources)
+
+
+def _layers(obj: UploadedObject, default_backend: str) -> list[tuple[str, dict[str, Any]]]:
+    layers = [("object metadata", metadata_values(obj.metadata))]
+    sidecar, folder_configs = candidate_files(obj)
+    found = _read_yaml(obj.bucket, sidecar)
+    if found is not None:
+        layers.append(found)
+    for name in folder_configs:
+        found = _read_yaml(obj.bucket, name)
+        if found is not None:
+            layers.append(found)
+            break
+    layers.append(("the deployment defaults", {"backend": default_backend}))
+    return layers
+
+
+def _read_yaml(bucket: str, name: str) -> tuple[str, dict[str, Any]] | None:
+    uri = f"gs://{bucket}/{name}"
+    found = gcs.read_bytes(uri)
+    if found is None:
+        return None
+    try:
+        values = yaml.safe_load(found[0]) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{uri} is not valid YAML: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{uri} must be a mapping of keys to values (key: value per line)")
+    return uri, values
+
+
+def _validation_uri(obj: UploadedObject, value: str) -> str:
+    """gs:// URIs stay; a relative name is read from the data file's folder."""
+    if value.startswith("gs://"):
+        return value
+    if value.startswith("/") or ".." in value.split("/") or "://" in value:
+        raise ConfigError(
+            f"validation_file {value!r}: give a gs:// URI or a name relative to the data "
+            "file's folder (e.g. _holdout/val.jsonl)"
+        )
+    return f"gs://{obj.bucket}/{obj.folder}{value}"

@@ -1,0 +1,85 @@
+"""Run configuration from object metadata, sidecar, folder droptune.yaml and the deployment."""
+
+from __future__ import annotations
+
+from droptune.intake.event import UploadedObject
+from droptune.intake.sources import resolve
+
+
+def put(bucket, name: str, text: str) -> None:
+    bucket.blob(name).upload_from_string(text)
+
+
+def obj(bucket, name: str, metadata: dict[str, str] | None = None) -> UploadedObject:
+    return UploadedObject(bucket.name, name, 1, metadata=metadata or {})
+
+
+def test_first_source_wins_per_key(gcs_bucket) -> None:
+    put(gcs_bucket, "team/chat.droptune.yaml", "epochs: 5\nmax_length: 512\n")
+    put(gcs_bucket, "team/droptune.yaml", "epochs: 9\nmax_length: 9\nmin_examples: 2\n")
+    resolved = resolve(obj(gcs_bucket, "team/chat.jsonl", {"droptune-epochs": "2"}), "gemini")
+    assert resolved.error is None
+    config = resolved.config
+    assert (config.epochs, config.max_length, config.min_examples) == (2, 512, 2)
+    assert config.backend == "gemini"
+    base = f"gs://{gcs_bucket.name}/team/"
+    assert resolved.sources == {
+        "epochs": "object metadata",
+        "max_length": base + "chat.droptune.yaml",
+        "min_examples": base + "droptune.yaml",
+        "backend": "the deployment defaults",
+    }
+
+
+def test_only_the_nearest_folder_config_counts(gcs_bucket) -> None:
+    put(gcs_bucket, "droptune.yaml", "epochs: 7\nmin_examples: 3\n")
+    put(gcs_bucket, "a/droptune.yaml", "epochs: 4\n")
+    config = resolve(obj(gcs_bucket, "a/b/c/data.jsonl"), "custom").config
+    assert config.epochs == 4
+    assert config.min_examples == 10  # the top-level file is not merged in
+
+
+def test_metadata_other_than_droptune_keys_is_left_alone(gcs_bucket) -> None:
+    resolved = resolve(
+        obj(gcs_bucket, "d.jsonl", {"owner": "ana", "droptune-base-model": "Qwen/Qwen3-0.6B"}),
+        "custom",
+    )
+    assert resolved.config.base_model == "Qwen/Qwen3-0.6B"
+
+
+def test_unknown_key_names_its_source_and_the_likely_key(gcs_bucket) -> None:
+    put(gcs_bucket, "t/d.droptune.yaml", "epoch: 2\n")
+    resolved = resolve(obj(gcs_bucket, "t/d.jsonl"), "custom")
+    assert resolved.config is None
+    assert f"gs://{gcs_bucket.name}/t/d.droptune.yaml" in resolved.error
+    assert "did you mean 'epochs'" in resolved.error
+
+
+def test_unknown_metadata_key_is_an_error(gcs_bucket) -> None:
+    resolved = resolve(obj(gcs_bucket, "d.jsonl", {"droptune-backnd": "gemini"}), "custom")
+    assert "object metadata" in resolved.error and "'backend'" in resolved.error
+
+
+def test_bad_value_and_bad_yaml_are_errors(gcs_bucket) -> None:
+    resolved = resolve(obj(gcs_bucket, "d.jsonl", {"droptune-epochs": "many"}), "custom")
+    assert "epochs must be an integer" in resolved.error
+    put(gcs_bucket, "y/droptune.yaml", "epochs: [1\n")
+    resolved = resolve(obj(gcs_bucket, "y/d.jsonl"), "custom")
+    assert "is not valid YAML" in resolved.error and "line" in resolved.error
+
+
+def test_bad_deployment_default_is_an_error(gcs_bucket) -> None:
+    resolved = resolve(obj(gcs_bucket, "d.jsonl"), "tpu")
+    assert "the deployment defaults" in resolved.error
+
+
+def test_relative_validation_file_is_read_next_to_the_data(gcs_bucket) -> None:
+    put(gcs_bucket, "t/d.droptune.yaml", "validation_file: _holdout/val.jsonl\n")
+    config = resolve(obj(gcs_bucket, "t/d.jsonl"), "custom").config
+    assert config.validation_file == f"gs://{gcs_bucket.name}/t/_holdout/val.jsonl"
+
+
+def test_validation_file_may_not_leave_the_bucket_by_path(gcs_bucket) -> None:
+    for bad in ["/etc/passwd", "../x.jsonl", "file:///etc/passwd"]:
+        resolved = resolve(obj(gcs_bucket, "d.jsonl", {"droptune-validation-file": bad}), "custom")
+        assert resolved.config is None and "validation_file" in resolved.error, bad
