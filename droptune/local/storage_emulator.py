@@ -55,7 +55,8 @@ def free_port() -> int:
 
 
 class StorageEmulator:
-    """fake-gcs-server on 127.0.0.1:`port`, data under `root` (a temporary folder by default)."""
+    """fake-gcs-server on 127.0.0.1:`port`; its log (and with `persist`, its objects) under
+    `root`, a temporary folder by default."""
 
     def __init__(
         self,
@@ -64,12 +65,14 @@ class StorageEmulator:
         pubsub_project: str | None = None,
         pubsub_topic: str | None = None,
         notify_bucket: str | None = None,
+        persist: bool = False,
     ) -> None:
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="droptune-gcs-")
         self.root = Path(root or self._tmp.name)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.pubsub = (pubsub_project, pubsub_topic, notify_bucket)
+        self.persist = persist
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -79,10 +82,14 @@ class StorageEmulator:
             "-host", "127.0.0.1",
             "-port", str(self.port),
             "-external-url", self.url,
-            "-backend", "filesystem",
-            "-filesystem-root", str(self.root / "data"),
             "-log-level", "warn",
         ]  # fmt: skip
+        # The memory backend keeps object names exactly as given, as Cloud Storage does; the
+        # filesystem backend survives restarts but turns names into paths ("a/../b" -> "b").
+        if self.persist:
+            args += ["-backend", "filesystem", "-filesystem-root", str(self.root / "data")]
+        else:
+            args += ["-backend", "memory"]
         project, topic, bucket = self.pubsub
         if project and topic:
             args += ["-event.pubsub-project-id", project, "-event.pubsub-topic", topic]
