@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench function-source clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,15 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/validate_bench.py
+	$(BIN)/python bench/function_bench.py
+
+## The upload function's deployable source in build/function/: main.py, the droptune core as
+## a wheel, and a requirements.txt that installs it with the `functions` extra (no torch).
+function-source: $(STAMP)
+	rm -rf build/function && mkdir -p build/function
+	cp functions/main.py build/function/
+	$(BIN)/pip wheel -q --no-deps -w build/function .
+	cd build/function && for w in droptune-*.whl; do echo "./$$w[functions]"; done > requirements.txt
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functions_framework
 from cloudevents.http import CloudEvent
 
+from droptune.errors import ConfigError
 from droptune.intake import EventError, IntakeSettings, UploadedObject, handle_upload
 from droptune.log import get_logger
 
@@ -29,4 +30,9 @@ def on_upload(event: CloudEvent) -> None:
     except EventError as exc:  # redelivering cannot fix it: acknowledge and say why
         log.error(f"ignored event {event['id']}: {exc}")
         return
-    handle_upload(obj, IntakeSettings.from_env())
+    try:
+        settings = IntakeSettings.from_env()
+    except ConfigError as exc:  # a deployment mistake: fail, so the event waits for the fix
+        log.error(f"the function is misconfigured: {exc}", object=obj.uri)
+        raise
+    handle_upload(obj, settings)
