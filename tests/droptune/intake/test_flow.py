@@ -267,50 +267,46 @@ def test_a_crash_after_any_step_is_finished_by_the_redelivery(dropzone, monkeypa
         assert crash.n is None
 
 
-def fast_retry(monkeypatch):
-    monkeypatch.setattr(
-        gcs, "RETRY", Retry(initial=0.01, maximum=0.05, timeout=1, predicate=gcs.RETRY._predicate)
-    )
-
-
-def test_storage_errors_are_retried_inside_the_call(dropzone, gcs_server, monkeypatch):
-    obj = dropzone.obj("flaky.jsonl", EXAMPLE)
-    proxy = FlakyHttpProxy(gcs_server.url, fail_every=3, status=503)
+@pytest.fixture
+def flaky_storage(dropzone, gcs_server, monkeypatch):
+    """droptune reaches Cloud Storage through a proxy that fails when told to; the test's own
+    client keeps talking to the emulator directly. Retries are fast so failures come quickly."""
+    proxy = FlakyHttpProxy(gcs_server.url)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
     gcs.client.cache_clear()
-    fast_retry(monkeypatch)
-    try:
-        outcome = deliver(dropzone, obj)
-    finally:
-        proxy.close()
-        gcs.client.cache_clear()
+    fast = Retry(initial=0.01, maximum=0.05, timeout=1, predicate=gcs.RETRY._predicate)
+    monkeypatch.setattr(gcs, "RETRY", fast)
+    yield proxy
+    proxy.close()
+    gcs.client.cache_clear()
+
+
+def test_storage_errors_are_retried_inside_the_call(dropzone, flaky_storage):
+    obj = dropzone.obj("flaky.jsonl", EXAMPLE)
+    flaky_storage.fail_every, flaky_storage.status = 3, 503
+    outcome = deliver(dropzone, obj)
     assert outcome.state == RunState.QUEUED
-    assert proxy.failed >= 3
+    assert flaky_storage.failed >= 3
     assert len(dropzone.topic.pull()) == 1
 
 
-def test_storage_down_raises_and_the_redelivery_resumes(dropzone, gcs_server, monkeypatch):
+def test_storage_down_raises_and_the_redelivery_resumes(dropzone, flaky_storage, monkeypatch):
     obj = dropzone.obj("down.jsonl", EXAMPLE)
-    proxy = FlakyHttpProxy(gcs_server.url, status=429)
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", proxy.url)
-    gcs.client.cache_clear()
-    fast_retry(monkeypatch)
+    flaky_storage.status = 429
     original = gcs.open_blob_writer
 
     def storage_goes_down(uri):  # claim and status succeed, then every request gets 429
-        proxy.down = True
+        flaky_storage.down = True
         return original(uri)
 
     monkeypatch.setattr(gcs, "open_blob_writer", storage_goes_down)
     with pytest.raises(Exception):  # noqa: B017 - whatever the client raises after retrying
         deliver(dropzone, obj)
     monkeypatch.setattr(gcs, "open_blob_writer", original)
-    proxy.down = False
+    flaky_storage.down = False
     # Storage was down, so the failed attempt could not release its lease: this delivery
     # waits for it to expire, then takes the run over.
     outcome = deliver(dropzone, obj)
-    proxy.close()
-    gcs.client.cache_clear()
     assert outcome.state == RunState.QUEUED
     assert dropzone.status(dropzone.run_id(obj))["attempts"] == 2
 
