@@ -33,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/validate_bench.py
 	$(BIN)/python bench/function_bench.py
+	$(BIN)/python bench/workflows_bench.py
 
 ## The upload function's deployable source in build/function/: main.py, the droptune core as
 ## a wheel, and a requirements.txt that installs it with the `functions` extra (no torch).

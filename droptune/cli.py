@@ -30,6 +30,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+from droptune.local.workflows.cli import app as workflows_app  # noqa: E402
+
+app.add_typer(workflows_app, name="workflows")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 PROGRESS_MIN_BYTES = 32 << 20
