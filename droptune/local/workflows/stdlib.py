@@ -55,6 +55,8 @@ class Runtime:
     clock: Clock = field(default_factory=Clock)
     logs: list[dict[str, Any]] = field(default_factory=list)
     echo_logs: bool = False
+    # Root URL per Google API for `googleapis.*` connectors, e.g. {"storage": "http://127.0.0.1:4443"}
+    connector_roots: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
