@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 from droptune.local.workflows import stdlib
-from droptune.local.workflows.errors import WorkflowRaise, WorkflowSyntaxError, error
+from droptune.local.workflows.errors import WorkflowRaise, WorkflowSyntaxError
 from droptune.local.workflows.expressions import (
     Compiled,
     compile_expression,
     compile_target,
+    map_builder,
     type_name,
 )
 from droptune.local.workflows.loader import LineMap, line_of, load_file, load_text
@@ -62,18 +63,9 @@ def compile_value(value: Any, where: str) -> Compiled:
 
         return evaluate
     if isinstance(value, dict):
-        items = [(compile_value(k, where), compile_value(v, where)) for k, v in value.items()]
-
-        def build_map(scope: Any) -> dict[str, Any]:
-            out = {}
-            for key, item in items:
-                k = key(scope)
-                if not isinstance(k, str):
-                    raise error("TypeError", f"map keys are strings, got {type_name(k)}")
-                out[k] = item(scope)
-            return out
-
-        return build_map
+        return map_builder(
+            [(compile_value(k, where), compile_value(v, where)) for k, v in value.items()]
+        )
     if isinstance(value, list):
         items_ = [compile_value(v, where) for v in value]
         return lambda scope: [item(scope) for item in items_]

@@ -291,6 +291,21 @@ def get_key(value: Any, key: Any) -> Any:
     raise error("TypeError", f"cannot look up {key!r} in a {type_name(value)}")
 
 
+def map_builder(pairs: list[tuple[Compiled, Compiled]]) -> Compiled:
+    """A map whose keys and values are computed: `{"k" + x: v}`, or YAML keys with `${...}`."""
+
+    def build(scope: Any) -> dict[str, Any]:
+        out = {}
+        for key, value in pairs:
+            k = key(scope)
+            if not isinstance(k, str):
+                raise error("TypeError", f"map keys are strings, got {type_name(k)}")
+            out[k] = value(scope)
+        return out
+
+    return build
+
+
 def decode_string(token: str) -> str:
     body = token[1:-1]
     if "\\" not in body:
@@ -342,16 +357,7 @@ class _Compiler(Transformer):
         return key, value
 
     def map_(self, *pairs: tuple[Compiled, Compiled]) -> Compiled:
-        def build(scope: Scope) -> dict[str, Any]:
-            out = {}
-            for key, value in pairs:
-                k = key(scope)
-                if not isinstance(k, str):
-                    raise error("TypeError", f"map keys are strings, got {type_name(k)}")
-                out[k] = value(scope)
-            return out
-
-        return build
+        return map_builder(list(pairs))
 
     def attr(self, target: Compiled, name: Token) -> Compiled:
         key = str(name)
