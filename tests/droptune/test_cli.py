@@ -81,3 +81,10 @@ def test_validate_with_real_tokenizer():
     assert "SmolLM2-135M-Instruct" in tokens["description"]
     assert tokens["examples"] == 12
     assert 20 < tokens["min"] <= tokens["p50"] <= tokens["max"] < 200
+
+
+@pytest.mark.slow
+def test_models_pull_prints_the_checkpoint_folder(pulled_model):
+    result = droptune("models", "pull")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().strip() == str(pulled_model)

@@ -55,8 +55,20 @@ def test_estimate_counter_is_labelled():
     assert counter.count(CONVERSATIONS[:1]) == [2 + 2 * 4]
 
 
-def test_gguf_mirror_is_used_offline():
+def test_gguf_mirror_is_used_offline(tmp_path, monkeypatch):
     from droptune.models import locate
 
+    monkeypatch.setattr("droptune.models.CACHE_DIR", tmp_path)  # nothing pulled yet
     files = locate("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert files.gguf_file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.mark.slow
+def test_pulled_model_is_a_plain_checkpoint_that_locate_prefers(pulled_model):
+    from droptune.models import locate
+
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= {
+        p.name for p in pulled_model.iterdir()
+    }
+    files = locate("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert (files.location, files.gguf_file) == (str(pulled_model), None)
