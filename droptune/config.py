@@ -12,7 +12,7 @@ import difflib
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Self, get_args
 
 import yaml
 
@@ -24,45 +24,94 @@ DEFAULT_CUSTOM_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 
-def _help(text: str, **kw: Any) -> Any:
+def setting(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
+class Settings:
+    """Mixin for config dataclasses: build from mappings and YAML (unknown keys rejected with a
+    did-you-mean, strings from metadata or the command line coerced), dump, and describe."""
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, Any], source: str = "configuration") -> Self:
+        """Build from a mapping; unknown keys and wrong types raise `ConfigError`."""
+        known = {f.name: f for f in fields(cls)}
+        unknown = [key for key in values if key.replace("-", "_") not in known]
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key.replace("-", "_"), known, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(
+                f"unknown key(s) in {source}: {', '.join(hints)}. Known keys: {', '.join(known)}"
+            )
+        kwargs = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            kwargs[name] = _coerce(name, value, known[name], source)
+        try:
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Self:
+        try:
+            values = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{path}: expected a mapping of keys to values")
+        return cls.from_mapping(values, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def help_table(cls) -> list[tuple[str, str, str]]:
+        """(key, default, help) for docs and `--help`."""
+        rows = []
+        for f in fields(cls):
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((f.name, repr(default), f.metadata["help"]))
+        return rows
+
+
 @dataclass
-class RunConfig:
-    backend: Backend = _help(
+class RunConfig(Settings):
+    backend: Backend = setting(
         "Which tuning backend: custom (open model, LoRA) or gemini.", default="custom"
     )
-    base_model: str | None = _help(
+    base_model: str | None = setting(
         "Base model: HF hub id, local dir, gs:// dir or .gguf file (custom); Gemini model id "
         "(gemini). Default: the deployment's, else SmolLM2-135M-Instruct / gemini-2.5-flash.",
         default=None,
     )
-    format: str | None = _help("Force the dataset format instead of detecting it.", default=None)
-    column_map: dict[str, str] = _help(
+    format: str | None = setting("Force the dataset format instead of detecting it.", default=None)
+    column_map: dict[str, str] = setting(
         "Rename fields (or CSV columns; '0', '1', ... for files without header) before "
         "detection, e.g. {query: prompt, reply: completion}.",
         default_factory=dict,
     )
-    max_length: int = _help(
+    max_length: int = setting(
         "Custom backend: tokens per example; longer ones are truncated.", default=2048
     )
-    epochs: int = _help(
+    epochs: int = setting(
         "Passes over the training data (used for token and cost totals).", default=3
     )
-    validation_fraction: float = _help("Share of examples held out for validation.", default=0.1)
-    test_fraction: float = _help(
+    validation_fraction: float = setting("Share of examples held out for validation.", default=0.1)
+    test_fraction: float = setting(
         "Share of examples held out for the baseline-vs-tuned test.", default=0.1
     )
-    validation_file: str | None = _help(
+    validation_file: str | None = setting(
         "A separate validation file (path or gs://); it replaces the validation split.",
         default=None,
     )
-    min_examples: int = _help("Fewest valid examples a run accepts.", default=10)
-    max_issues_per_code: int = _help(
+    min_examples: int = setting("Fewest valid examples a run accepts.", default=10)
+    max_issues_per_code: int = setting(
         "Issue examples stored per code (all are counted).", default=20
     )
-    price_per_million_tokens: float | None = _help(
+    price_per_million_tokens: float | None = setting(
         "USD per 1M training tokens for the cost estimate; default: droptune's price table.",
         default=None,
     )
@@ -93,53 +142,12 @@ class RunConfig:
             fallback = DEFAULT_GEMINI_MODEL if self.backend == "gemini" else DEFAULT_CUSTOM_MODEL
             self.base_model = env if env and _model_fits(env, self.backend) else fallback
 
-    @classmethod
-    def from_mapping(cls, values: dict[str, Any], source: str = "configuration") -> RunConfig:
-        """Build from a mapping; unknown keys and wrong types raise `ConfigError`."""
-        known = {f.name: f for f in fields(cls)}
-        unknown = [key for key in values if key.replace("-", "_") not in known]
-        if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key.replace("-", "_"), known, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
-            raise ConfigError(
-                f"unknown key(s) in {source}: {', '.join(hints)}. Known keys: {', '.join(known)}"
-            )
-        kwargs = {}
-        for key, value in values.items():
-            name = key.replace("-", "_")
-            kwargs[name] = _coerce(name, value, known[name], source)
-        try:
-            return cls(**kwargs)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
-
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> RunConfig:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys to values")
-        return cls.from_mapping(values, source=str(path))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def help_table(cls) -> list[tuple[str, str, str]]:
-        """(key, default, help) for docs and `--help`."""
-        rows = []
-        for f in fields(cls):
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-            rows.append((f.name, repr(default), f.metadata["help"]))
-        return rows
-
 
 def _model_fits(model: str, backend: str) -> bool:
     return model.startswith("gemini") == (backend == "gemini")
+
+
+_BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
 def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:
@@ -156,7 +164,10 @@ def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:
         pass
     if value is None and "None" in kind:
         return value
+    if isinstance(value, str) and kind.startswith("bool") and value.lower() in _BOOLEANS:
+        return _BOOLEANS[value.lower()]
     expected = {
+        "bool": (bool, "true or false"),
         "int": (int, "an integer"),
         "float": ((int, float), "a number"),
         "dict": (dict, "a mapping"),

@@ -1,0 +1,30 @@
+"""A tiny run folder (the bundled example, split) and fast training settings for CPU tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from droptune import pipeline
+from droptune.config import RunConfig
+from droptune.tokens import EstimateCounter
+
+EXAMPLE = Path(__file__).parents[2] / "droptune" / "examples" / "chat.jsonl"
+FAST = {"max_length": 256, "tokens_per_batch": 512, "learning_rate": 1e-3, "eval_every": 2}
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path, pulled_model: Path) -> Path:
+    config = RunConfig(min_examples=1, validation_fraction=0.2, test_fraction=0.2)
+    report = pipeline.prepare(str(EXAMPLE), config, str(tmp_path), counter=EstimateCounter())
+    assert report.valid
+    (tmp_path / "run.json").write_text(json.dumps({"run_id": "test", "config": config.to_dict()}))
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _no_vertex_env(monkeypatch):
+    for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
+        monkeypatch.delenv(name, raising=False)

@@ -1,0 +1,78 @@
+"""Training on CPU with the real SmolLM2-135M: weights change, loss falls, a killed job
+resumes from its checkpoint, and the merged model reloads and generates."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from droptune_trainer.train import run, setup
+from safetensors.torch import load_file
+
+from droptune.errors import ConfigError
+from tests.trainer.conftest import FAST
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_few_steps_change_the_adapter_and_lower_the_loss(run_dir: Path):
+    metrics = run(str(run_dir), overrides={**FAST, "max_steps": 6})
+    losses = [loss for _, loss in metrics["train_loss"]]
+    assert len(losses) == 6 and losses[-1] < losses[0] * 0.8
+    assert metrics["eval_loss"][-1][1] < metrics["eval_loss"][0][1]
+    adapter = load_file(run_dir / "model" / "adapter" / "adapter_model.safetensors")
+    lora_b = [t for name, t in adapter.items() if "lora_B" in name]
+    assert lora_b and any(float(t.abs().max()) > 0 for t in lora_b)  # B starts at zero
+    assert (run_dir / "training" / "loss.png").stat().st_size > 1000
+    saved = json.loads((run_dir / "training" / "metrics.json").read_text())
+    assert saved["steps"] == 6 and saved["tokens_per_second"] > 0 and saved["peak_memory_mb"] > 0
+
+
+def test_the_merged_model_reloads_and_generates(run_dir: Path):
+    run(str(run_dir), overrides={**FAST, "max_steps": 2})
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    merged = run_dir / "model" / "merged"
+    tokenizer = AutoTokenizer.from_pretrained(merged)
+    model = AutoModelForCausalLM.from_pretrained(merged)
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Hi"}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] > prompt["input_ids"].shape[1]
+
+
+def test_a_killed_job_resumes_from_its_last_checkpoint(run_dir: Path):
+    args = [sys.executable, "-m", "droptune_trainer", "train", "--run-dir", str(run_dir)]
+    args += [f"--set={k}={v}" for k, v in {**FAST, "max_steps": 6, "checkpoint_every": 2}.items()]
+    job = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = run_dir / "training" / "checkpoints"
+    deadline = time.monotonic() + 300
+    while not (checkpoints / "latest").exists():
+        assert job.poll() is None and time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.2)
+    job.send_signal(signal.SIGKILL)  # as a preempted VM: no cleanup
+    job.wait()
+    first = (checkpoints / "latest").read_text().strip()
+    assert not (run_dir / "training" / "metrics.json").exists()
+    finished = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    metrics = json.loads((run_dir / "training" / "metrics.json").read_text())
+    assert metrics["steps"] == 6
+    assert metrics["resumed_from"] == int(first.removeprefix("step-"))
+    assert [step for step, _ in metrics["train_loss"]] == list(range(1, 7))
+
+
+def test_unknown_setting_and_qlora_on_cpu_are_clear_errors(run_dir: Path):
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        setup(str(run_dir), overrides={"learning_rte": 1})
+    with pytest.raises(ConfigError, match="qlora needs a CUDA GPU"):
+        setup(str(run_dir), overrides={"method": "qlora"})

@@ -1,0 +1,401 @@
+"""The training recipe: setup, train, save. One screen each, nothing hidden behind a framework.
+
+    python -m droptune_trainer train --run-dir runs/chat-1700000000123456-6d4ec4d5
+    python -m droptune_trainer train --run-dir gs://RUNS/runs/ID --set learning_rate=1e-4
+
+Loss is a sum over label tokens divided by the label tokens of the whole optimizer step, so
+gradient accumulation over rows of different sizes weighs every token the same. Logits are
+computed only where a label is (`logits_to_keep`): with assistant-only loss that is a small
+share of the rows, and the vocabulary-sized logits are most of the memory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional
+
+from droptune.errors import ConfigError
+from droptune.log import get_logger
+from droptune.models import locate
+from droptune_trainer import checkpoint
+from droptune_trainer.config import TrainConfig
+from droptune_trainer.data import IGNORE, Row, collate, epoch_order, pack, pad_rows, tokenize
+from droptune_trainer.vertex import Place, env_uri, local_run_dir, place
+
+log = get_logger("droptune.trainer")
+
+
+@dataclass
+class Setup:
+    config: TrainConfig
+    run_dir: Path
+    device: torch.device
+    dtype: torch.dtype
+    tokenizer: Any
+    model: Any
+    train_rows: list[Row]
+    eval_rows: list[Row]
+    model_out: Place
+    checkpoints: Place
+    tensorboard: Place | None
+
+
+@dataclass
+class History:
+    train_loss: list[tuple[int, float]] = field(default_factory=list)
+    eval_loss: list[tuple[int, float]] = field(default_factory=list)
+    learning_rate: list[tuple[int, float]] = field(default_factory=list)
+    best_eval: float = math.inf
+    evals_without_gain: int = 0
+    label_tokens: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    resumed_from: int | None = None
+    stopped_early: bool = False
+
+
+# --- setup --------------------------------------------------------------------------------
+def load_config(
+    run_dir: Path, recipe: dict[str, Any] | None, overrides: dict[str, Any]
+) -> TrainConfig:
+    run = json.loads((run_dir / "run.json").read_text())
+    from_run = {
+        k: run["config"][k] for k in ("base_model", "epochs", "max_length") if run["config"].get(k)
+    }
+    return TrainConfig.from_mapping(
+        {**from_run, **(recipe or {}), **overrides}, source="the training config"
+    )
+
+
+def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    files = locate(config.base_model)
+    kwargs: dict[str, Any] = {"gguf_file": files.gguf_file} if files.gguf_file else {}
+    tokenizer = AutoTokenizer.from_pretrained(files.location, **kwargs)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if config.method == "qlora":
+        if device.type != "cuda":
+            raise ConfigError(
+                "qlora needs a CUDA GPU (bitsandbytes 4-bit); use method: lora on CPU"
+            )
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True,
+        )
+    model = AutoModelForCausalLM.from_pretrained(files.location, dtype=dtype, **kwargs)
+    if config.method == "full":
+        return tokenizer, model.to(device)
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.method == "qlora":
+        model = prepare_model_for_kbit_training(model)
+    targets = (
+        config.target_modules
+        if config.target_modules == "all-linear"
+        else config.target_modules.split(",")
+    )
+    lora = LoraConfig(
+        r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+        target_modules=targets, task_type="CAUSAL_LM",
+    )  # fmt: skip
+    return tokenizer, get_peft_model(model, lora).to(device)
+
+
+def read_split(run_dir: Path, name: str) -> list[dict[str, Any]]:
+    path = run_dir / "data" / f"{name}.jsonl"
+    if not path.is_file():
+        return []
+    with path.open("rb") as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def rows_for(config: TrainConfig, tokenizer: Any, records: list[dict[str, Any]]) -> list[Row]:
+    tokenized = tokenize(tokenizer, records, config.max_length, config.assistant_only_loss)
+    if tokenized.whole_sequence_loss:
+        log.warning(
+            f"{tokenized.whole_sequence_loss} example(s): the chat template renders no stable prefixes; learning every token of those"
+        )
+    if config.packing:
+        return pack(tokenized.examples, config.tokens_per_batch)
+    return pad_rows(tokenized.examples, config.tokens_per_batch)
+
+
+def setup(
+    run_dir: str, recipe: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+) -> Setup:
+    local = local_run_dir(run_dir)
+    config = load_config(local, recipe, overrides or {})
+    torch.manual_seed(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = device.type == "cuda" and config.bf16 and torch.cuda.is_bf16_supported()
+    dtype = torch.bfloat16 if bf16 else torch.float32
+    tokenizer, model = load_model(config, device, dtype)
+    train_rows = rows_for(config, tokenizer, read_split(local, "train"))
+    if not train_rows:
+        raise ConfigError(f"{run_dir}: data/train.jsonl has no example with a label to learn")
+    tensorboard = env_uri("AIP_TENSORBOARD_LOG_DIR")
+    return Setup(
+        config=config,
+        run_dir=local,
+        device=device,
+        dtype=dtype,
+        tokenizer=tokenizer,
+        model=model,
+        train_rows=train_rows,
+        eval_rows=rows_for(config, tokenizer, read_split(local, "validation")),
+        model_out=place(env_uri("AIP_MODEL_DIR"), local / "model"),
+        checkpoints=place(env_uri("AIP_CHECKPOINT_DIR"), local / "training" / "checkpoints"),
+        tensorboard=place(tensorboard, local / "training" / "tensorboard") if tensorboard else None,
+    )
+
+
+# --- the loop -------------------------------------------------------------------------------
+def loss_sum(s: Setup, row: Row) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the row's label tokens, and how many there were."""
+    batch = {
+        k: v.to(s.device)
+        for k, v in collate(row, s.config.packing, s.tokenizer.pad_token_id).items()
+    }
+    targets = batch.pop("labels")[:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
+    logits = s.model(**batch, use_cache=False, logits_to_keep=keep).logits
+    chosen = targets[:, keep]
+    total = functional.cross_entropy(
+        logits.float().reshape(-1, logits.shape[-1]),
+        chosen.reshape(-1),
+        ignore_index=IGNORE,
+        reduction="sum",
+    )
+    return total, int((chosen != IGNORE).sum())
+
+
+@torch.no_grad()
+def evaluate_loss(s: Setup) -> float | None:
+    if not s.eval_rows:
+        return None
+    s.model.eval()
+    total, count = 0.0, 0
+    for row in s.eval_rows:
+        loss, n = loss_sum(s, row)
+        total, count = total + float(loss), count + n
+    s.model.train()
+    return total / max(count, 1)
+
+
+def schedule(config: TrainConfig, total_steps: int) -> Any:
+    warmup = int(total_steps * config.warmup_ratio)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def rows_of_step(s: Setup, step: int) -> list[Row]:
+    per_epoch = len(s.train_rows)
+    rows = []
+    for j in range(s.config.gradient_accumulation):
+        index = step * s.config.gradient_accumulation + j
+        epoch, position = divmod(index, per_epoch)
+        rows.append(s.train_rows[epoch_order(s.train_rows, s.config.seed, epoch)[position]])
+    return rows
+
+
+def train(s: Setup) -> History:
+    config, model = s.config, s.model
+    steps_per_epoch = math.ceil(len(s.train_rows) / config.gradient_accumulation)
+    total = config.max_steps or steps_per_epoch * config.epochs
+    eval_every = config.eval_every or steps_per_epoch
+    checkpoint_every = config.checkpoint_every or steps_per_epoch
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))
+    history, start = History(), 0
+    saved = checkpoint.load_latest(s.checkpoints.local)
+    if saved is not None:
+        checkpoint.restore(saved, model, optimizer, scheduler)
+        history = History(**{**saved["loop"], "resumed_from": saved["step"]})
+        start = saved["step"]
+        log.info(f"resumed from the checkpoint at step {start}", step=start)
+    writer = tensorboard_writer(s)
+    model.train()
+    started = time.perf_counter() - history.seconds
+    for step in range(start, total):
+        rows = rows_of_step(s, step)
+        label_tokens = sum(row.label_tokens for row in rows)
+        step_loss = 0.0
+        for row in rows:
+            loss, _ = loss_sum(s, row)
+            (loss / max(label_tokens, 1)).backward()
+            step_loss += float(loss)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        done = step + 1
+        history.label_tokens += label_tokens
+        history.tokens += sum(row.tokens for row in rows)
+        history.seconds = time.perf_counter() - started
+        history.train_loss.append((done, step_loss / max(label_tokens, 1)))
+        history.learning_rate.append((done, scheduler.get_last_lr()[0]))
+        log_step(writer, history, done)
+        if done % eval_every == 0 or done == total:
+            improved = record_eval(s, history, done, writer)
+            patience = config.early_stopping_patience
+            history.stopped_early = not improved and 0 < patience <= history.evals_without_gain
+        if done % checkpoint_every == 0 or done == total or history.stopped_early:
+            loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
+            checkpoint.save(
+                s.checkpoints.local,
+                done,
+                model,
+                optimizer,
+                scheduler,
+                loop,
+                config.keep_checkpoints,
+            )
+            s.checkpoints.publish()
+        if history.stopped_early:
+            log.info(
+                f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"
+            )
+            break
+    if writer is not None:
+        writer.close()
+        s.tensorboard.publish()
+    return history
+
+
+def record_eval(s: Setup, history: History, step: int, writer: Any) -> bool:
+    """Evaluate; True when the validation loss improved (or there is no validation split)."""
+    loss = evaluate_loss(s)
+    if loss is None:
+        return True
+    history.eval_loss.append((step, loss))
+    if writer is not None:
+        writer.add_scalar("eval/loss", loss, step)
+    log.info(f"step {step}: validation loss {loss:.4f}", step=step)
+    if loss < history.best_eval:
+        history.best_eval, history.evals_without_gain = loss, 0
+        return True
+    history.evals_without_gain += 1
+    return False
+
+
+def tensorboard_writer(s: Setup) -> Any:
+    if s.tensorboard is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(s.tensorboard.local))
+
+
+def log_step(writer: Any, history: History, step: int) -> None:
+    if writer is None:
+        return
+    writer.add_scalar("train/loss", history.train_loss[-1][1], step)
+    writer.add_scalar("train/learning_rate", history.learning_rate[-1][1], step)
+    writer.add_scalar("train/tokens_per_second", history.tokens / max(history.seconds, 1e-9), step)
+    if torch.cuda.is_available():
+        writer.add_scalar("train/gpu_memory_gb", torch.cuda.max_memory_allocated() / 1e9, step)
+
+
+# --- save ---------------------------------------------------------------------------------
+def save(s: Setup, history: History) -> dict[str, Any]:
+    out = s.model_out.local
+    out.mkdir(parents=True, exist_ok=True)
+    if s.config.method == "full":
+        s.model.save_pretrained(out / "merged", safe_serialization=True)
+    else:
+        s.model.save_pretrained(out / "adapter", safe_serialization=True)
+        merged = s.model.merge_and_unload() if s.config.method == "lora" else None
+        if merged is not None:
+            merged.save_pretrained(out / "merged", safe_serialization=True)
+    s.tokenizer.save_pretrained(out / "merged")
+    s.model_out.publish()
+    metrics = metrics_of(s, history)
+    training = s.run_dir / "training"
+    training.mkdir(parents=True, exist_ok=True)
+    (training / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_losses(history, training / "loss.png")
+    return metrics
+
+
+def metrics_of(s: Setup, history: History) -> dict[str, Any]:
+    peak = torch.cuda.max_memory_allocated() / 1e6 if torch.cuda.is_available() else _peak_rss_mb()
+    return {
+        "base_model": s.config.base_model,
+        "method": s.config.method,
+        "steps": history.train_loss[-1][0] if history.train_loss else 0,
+        "train_loss": history.train_loss,
+        "eval_loss": history.eval_loss,
+        "learning_rate": history.learning_rate,
+        "final_train_loss": history.train_loss[-1][1] if history.train_loss else None,
+        "best_eval_loss": None if math.isinf(history.best_eval) else history.best_eval,
+        "label_tokens": history.label_tokens,
+        "tokens": history.tokens,
+        "tokens_per_second": history.tokens / max(history.seconds, 1e-9),
+        "wall_seconds": history.seconds,
+        "peak_memory_mb": peak,
+        "device": s.device.type,
+        "resumed_from": history.resumed_from,
+        "stopped_early": history.stopped_early,
+        "config": s.config.to_dict(),
+    }
+
+
+def _peak_rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def plot_losses(history: History, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if history.train_loss:
+        ax.plot(*zip(*history.train_loss, strict=True), label="training")
+    if history.eval_loss:
+        ax.plot(*zip(*history.eval_loss, strict=True), marker="o", label="validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss per label token")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(
+    run_dir: str, recipe: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Setup, train, save: what `python -m droptune_trainer train` does."""
+    s = setup(run_dir, recipe, overrides)
+    log.info(
+        f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type}"
+    )
+    history = train(s)
+    metrics = save(s, history)
+    log.info(f"trained {metrics['steps']} steps; {metrics['tokens_per_second']:.0f} tokens/s")
+    return metrics
