@@ -12,7 +12,13 @@ from droptune.config import RunConfig
 from droptune.tokens import EstimateCounter
 
 EXAMPLE = Path(__file__).parents[2] / "droptune" / "examples" / "chat.jsonl"
-FAST = {"max_length": 256, "tokens_per_batch": 512, "learning_rate": 1e-3, "eval_every": 2}
+FAST = {
+    "max_length": 256,
+    "tokens_per_batch": 512,
+    "learning_rate": 1e-3,
+    "eval_every": 2,
+    "eval_max_new_tokens": 16,
+}
 
 
 @pytest.fixture

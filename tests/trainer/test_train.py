@@ -76,3 +76,37 @@ def test_unknown_setting_and_qlora_on_cpu_are_clear_errors(run_dir: Path):
         setup(str(run_dir), overrides={"learning_rte": 1})
     with pytest.raises(ConfigError, match="qlora needs a CUDA GPU"):
         setup(str(run_dir), overrides={"method": "qlora"})
+
+
+def test_training_ends_with_an_evaluation_of_base_and_tuned(run_dir: Path):
+    import csv
+
+    metrics = run(str(run_dir), overrides={**FAST, "max_steps": 2})
+    saved = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    assert saved == metrics["evaluation"]
+    assert saved["split"] == "test" and saved["n"] == 2
+    for key in ("baseline", "tuned", "delta", "ci95"):
+        assert {"exact_match", "rouge_l", "mean_output_tokens"} <= saved[key].keys()
+    assert {"metric", "min_delta", "passed", "reason"} <= saved["gate"].keys()
+    with (run_dir / "evaluation" / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2
+    assert {
+        "user_input",
+        "reference",
+        "baseline_response",
+        "tuned_response",
+        "tuned_rouge_l",
+    } <= rows[0].keys()
+    assert all(0 < float(r["baseline_output_tokens"]) <= 16 for r in rows)
+
+
+def test_evaluate_command_loads_the_saved_adapter(run_dir: Path):
+    run(str(run_dir), overrides={**FAST, "max_steps": 2})
+    (run_dir / "evaluation" / "metrics.json").unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "droptune_trainer", "evaluate", "--run-dir", str(run_dir), "--set=eval_max_new_tokens=16"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((run_dir / "evaluation" / "metrics.json").read_text())["n"] == 2

@@ -48,6 +48,35 @@ def train(
     run(run_dir, recipe, _overrides(set_ or []))
 
 
+@app.command()
+def evaluate(
+    run_dir: Annotated[str, typer.Option("--run-dir", help="Run folder with data/ and model/.")],
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="key=value overrides; repeat for more.")
+    ] = None,
+) -> None:
+    """Compare the base model and the tuned one (model/adapter) on data/test.jsonl."""
+    from dataclasses import replace
+
+    from peft import PeftModel
+
+    from droptune_trainer.evaluate import evaluate as compare
+    from droptune_trainer.train import device_and_dtype, load_config, load_model
+    from droptune_trainer.vertex import env_uri, local_run_dir, place
+
+    local = local_run_dir(run_dir)
+    config = load_config(local, None, _overrides(set_ or []))
+    adapter = place(env_uri("AIP_MODEL_DIR"), local / "model").local / "adapter"
+    if not adapter.is_dir():
+        raise typer.BadParameter(
+            f"{adapter}: no adapter to evaluate; train first", param_hint="--run-dir"
+        )
+    device, dtype = device_and_dtype(config)
+    tokenizer, base = load_model(replace(config, method="full"), device, dtype)
+    tuned = PeftModel.from_pretrained(base, str(adapter)).to(device)
+    compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
+
+
 @app.command("config")
 def show_config() -> None:
     """List every training setting with its default and what it does."""

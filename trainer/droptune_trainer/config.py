@@ -56,6 +56,9 @@ class TrainConfig(Settings):
     )
     checkpoint_every: int = setting("Checkpoint every N steps (0: once an epoch).", default=0)
     keep_checkpoints: int = setting("Newest checkpoints kept.", default=2)
+    eval_max_new_tokens: int = setting(
+        "Most tokens generated per test answer in the evaluation.", default=256
+    )
     seed: int = setting("Seed for data order, dropout and initialisation.", default=42)
     bf16: bool = setting("bfloat16 compute on GPUs that have it (ignored on CPU).", default=True)
 

@@ -114,6 +114,12 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
     return tokenizer, get_peft_model(model, lora).to(device)
 
 
+def device_and_dtype(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    bf16 = device.type == "cuda" and config.bf16 and torch.cuda.is_bf16_supported()
+    return device, torch.bfloat16 if bf16 else torch.float32
+
+
 def read_split(run_dir: Path, name: str) -> list[dict[str, Any]]:
     path = run_dir / "data" / f"{name}.jsonl"
     if not path.is_file():
@@ -139,9 +145,7 @@ def setup(
     local = local_run_dir(run_dir)
     config = load_config(local, recipe, overrides or {})
     torch.manual_seed(config.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    bf16 = device.type == "cuda" and config.bf16 and torch.cuda.is_bf16_supported()
-    dtype = torch.bfloat16 if bf16 else torch.float32
+    device, dtype = device_and_dtype(config)
     tokenizer, model = load_model(config, device, dtype)
     train_rows = rows_for(config, tokenizer, read_split(local, "train"))
     if not train_rows:
@@ -396,6 +400,25 @@ def run(
         f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type}"
     )
     history = train(s)
+    evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters it switches off
     metrics = save(s, history)
     log.info(f"trained {metrics['steps']} steps; {metrics['tokens_per_second']:.0f} tokens/s")
-    return metrics
+    return {**metrics, "evaluation": evaluation}
+
+
+def evaluate_tuned(s: Setup) -> dict[str, Any] | None:
+    from droptune_trainer.evaluate import evaluate
+
+    if not (s.run_dir / "data" / "test.jsonl").is_file():
+        return None
+    baseline = None
+    if s.config.method == "full":
+        baseline = load_model(s.config, s.device, s.dtype)[1]
+    return evaluate(
+        s.model,
+        s.tokenizer,
+        s.run_dir,
+        s.device,
+        baseline_model=baseline,
+        max_new_tokens=s.config.eval_max_new_tokens,
+    )
