@@ -77,6 +77,14 @@ def evaluate(
     compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
 
 
+@app.command()
+def serve() -> None:
+    """Serve the model at AIP_STORAGE_URI on AIP_HTTP_PORT (Vertex AI's serving contract)."""
+    from droptune_trainer.serve import main as serve_main
+
+    serve_main()
+
+
 @app.command("config")
 def show_config() -> None:
     """List every training setting with its default and what it does."""

@@ -22,6 +22,7 @@ import torch
 
 from droptune import evaluation
 from droptune.log import get_logger
+from droptune_trainer.generation import generate, render
 
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
@@ -64,37 +65,6 @@ def labels_of(run_dir: Path) -> list[str] | None:
     return list(labels) if labels else None
 
 
-@torch.no_grad()
-def generate(
-    model: Any, tokenizer: Any, batch: list[Case], max_new_tokens: int, device: torch.device
-) -> list[tuple[str, int]]:
-    """Greedy answers and their token counts for one batch of prompts, padded on the left."""
-    texts = [
-        tokenizer.apply_chat_template(
-            c.prompt, tools=c.tools, add_generation_prompt=True, tokenize=False
-        )
-        for c in batch
-    ]
-    tokenizer.padding_side = "left"
-    inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(
-        device
-    )
-    out = model.generate(
-        **inputs,
-        max_new_tokens=max_new_tokens,
-        do_sample=False,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    answers = []
-    for row in out[:, inputs["input_ids"].shape[1] :]:
-        ids = row.tolist()
-        if tokenizer.eos_token_id in ids:
-            ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
-        ids = [t for t in ids if t != tokenizer.pad_token_id or t == tokenizer.eos_token_id]
-        answers.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)))
-    return answers
-
-
 def batches(tokenizer: Any, items: list[Case], budget: int) -> list[list[int]]:
     """Indices of `items` grouped by prompt length so that padding stays small."""
     lengths = [
@@ -130,9 +100,10 @@ def answer_all(
     model.eval()
     with switch:
         for group in batches(tokenizer, items, PROMPT_TOKENS_PER_BATCH):
+            texts = [render(tokenizer, items[i].prompt, items[i].tools) for i in group]
             for i, answer in zip(
                 group,
-                generate(model, tokenizer, [items[i] for i in group], max_new_tokens, device),
+                generate(model, tokenizer, texts, max_new_tokens, device),
                 strict=True,
             ):
                 results[i] = answer
