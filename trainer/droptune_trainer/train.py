@@ -59,6 +59,7 @@ class History:
     seconds: float = 0.0
     resumed_from: int | None = None
     stopped_early: bool = False
+    step_end: list[tuple[float, int]] = field(default_factory=list)  # (seconds, tokens) so far
 
 
 # --- setup --------------------------------------------------------------------------------
@@ -258,6 +259,7 @@ def train(s: Setup) -> History:
         history.label_tokens += label_tokens
         history.tokens += sum(row.tokens for row in rows)
         history.seconds = time.perf_counter() - started
+        history.step_end.append((history.seconds, history.tokens))
         history.train_loss.append((done, step_loss / max(label_tokens, 1)))
         history.learning_rate.append((done, scheduler.get_last_lr()[0]))
         log_step(writer, history, done)
