@@ -250,7 +250,7 @@ def train(s: Setup) -> History:
         for row in rows:
             loss, _ = loss_sum(s, row)
             (loss / max(label_tokens, 1)).backward()
-            step_loss += float(loss)
+            step_loss += float(loss.detach())
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
