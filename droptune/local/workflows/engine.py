@@ -34,7 +34,8 @@ from droptune.local.workflows.compiler import compile_workflow, load_workflow, p
 from droptune.local.workflows.connectors import Connectors
 from droptune.local.workflows.errors import WorkflowRaise, error
 from droptune.local.workflows.expressions import Namespace, type_name
-from droptune.local.workflows.scope import Frame, copy_value
+from droptune.local.workflows.loader import plain
+from droptune.local.workflows.scope import Frame
 from droptune.local.workflows.steps import (
     Block,
     Next,
@@ -186,7 +187,7 @@ class Engine:
         values = dict(zip(names, args, strict=False)) | kwargs
         for pname, required, default_value in sub.params:
             if pname in values:
-                frame.variables[pname] = copy_value(values[pname])
+                frame.variables[pname] = plain(values[pname])
             elif required and sub.name != "main":
                 raise error("TypeError", f"{sub.name}: missing argument {pname!r}")
             else:
@@ -208,7 +209,7 @@ class Engine:
 
     def library_value(self, name: str) -> Any:
         if name in stdlib.CONSTANTS:
-            return copy_value(stdlib.CONSTANTS[name])
+            return plain(stdlib.CONSTANTS[name])
         if name in self.functions or name in self.workflow.subworkflows:
             return stdlib.FunctionRef(name)
         return Namespace(name, self.library_value)

@@ -167,21 +167,21 @@ def type_name(value: Any) -> str:
     >>> [type_name(v) for v in (None, True, 1, 1.5, "s", [], {})]
     ['null', 'boolean', 'integer', 'double', 'string', 'list', 'map']
     """
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "double"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, dict):
-        return "map"
-    return type(value).__name__
+    return next(
+        (name for kind, name in _TYPE_NAMES if isinstance(value, kind)), type(value).__name__
+    )
+
+
+# bool before int: True is an int to Python, a boolean to Workflows.
+_TYPE_NAMES = (
+    (type(None), "null"),
+    (bool, "boolean"),
+    (int, "integer"),
+    (float, "double"),
+    (str, "string"),
+    (list, "list"),
+    (dict, "map"),
+)
 
 
 def _type_error(op: str, *values: Any) -> Exception:

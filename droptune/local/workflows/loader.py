@@ -79,7 +79,8 @@ def line_of(value: Any) -> int | None:
 
 
 def plain(value: Any) -> Any:
-    """The same data without line numbers: plain dicts and lists."""
+    """A deep copy in plain dicts and lists: loaded data loses its line numbers, and a value
+    assigned in a workflow is copied, so a later change to one variable never shows in another."""
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     if isinstance(value, list):

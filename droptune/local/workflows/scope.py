@@ -102,12 +102,3 @@ class Frame:
                 owner.variables[name] = value
         else:
             owner.variables[name] = value
-
-
-def copy_value(value: Any) -> Any:
-    """Values are copied on assignment: a later change to one variable never shows in another."""
-    if isinstance(value, dict):
-        return {k: copy_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [copy_value(v) for v in value]
-    return value

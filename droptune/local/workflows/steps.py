@@ -14,7 +14,8 @@ from typing import Any
 
 from droptune.local.workflows.errors import WorkflowRaise, error
 from droptune.local.workflows.expressions import Compiled, get_key, type_name
-from droptune.local.workflows.scope import Frame, copy_value
+from droptune.local.workflows.loader import plain
+from droptune.local.workflows.scope import Frame
 
 # Limits as droptune applies them; the service publishes its own on its quotas page.
 MAX_CONCURRENCY = 20
@@ -35,9 +36,6 @@ class Return:
 
     def __init__(self, value: Any) -> None:
         self.value = value
-
-
-END, BREAK, CONTINUE = Next("end"), Next("break"), Next("continue")
 
 
 # --- steps ----------------------------------------------------------------------------------
@@ -79,11 +77,11 @@ class AssignStep(Step):
         lock = frame.engine.lock
         if lock is None:
             for target, value in self.assignments:
-                assign(frame, target, copy_value(value(frame)))
+                assign(frame, target, plain(value(frame)))
             return
         with lock:  # in parallel branches an assign step is atomic, reads and writes alike
             for target, value in self.assignments:
-                assign(frame, target, copy_value(value(frame)))
+                assign(frame, target, plain(value(frame)))
 
 
 @dataclass
@@ -96,7 +94,7 @@ class CallStep(Step):
         kwargs = {name: value(frame) for name, value in self.args.items()}
         value = frame.engine.call(self.function, [], kwargs, frame)
         if self.result:
-            frame.assign(self.result, copy_value(value))
+            frame.assign(self.result, plain(value))
 
 
 @dataclass
@@ -182,17 +180,19 @@ class ForStep(Step):
             value += 1
         return out
 
+    def loop_variables(self, i: int, item: Any) -> dict[str, Any]:
+        """The variables one iteration starts with: `value` and `index`, as declared."""
+        names = ((self.value_var, item), (self.index_var, i))
+        return {name: value for name, value in names if name}
+
     def execute(self, frame: Frame) -> Next | Return | None:
         for i, item in enumerate(self.sequence(frame)):
-            body = Frame(frame.engine, {}, parent=frame)
-            if self.value_var:
-                body.variables[self.value_var] = item
-            if self.index_var:
-                body.variables[self.index_var] = i
+            body = Frame(frame.engine, self.loop_variables(i, item), parent=frame)
             signal = frame.engine.run_block(self.block, body)
-            if signal is BREAK or (isinstance(signal, Next) and signal.target == "break"):
+            target = signal.target if isinstance(signal, Next) else None
+            if target == "break":
                 break
-            if signal is CONTINUE or (isinstance(signal, Next) and signal.target == "continue"):
+            if target == "continue":
                 continue
             if signal is not None:
                 return signal
@@ -224,11 +224,7 @@ class ParallelStep(Step):
         if self.loop is not None:
             loop = self.loop
             for i, item in enumerate(loop.sequence(frame)):
-                variables = {}
-                if loop.value_var:
-                    variables[loop.value_var] = item
-                if loop.index_var:
-                    variables[loop.index_var] = i
+                variables = loop.loop_variables(i, item)
                 branch = Frame(engine, variables, parent=frame, writes_up=False, shared=shared)
                 jobs.append((str(i), lambda b=branch: engine.run_block(loop.block, b)))
         else:
