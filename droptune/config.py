@@ -147,6 +147,21 @@ def _model_fits(model: str, backend: str) -> bool:
     return model.startswith("gemini") == (backend == "gemini")
 
 
+def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
+    """`KEY=VALUE` command-line pairs (`--set`, `--env`) as a mapping.
+
+    >>> parse_pairs(["epochs=2", "note=a=b"], "--set")
+    {'epochs': '2', 'note': 'a=b'}
+    """
+    values = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{option} {pair!r}: write KEY=VALUE")
+        values[key] = value
+    return values
+
+
 _BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -40,16 +41,15 @@ class _UnicodeWords:
         return _WORD.findall(text.lower())
 
 
-_scorer = None
+@cache
+def _rouge_scorer() -> Any:
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], tokenizer=_UnicodeWords())
 
 
 def rouge_l(prediction: str, reference: str) -> float:
-    global _scorer
-    if _scorer is None:
-        from rouge_score import rouge_scorer
-
-        _scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_UnicodeWords())
-    return float(_scorer.score(reference, prediction)["rougeL"].fmeasure)
+    return float(_rouge_scorer().score(reference, prediction)["rougeL"].fmeasure)
 
 
 def label_of(prediction: str, labels: Sequence[str]) -> str | None:

@@ -14,11 +14,9 @@ from pathlib import Path
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
+from droptune.local.storage_emulator import free_port
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["PubSubEmulator", "Topic", "create_topic", "free_port", "wait_for_port"]
 
 
 def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:

@@ -132,3 +132,10 @@ def test_the_server_process_follows_the_aip_environment(pulled_model):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_a_folder_without_a_checkpoint_is_refused_with_the_fix(tmp_path):
+    from droptune_trainer.errors import RunFolderError
+
+    with pytest.raises(RunFolderError, match="AIP_STORAGE_URI"):
+        create_app(str(tmp_path))

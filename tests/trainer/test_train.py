@@ -110,3 +110,21 @@ def test_evaluate_command_loads_the_saved_adapter(run_dir: Path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run_dir / "evaluation" / "metrics.json").read_text())["n"] == 2
+
+
+def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path, run_dir: Path):
+    from droptune_trainer.errors import RunFolderError
+
+    with pytest.raises(RunFolderError, match=r"run.json: no such file; pass a run folder"):
+        setup(str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-m", "droptune_trainer", "train", "--run-dir", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2 and "no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+    train = run_dir / "data" / "train.jsonl"
+    train.write_text(train.read_text() + "{broken\n")
+    lines = len(train.read_text().splitlines())
+    with pytest.raises(RunFolderError, match=rf"train.jsonl:{lines}: not JSON"):
+        setup(str(run_dir))

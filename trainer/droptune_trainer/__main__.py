@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 import yaml
 
+from droptune.config import parse_pairs
 from droptune.errors import DroptuneError
 
 app = typer.Typer(
@@ -17,16 +18,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _overrides(pairs: list[str]) -> dict[str, str]:
-    values = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"{pair!r}: write key=value", param_hint="--set")
-        values[key] = value
-    return values
 
 
 @app.command()
@@ -45,7 +36,7 @@ def train(
     from droptune_trainer.train import run
 
     recipe = yaml.safe_load(config.read_text()) if config else None
-    run(run_dir, recipe, _overrides(set_ or []))
+    run(run_dir, recipe, parse_pairs(set_ or [], "--set"))
 
 
 @app.command()
@@ -65,7 +56,7 @@ def evaluate(
     from droptune_trainer.vertex import env_uri, local_run_dir, place
 
     local = local_run_dir(run_dir)
-    config = load_config(local, None, _overrides(set_ or []))
+    config = load_config(local, None, parse_pairs(set_ or [], "--set"))
     adapter = place(env_uri("AIP_MODEL_DIR"), local / "model").local / "adapter"
     if not adapter.is_dir():
         raise typer.BadParameter(

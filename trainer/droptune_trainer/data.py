@@ -17,12 +17,15 @@ next one.
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from droptune.tokens import render_example
+from droptune_trainer.errors import RunFolderError
 
 IGNORE = -100
 
@@ -53,6 +56,44 @@ class Tokenized:
     examples: list[Example]
     truncated: int = 0
     whole_sequence_loss: int = 0  # examples whose template defeated assistant-only labels
+
+
+HINT = "pass a run folder written by droptune (run.json and data/), e.g. runs/<run_id>"
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """`run.json` of a run folder, with a clear error when it is missing or malformed."""
+    path = run_dir / "run.json"
+    try:
+        run = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise RunFolderError(f"{path}: no such file; {HINT}") from None
+    except ValueError as exc:
+        raise RunFolderError(f"{path}: not JSON ({exc})") from None
+    if not isinstance(run, dict) or not isinstance(run.get("config"), dict):
+        raise RunFolderError(f"{path}: has no `config` map; {HINT}")
+    return run
+
+
+def read_split(run_dir: Path, name: str, required: bool = False) -> list[dict[str, Any]]:
+    """The records of `data/<name>.jsonl`; [] when it is absent (unless `required`)."""
+    path = run_dir / "data" / f"{name}.jsonl"
+    if not path.is_file():
+        if required:
+            raise RunFolderError(f"{path}: no such file; {HINT}")
+        return []
+    records = []
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError as exc:
+                raise RunFolderError(
+                    f"{path}:{number}: not JSON ({exc}); re-run the validation to rewrite data/"
+                ) from None
+    return records
 
 
 def _messages(record: dict[str, Any], upto: int) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ import torch
 
 from droptune import evaluation
 from droptune.log import get_logger
+from droptune_trainer.data import read_split
 from droptune_trainer.generation import generate, render
 
 log = get_logger("droptune.trainer")
@@ -121,11 +122,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Compare base and tuned on the run's test split; write the results. The baseline is
     `model` with its adapters off unless a separate `baseline_model` is given (full tuning)."""
-    records = [
-        json.loads(line)
-        for line in (run_dir / "data" / "test.jsonl").read_text().splitlines()
-        if line.strip()
-    ]
+    records = read_split(run_dir, "test", required=True)
     items = cases(records)
     labels = labels_of(run_dir)
     if baseline_model is None:

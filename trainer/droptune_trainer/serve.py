@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from droptune.log import get_logger
 from droptune.models import CACHE_DIR
+from droptune_trainer.errors import RunFolderError
 from droptune_trainer.generation import generate, render
 
 log = get_logger("droptune.serve")
@@ -157,7 +158,13 @@ def model_folder(uri: str) -> Path:
         download_prefix(uri, local)
     else:
         local = Path(uri)
-    return local / "merged" if (local / "merged" / "config.json").is_file() else local
+    folder = local / "merged" if (local / "merged" / "config.json").is_file() else local
+    if not (folder / "config.json").is_file():
+        raise RunFolderError(
+            f"{uri}: no checkpoint there (config.json); point AIP_STORAGE_URI at a run's "
+            "model/ folder or a Hugging Face checkpoint folder"
+        )
+    return folder
 
 
 def create_app(storage_uri: str | None = None) -> FastAPI:
@@ -167,9 +174,11 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
     if not uri:
         raise SystemExit("set AIP_STORAGE_URI to the model folder (local path or gs://)")
 
+    folder = model_folder(uri)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.model = Model(model_folder(uri))
+        app.state.model = Model(folder)
         task = asyncio.create_task(app.state.model.worker())
         log.info(f"serving {uri} on {predict_route}")
         yield

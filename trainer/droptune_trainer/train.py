@@ -26,7 +26,17 @@ from droptune.log import get_logger
 from droptune.models import locate
 from droptune_trainer import checkpoint
 from droptune_trainer.config import TrainConfig
-from droptune_trainer.data import IGNORE, Row, collate, epoch_order, pack, pad_rows, tokenize
+from droptune_trainer.data import (
+    IGNORE,
+    Row,
+    collate,
+    epoch_order,
+    pack,
+    pad_rows,
+    read_run,
+    read_split,
+    tokenize,
+)
 from droptune_trainer.vertex import Place, env_uri, local_run_dir, place
 
 log = get_logger("droptune.trainer")
@@ -66,7 +76,7 @@ class History:
 def load_config(
     run_dir: Path, recipe: dict[str, Any] | None, overrides: dict[str, Any]
 ) -> TrainConfig:
-    run = json.loads((run_dir / "run.json").read_text())
+    run = read_run(run_dir)
     from_run = {
         k: run["config"][k] for k in ("base_model", "epochs", "max_length") if run["config"].get(k)
     }
@@ -121,14 +131,6 @@ def device_and_dtype(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
     return device, torch.bfloat16 if bf16 else torch.float32
 
 
-def read_split(run_dir: Path, name: str) -> list[dict[str, Any]]:
-    path = run_dir / "data" / f"{name}.jsonl"
-    if not path.is_file():
-        return []
-    with path.open("rb") as lines:
-        return [json.loads(line) for line in lines if line.strip()]
-
-
 def rows_for(config: TrainConfig, tokenizer: Any, records: list[dict[str, Any]]) -> list[Row]:
     tokenized = tokenize(tokenizer, records, config.max_length, config.assistant_only_loss)
     if tokenized.whole_sequence_loss:
@@ -148,7 +150,7 @@ def setup(
     torch.manual_seed(config.seed)
     device, dtype = device_and_dtype(config)
     tokenizer, model = load_model(config, device, dtype)
-    train_rows = rows_for(config, tokenizer, read_split(local, "train"))
+    train_rows = rows_for(config, tokenizer, read_split(local, "train", required=True))
     if not train_rows:
         raise ConfigError(f"{run_dir}: data/train.jsonl has no example with a label to learn")
     tensorboard = env_uri("AIP_TENSORBOARD_LOG_DIR")

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from droptune.config import parse_pairs
 from droptune.local.workflows.engine import Engine, Execution, load_workflow
 from droptune.local.workflows.errors import WorkflowSyntaxError
 from droptune.local.workflows.stdlib import Runtime, VirtualClock, json_encode_to_string
@@ -34,16 +35,6 @@ def default_env(path: Path) -> dict[str, str]:
         "GOOGLE_CLOUD_WORKFLOW_REVISION_ID": "000001-local",
         "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": "local-execution",
     }
-
-
-def _env(pairs: list[str]) -> dict[str, str]:
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{pair!r}: write KEY=VALUE", param_hint="--env")
-        env[key] = value
-    return env
 
 
 @app.command()
@@ -72,7 +63,7 @@ def run(
     except ValueError as exc:
         err.print(f"[red]--data is not JSON:[/] {exc}")
         raise typer.Exit(2) from None
-    runtime = Runtime(env={**default_env(file), **_env(env or [])}, echo_logs=True)
+    runtime = Runtime(env={**default_env(file), **parse_pairs(env or [], "--env")}, echo_logs=True)
     if virtual_clock:
         runtime.clock = VirtualClock()
     execution = Engine(workflow, runtime).run(argument)
