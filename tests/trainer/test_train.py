@@ -115,6 +115,8 @@ def test_evaluate_command_loads_the_saved_adapter(run_dir: Path):
 def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path, run_dir: Path):
     from droptune_trainer.errors import RunFolderError
 
+    tmp_path = tmp_path / "not-a-run"  # run_dir lives in the test's tmp_path itself
+    tmp_path.mkdir()
     with pytest.raises(RunFolderError, match=r"run.json: no such file; pass a run folder"):
         setup(str(tmp_path))
     result = subprocess.run(

@@ -37,6 +37,7 @@ from droptune_trainer.data import (
     read_split,
     tokenize,
 )
+from droptune_trainer.report import log_step, metrics_of, plot_losses, tensorboard_writer
 from droptune_trainer.vertex import Place, env_uri, local_run_dir, place
 
 log = get_logger("droptune.trainer")
@@ -308,24 +309,6 @@ def record_eval(s: Setup, history: History, step: int, writer: Any) -> bool:
     return False
 
 
-def tensorboard_writer(s: Setup) -> Any:
-    if s.tensorboard is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(s.tensorboard.local))
-
-
-def log_step(writer: Any, history: History, step: int) -> None:
-    if writer is None:
-        return
-    writer.add_scalar("train/loss", history.train_loss[-1][1], step)
-    writer.add_scalar("train/learning_rate", history.learning_rate[-1][1], step)
-    writer.add_scalar("train/tokens_per_second", history.tokens / max(history.seconds, 1e-9), step)
-    if torch.cuda.is_available():
-        writer.add_scalar("train/gpu_memory_gb", torch.cuda.max_memory_allocated() / 1e9, step)
-
-
 # --- save ---------------------------------------------------------------------------------
 def save(s: Setup, history: History) -> dict[str, Any]:
     out = s.model_out.local
@@ -345,54 +328,6 @@ def save(s: Setup, history: History) -> dict[str, Any]:
     (training / "metrics.json").write_text(json.dumps(metrics, indent=2))
     plot_losses(history, training / "loss.png")
     return metrics
-
-
-def metrics_of(s: Setup, history: History) -> dict[str, Any]:
-    peak = torch.cuda.max_memory_allocated() / 1e6 if torch.cuda.is_available() else _peak_rss_mb()
-    return {
-        "base_model": s.config.base_model,
-        "method": s.config.method,
-        "steps": history.train_loss[-1][0] if history.train_loss else 0,
-        "train_loss": history.train_loss,
-        "eval_loss": history.eval_loss,
-        "learning_rate": history.learning_rate,
-        "final_train_loss": history.train_loss[-1][1] if history.train_loss else None,
-        "best_eval_loss": None if math.isinf(history.best_eval) else history.best_eval,
-        "label_tokens": history.label_tokens,
-        "tokens": history.tokens,
-        "tokens_per_second": history.tokens / max(history.seconds, 1e-9),
-        "wall_seconds": history.seconds,
-        "peak_memory_mb": peak,
-        "device": s.device.type,
-        "resumed_from": history.resumed_from,
-        "stopped_early": history.stopped_early,
-        "config": s.config.to_dict(),
-    }
-
-
-def _peak_rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def plot_losses(history: History, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if history.train_loss:
-        ax.plot(*zip(*history.train_loss, strict=True), label="training")
-    if history.eval_loss:
-        ax.plot(*zip(*history.eval_loss, strict=True), marker="o", label="validation")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss per label token")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def run(
