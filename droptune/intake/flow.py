@@ -93,7 +93,14 @@ class Delivery:
 
     # --- claim and lease ----------------------------------------------------------------
     def _claim(self) -> dict[str, Any]:
-        """Create `run.json` unless it exists; return the run's record either way."""
+        """The run's record: `run.json` as it is, or created now (only if still absent).
+
+        A redelivery reads the record its first delivery wrote, so the configuration is
+        resolved once per run, and a sidecar edited in between does not change a run.
+        """
+        existing = self._record()
+        if existing is not None:
+            return existing
         resolved = resolve(self.obj, self.settings.default_backend)
         record = {
             "run_id": self.run_id,
@@ -106,26 +113,26 @@ class Delivery:
             "claimed_by": self.attempt,
             "droptune_version": __version__,
         }
+        data = orjson.dumps(record, option=orjson.OPT_INDENT_2)
         try:
-            gcs.write_bytes(
-                self.folder.run_json,
-                orjson.dumps(record, option=orjson.OPT_INDENT_2),
-                if_generation_match=0,
-            )
-            log.info(f"claimed run {self.run_id} for {self.obj.uri}", **self._labels())
-            return record
-        except PreconditionFailed:
-            pass
+            gcs.write_bytes(self.folder.run_json, data, if_generation_match=0)
+        except PreconditionFailed:  # a concurrent delivery claimed it first
+            existing = self._record()
+            if existing is None:
+                raise RunBusy(f"{self.folder.run_json} vanished after the claim") from None
+            return existing
+        log.info(f"claimed run {self.run_id} for {self.obj.uri}", **self._labels())
+        return record
+
+    def _record(self) -> dict[str, Any] | None:
+        """`run.json` if it exists, after checking that it is this object's run."""
         found = gcs.read_bytes(self.folder.run_json)
         if found is None:
-            raise RunBusy(f"{self.folder.run_json} vanished after the claim")
+            return None
         existing = orjson.loads(found[0])
         source = existing.get("source", {})
-        if (source.get("bucket"), source.get("name"), source.get("generation")) != (
-            self.obj.bucket,
-            self.obj.name,
-            str(self.obj.generation),
-        ):
+        ours = (self.obj.bucket, self.obj.name, str(self.obj.generation))
+        if (source.get("bucket"), source.get("name"), source.get("generation")) != ours:
             raise RunIdCollision(
                 f"{self.folder.uri} belongs to {source.get('uri')}, not {self.obj.uri}"
             )
