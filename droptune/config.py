@@ -115,6 +115,37 @@ class RunConfig(Settings):
         "USD per 1M training tokens for the cost estimate; default: droptune's price table.",
         default=None,
     )
+    training: dict[str, Any] = setting(
+        "Custom backend: trainer settings (list them with `droptune-trainer config`), "
+        "e.g. {max_steps: 200, lora_rank: 8}.",
+        default_factory=dict,
+    )
+    gate: dict[str, Any] = setting(
+        "Quality gate: {metric: accuracy|exact_match|rouge_l, min_delta: 0.0}; a tuned model "
+        "that misses it is not deployed (GATED). Default metric: accuracy for labelled data, "
+        "else rouge_l.",
+        default_factory=dict,
+    )
+    machine_type: str = setting(
+        "Custom backend: Vertex AI machine type of the training job.", default="g2-standard-8"
+    )
+    accelerator_type: str = setting(
+        "Custom backend: GPU of the training job (NVIDIA_L4, NVIDIA_H100_80GB, ...; "
+        "ACCELERATOR_TYPE_UNSPECIFIED for none).",
+        default="NVIDIA_L4",
+    )
+    accelerator_count: int = setting("Custom backend: GPUs per training job.", default=1)
+    serving_machine_type: str = setting(
+        "Custom backend: machine type of the endpoint that serves the tuned model.",
+        default="g2-standard-8",
+    )
+    serving_accelerator_type: str = setting(
+        "Custom backend: GPU of the serving machine (ACCELERATOR_TYPE_UNSPECIFIED for none).",
+        default="NVIDIA_L4",
+    )
+    training_timeout_minutes: int = setting(
+        "How long the workflow waits for training before it cancels the job.", default=360
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -134,13 +165,38 @@ class RunConfig(Settings):
             raise ConfigError(
                 "validation_fraction + test_fraction must leave examples for training"
             )
-        for name in ("max_length", "epochs", "min_examples", "max_issues_per_code"):
+        _check_gate(self.gate)
+        for name in (
+            "max_length",
+            "epochs",
+            "min_examples",
+            "max_issues_per_code",
+            "accelerator_count",
+            "training_timeout_minutes",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
         if self.base_model is None:
             env = os.environ.get("DROPTUNE_DEFAULT_BASE_MODEL")
             fallback = DEFAULT_GEMINI_MODEL if self.backend == "gemini" else DEFAULT_CUSTOM_MODEL
             self.base_model = env if env and _model_fits(env, self.backend) else fallback
+
+
+GATE_METRICS = ("accuracy", "exact_match", "rouge_l")
+
+
+def _check_gate(gate: dict[str, Any]) -> None:
+    unknown = set(gate) - {"metric", "min_delta"}
+    if unknown:
+        raise ConfigError(f"gate takes metric and min_delta; unknown: {', '.join(sorted(unknown))}")
+    if "metric" in gate and gate["metric"] not in GATE_METRICS:
+        raise ConfigError(
+            f"gate.metric must be one of {', '.join(GATE_METRICS)}; got {gate['metric']!r}"
+        )
+    if "min_delta" in gate and (
+        isinstance(gate["min_delta"], bool) or not isinstance(gate["min_delta"], int | float)
+    ):
+        raise ConfigError(f"gate.min_delta must be a number; got {gate['min_delta']!r}")
 
 
 def _model_fits(model: str, backend: str) -> bool:

@@ -130,3 +130,28 @@ def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path, run_dir: Pa
     lines = len(train.read_text().splitlines())
     with pytest.raises(RunFolderError, match=rf"train.jsonl:{lines}: not JSON"):
         setup(str(run_dir))
+
+
+def test_a_gs_run_folder_gets_its_results_and_the_runs_settings_apply(
+    run_dir: Path, gcs_bucket, monkeypatch
+):
+    record = json.loads((run_dir / "run.json").read_text())
+    record["config"]["training"] = {**FAST, "max_steps": 1}
+    record["config"]["gate"] = {"metric": "rouge_l", "min_delta": 5}
+    prefix = "runs/remote"
+    gcs_bucket.blob(f"{prefix}/run.json").upload_from_string(json.dumps(record))
+    for path in (run_dir / "data").rglob("*.jsonl"):
+        gcs_bucket.blob(f"{prefix}/{path.relative_to(run_dir)}").upload_from_filename(path)
+    monkeypatch.setenv("AIP_MODEL_DIR", f"gs://{gcs_bucket.name}/{prefix}/model/")
+
+    run(f"gs://{gcs_bucket.name}/{prefix}")
+
+    def read(name: str) -> dict:
+        return json.loads(gcs_bucket.blob(f"{prefix}/{name}").download_as_bytes())
+
+    assert read("training/metrics.json")["steps"] == 1
+    gate = read("evaluation/metrics.json")["gate"]
+    assert gate["metric"] == "rouge_l" and gate["min_delta"] == 5 and not gate["passed"]
+    names = {b.name for b in gcs_bucket.list_blobs(prefix=prefix)}
+    assert {f"{prefix}/evaluation/predictions.csv", f"{prefix}/training/loss.png"} <= names
+    assert f"{prefix}/model/adapter/adapter_model.safetensors" in names

@@ -53,7 +53,7 @@ def evaluate(
 
     from droptune_trainer.evaluate import evaluate as compare
     from droptune_trainer.train import device_and_dtype, load_config, load_model
-    from droptune_trainer.vertex import env_uri, local_run_dir, place
+    from droptune_trainer.vertex import env_uri, local_run_dir, place, publish_results
 
     local = local_run_dir(run_dir)
     config = load_config(local, None, parse_pairs(set_ or [], "--set"))
@@ -66,6 +66,7 @@ def evaluate(
     tokenizer, base = load_model(replace(config, method="full"), device, dtype)
     tuned = PeftModel.from_pretrained(base, str(adapter)).to(device)
     compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
+    publish_results(run_dir, local, "evaluation")
 
 
 @app.command()

@@ -22,7 +22,7 @@ import torch
 
 from droptune import evaluation
 from droptune.log import get_logger
-from droptune_trainer.data import read_split
+from droptune_trainer.data import read_run, read_split
 from droptune_trainer.generation import generate, render
 
 log = get_logger("droptune.trainer")
@@ -121,7 +121,8 @@ def evaluate(
     max_new_tokens: int = MAX_NEW_TOKENS,
 ) -> dict[str, Any]:
     """Compare base and tuned on the run's test split; write the results. The baseline is
-    `model` with its adapters off unless a separate `baseline_model` is given (full tuning)."""
+    `model` with its adapters off unless a separate `baseline_model` is given (full tuning);
+    the quality gate is the run's (`gate` in run.json's config) unless `gate` is given."""
     records = read_split(run_dir, "test", required=True)
     items = cases(records)
     labels = labels_of(run_dir)
@@ -147,6 +148,8 @@ def evaluate(
         row |= {f"baseline_{k}": v for k, v in b.items()} | {f"tuned_{k}": v for k, v in t.items()}
         rows.append(row)
     metrics = comparison.metrics()
+    if gate is None:
+        gate = read_run(run_dir)["config"].get("gate")
     metrics["gate"] = evaluation.gate(metrics, **(gate or {}))
     write(run_dir / "evaluation", metrics, rows)
     log.info(f"evaluated {len(items)} test examples: {metrics['gate']['reason']}")

@@ -38,7 +38,7 @@ from droptune_trainer.data import (
     tokenize,
 )
 from droptune_trainer.report import log_step, metrics_of, plot_losses, tensorboard_writer
-from droptune_trainer.vertex import Place, env_uri, local_run_dir, place
+from droptune_trainer.vertex import Place, env_uri, local_run_dir, place, publish_results
 
 log = get_logger("droptune.trainer")
 
@@ -81,6 +81,7 @@ def load_config(
     from_run = {
         k: run["config"][k] for k in ("base_model", "epochs", "max_length") if run["config"].get(k)
     }
+    from_run |= run["config"].get("training") or {}  # the run's own trainer settings
     return TrainConfig.from_mapping(
         {**from_run, **(recipe or {}), **overrides}, source="the training config"
     )
@@ -341,6 +342,7 @@ def run(
     history = train(s)
     evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters it switches off
     metrics = save(s, history)
+    publish_results(run_dir, s.run_dir, "training", "evaluation")
     log.info(f"trained {metrics['steps']} steps; {metrics['tokens_per_second']:.0f} tokens/s")
     return {**metrics, "evaluation": evaluation}
 

@@ -69,5 +69,15 @@ def local_run_dir(run_dir: str) -> Path:
     return target
 
 
+def publish_results(run_dir: str, local: Path, *folders: str) -> None:
+    """Upload `local/<folder>` into the run folder `run_dir` when `local` is a downloaded copy
+    of a `gs://` run (through /gcs/ or for local runs they are written in place)."""
+    if not is_gcs(run_dir) or local.is_relative_to(FUSE_ROOT):
+        return
+    for folder in folders:
+        if (local / folder).is_dir():
+            Place(join(run_dir, folder), local / folder, staged=True).publish()
+
+
 def env_uri(name: str) -> str | None:
     return os.environ.get(name) or None
