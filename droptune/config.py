@@ -143,6 +143,7 @@ class RunConfig(Settings):
         "Custom backend: GPU of the serving machine (ACCELERATOR_TYPE_UNSPECIFIED for none).",
         default="NVIDIA_L4",
     )
+    serving_accelerator_count: int = setting("Custom backend: GPUs per serving machine.", default=1)
     training_timeout_minutes: int = setting(
         "How long the workflow waits for training before it cancels the job.", default=360
     )
@@ -161,17 +162,24 @@ class RunConfig(Settings):
             value = getattr(self, name)
             if not 0 <= value < 1:
                 raise ConfigError(f"{name} must be in [0, 1); got {value}")
+        for name in ("accelerator_count", "serving_accelerator_count"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 or more; got {getattr(self, name)}")
         if self.validation_fraction + self.test_fraction >= 1:
             raise ConfigError(
                 "validation_fraction + test_fraction must leave examples for training"
             )
         _check_gate(self.gate)
+        # Vertex AI takes "no accelerator" as the unspecified type with a count of 0.
+        if self.accelerator_type == NO_ACCELERATOR:
+            self.accelerator_count = 0
+        if self.serving_accelerator_type == NO_ACCELERATOR:
+            self.serving_accelerator_count = 0
         for name in (
             "max_length",
             "epochs",
             "min_examples",
             "max_issues_per_code",
-            "accelerator_count",
             "training_timeout_minutes",
         ):
             if getattr(self, name) < 1:
@@ -183,6 +191,7 @@ class RunConfig(Settings):
 
 
 GATE_METRICS = ("accuracy", "exact_match", "rouge_l")
+NO_ACCELERATOR = "ACCELERATOR_TYPE_UNSPECIFIED"
 
 
 def _check_gate(gate: dict[str, Any]) -> None:

@@ -1,0 +1,317 @@
+"""workflows/pipeline.workflows.yaml on the local engine, against real Cloud Storage (the
+emulator) and a scripted Vertex AI: every path a run can take, and what each costs in steps.
+
+Vertex AI's methods are replaced through the engine's call hooks by `ScriptedVertex`, whose
+training job lasts as long as the test says on the engine's virtual clock; this is what lets a
+2-hour job be counted in steps in milliseconds. The real local Vertex server is exercised end to
+end in tests/droptune/local/test_stack.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from droptune.config import RunConfig
+from droptune.local.workflows.engine import Engine, Execution, load_workflow
+from droptune.local.workflows.errors import WorkflowRaise
+from droptune.local.workflows.stdlib import Runtime, VirtualClock
+from droptune.runs import RunState, RunStatus
+
+PIPELINE = Path(__file__).parents[2] / "workflows" / "pipeline.workflows.yaml"
+PARENT = "projects/p/locations/us-central1"
+AIPLATFORM = "googleapis.aiplatform.v1.projects.locations."
+
+
+def http_error(code: int) -> WorkflowRaise:
+    return WorkflowRaise({"message": f"HTTP {code}", "code": code, "tags": ["HttpError"]})
+
+
+@dataclass
+class ScriptedVertex:
+    """customJobs, models and endpoints as plain data; the job's fate is set by the test."""
+
+    clock: VirtualClock
+    bucket: Any
+    job_seconds: float = 600
+    job_end: str = "JOB_STATE_SUCCEEDED"
+    gate_passed: bool = True
+    create_failures: list[int] = field(default_factory=list)  # HTTP codes before success
+    jobs: dict[str, dict] = field(default_factory=dict)
+    endpoints: dict[str, dict] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+
+    def hooks(self) -> dict[str, Any]:
+        methods = {
+            "customJobs.create": self.create_job,
+            "customJobs.get": self.get_job,
+            "customJobs.cancel": self.cancel_job,
+            "models.upload": self.upload_model,
+            "endpoints.get": self.get_endpoint,
+            "endpoints.create": self.create_endpoint,
+            "endpoints.deployModel": self.deploy,
+            "endpoints.undeployModel": self.undeploy,
+            "endpoints.predict": lambda **kw: {"predictions": ["Hi!"]},
+        }
+
+        def recorded(name: str, fn: Any) -> Any:
+            def call(**kwargs: Any) -> Any:
+                self.calls.append(name)
+                return fn(**kwargs)
+
+            return call
+
+        return {AIPLATFORM + name: recorded(name, fn) for name, fn in methods.items()}
+
+    def create_job(self, parent: str, body: dict, region: str) -> dict:
+        if self.create_failures:
+            raise http_error(self.create_failures.pop(0))
+        name = f"{parent}/customJobs/{len(self.jobs) + 1}"
+        created = datetime.fromtimestamp(self.clock.now(), UTC).isoformat().replace("+00:00", "Z")
+        self.jobs[name] = {**body, "name": name, "state": "JOB_STATE_PENDING"}
+        self.jobs[name] |= {"createTime": created, "started": self.clock.now()}
+        return dict(self.jobs[name])
+
+    def get_job(self, name: str, region: str) -> dict:
+        job = self.jobs[name]
+        if job["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+            done = self.clock.now() - job["started"] >= self.job_seconds
+            job["state"] = self.job_end if done else "JOB_STATE_RUNNING"
+            if job["state"] == "JOB_STATE_FAILED":
+                job["error"] = {"code": 3, "message": "The replica workerpool0-0 exited with 1"}
+            if job["state"] == "JOB_STATE_SUCCEEDED":
+                self.write_evaluation(job)
+        return dict(job)
+
+    def cancel_job(self, name: str, region: str) -> dict:
+        self.jobs[name]["state"] = "JOB_STATE_CANCELLED"
+        return {}
+
+    def write_evaluation(self, job: dict) -> None:
+        prefix = job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"].split("/", 3)[3]
+        gate = {"metric": "rouge_l", "min_delta": 0.0, "passed": self.gate_passed}
+        gate["reason"] = "tuned - baseline rouge_l = +0.1000 meets the required +0.0000"
+        if not self.gate_passed:
+            gate["reason"] = "tuned - baseline rouge_l = -0.1000 misses the required +0.0000"
+        metrics = {"split": "test", "n": 2, "gate": gate}
+        self.bucket.blob(prefix + "evaluation/metrics.json").upload_from_string(
+            json.dumps(metrics), content_type="application/json"
+        )
+
+    def upload_model(self, parent: str, body: dict, region: str) -> dict:
+        return {"model": f"{parent}/models/7"}
+
+    def get_endpoint(self, name: str, region: str) -> dict:
+        if name not in self.endpoints:
+            raise http_error(404)
+        return self.endpoints[name]
+
+    def create_endpoint(self, parent: str, endpointId: str, body: dict, region: str) -> dict:  # noqa: N803
+        name = f"{parent}/endpoints/{endpointId}"
+        self.endpoints[name] = {**body, "name": name}
+        return self.endpoints[name]
+
+    def deploy(self, endpoint: str, body: dict, region: str, connector_params: dict) -> dict:
+        deployed = {"id": str(100 + len(self.calls)), "model": body["deployedModel"]["model"]}
+        models = self.endpoints[endpoint].setdefault("deployedModels", [])
+        models.append(deployed)
+        return {"deployedModel": deployed}
+
+    def undeploy(self, endpoint: str, body: dict, region: str) -> dict:
+        models = self.endpoints[endpoint]["deployedModels"]
+        models[:] = [m for m in models if m["id"] != body["deployedModelId"]]
+        return {}
+
+
+@pytest.fixture
+def vertex(gcs_bucket) -> ScriptedVertex:
+    return ScriptedVertex(clock=VirtualClock(), bucket=gcs_bucket)
+
+
+def queue_run(bucket: Any, run_id: str, **config: Any) -> None:
+    """A run as the upload function leaves it: run.json and a QUEUED status.json."""
+    record = {"run_id": run_id, "config": RunConfig(**config).to_dict()}
+    bucket.blob(f"runs/{run_id}/run.json").upload_from_string(
+        json.dumps(record), content_type="application/json"
+    )
+    status = RunStatus.start("reading the upload")
+    status.advance(RunState.QUEUED, "valid: 10 examples")
+    bucket.blob(f"runs/{run_id}/status.json").upload_from_string(
+        status.to_json(), content_type="application/json"
+    )
+
+
+def event(bucket: Any, run_id: str, backend: str = "custom") -> dict:
+    data = {"run_id": run_id, "run_uri": f"gs://{bucket.name}/runs/{run_id}/", "backend": backend}
+    message = {
+        "data": base64.b64encode(json.dumps(data).encode()).decode(),
+        "attributes": {"run_id": run_id, "backend": backend},
+        "messageId": "1",
+    }
+    return {"data": {"message": message, "subscription": "projects/p/subscriptions/s"}}
+
+
+def execute(vertex: ScriptedVertex, gcs_server: Any, run_id: str) -> Execution:
+    runtime = Runtime(
+        env={
+            "GOOGLE_CLOUD_PROJECT_ID": "p",
+            "GOOGLE_CLOUD_LOCATION": "us-central1",
+            "DROPTUNE_RUNS_BUCKET": vertex.bucket.name,
+            "DROPTUNE_TRAINER_IMAGE": "us-docker.pkg.dev/p/droptune/trainer:1",
+        },
+        clock=vertex.clock,
+        connector_roots={"storage": gcs_server.url},
+    )
+    engine = Engine(load_workflow(str(PIPELINE)), runtime, call_hooks=vertex.hooks())
+    return engine.run(event(vertex.bucket, run_id))
+
+
+def status_of(bucket: Any, run_id: str) -> dict:
+    return json.loads(bucket.blob(f"runs/{run_id}/status.json").download_as_bytes())
+
+
+def states(bucket: Any, run_id: str) -> list[str]:
+    return [h["state"] for h in status_of(bucket, run_id)["history"]]
+
+
+def test_a_run_trains_passes_the_gate_and_is_deployed(vertex, gcs_server):
+    queue_run(vertex.bucket, "r1")
+    execution = execute(vertex, gcs_server, "r1")
+    assert execution.state == "SUCCEEDED", execution.error
+    assert execution.result["state"] == "SUCCEEDED"
+    assert states(vertex.bucket, "r1") == [
+        "VALIDATING", "QUEUED", "TRAINING", "EVALUATING", "DEPLOYING", "SUCCEEDED",
+    ]  # fmt: skip
+    job = next(iter(vertex.jobs.values()))
+    pool = job["jobSpec"]["workerPoolSpecs"][0]
+    assert pool["machineSpec"] == {
+        "machineType": "g2-standard-8",
+        "acceleratorType": "NVIDIA_L4",
+        "acceleratorCount": 1,
+    }
+    assert pool["containerSpec"]["args"] == [
+        "train",
+        "--run-dir",
+        f"gs://{vertex.bucket.name}/runs/r1/",
+    ]
+    assert job["labels"] == {"run_id": "r1", "droptune": "train"}
+    card = json.loads(vertex.bucket.blob("runs/r1/endpoint.json").download_as_bytes())
+    assert card["endpoint"] == f"{PARENT}/endpoints/droptune"
+    assert (
+        card["predict_url"]
+        == f"https://us-central1-aiplatform.googleapis.com/v1/{PARENT}/endpoints/droptune:predict"
+    )
+    assert card["request_example"]["instances"][0]["messages"][0]["role"] == "user"
+    assert "curl -X POST" in card["examples"]["curl"] and card["model"] == f"{PARENT}/models/7"
+    status = status_of(vertex.bucket, "r1")
+    assert status["gate"]["passed"] and status["endpoint"] == card["endpoint"]
+    assert status["training_job"] == job["name"]
+    assert execution.logs[-1]["data"]["state"] == "SUCCEEDED"
+
+
+def test_a_two_hour_job_costs_at_most_100_steps(vertex, gcs_server):
+    vertex.job_seconds = 2 * 3600
+    queue_run(vertex.bucket, "long")
+    execution = execute(vertex, gcs_server, "long")
+    assert execution.result["state"] == "SUCCEEDED"
+    polls = vertex.calls.count("customJobs.get")
+    assert polls <= 16
+    assert execution.step_count <= 100, execution.step_count
+
+
+def test_a_second_deployment_replaces_the_first_model_on_the_endpoint(vertex, gcs_server):
+    for run_id in ("first", "second"):
+        queue_run(vertex.bucket, run_id)
+        assert execute(vertex, gcs_server, run_id).result["state"] == "SUCCEEDED"
+    (endpoint,) = vertex.endpoints.values()
+    assert len(endpoint["deployedModels"]) == 1
+    assert vertex.calls.count("endpoints.create") == 1
+    assert vertex.calls.count("endpoints.undeployModel") == 1
+
+
+def test_a_failed_job_fails_the_run_with_the_error(vertex, gcs_server):
+    vertex.job_end = "JOB_STATE_FAILED"
+    queue_run(vertex.bucket, "bad")
+    execution = execute(vertex, gcs_server, "bad")
+    assert execution.state == "FAILED"
+    assert "TrainingJobFailed" in execution.error["tags"]
+    status = status_of(vertex.bucket, "bad")
+    assert status["state"] == "FAILED"
+    assert "exited with 1" in status["error"]["message"]
+    assert status["error"]["tags"] == ["TrainingJobFailed"]
+    assert "models.upload" not in vertex.calls
+
+
+def test_a_gate_that_is_missed_stops_before_deployment(vertex, gcs_server):
+    vertex.gate_passed = False
+    queue_run(vertex.bucket, "gated")
+    execution = execute(vertex, gcs_server, "gated")
+    assert execution.result["state"] == "GATED"
+    status = status_of(vertex.bucket, "gated")
+    assert status["state"] == "GATED" and not status["gate"]["passed"]
+    assert "misses" in status["detail"]
+    assert not any(c.startswith(("models.", "endpoints.")) for c in vertex.calls)
+
+
+def test_a_job_cancelled_outside_the_workflow_cancels_the_run(vertex, gcs_server):
+    vertex.job_end = "JOB_STATE_CANCELLED"
+    queue_run(vertex.bucket, "stopped")
+    assert execute(vertex, gcs_server, "stopped").result["state"] == "CANCELLED"
+    assert states(vertex.bucket, "stopped")[-1] == "CANCELLED"
+
+
+def test_a_job_past_its_deadline_is_cancelled_and_the_run_fails(vertex, gcs_server):
+    vertex.job_seconds = 10 * 3600
+    queue_run(vertex.bucket, "slow", training_timeout_minutes=60)
+    execution = execute(vertex, gcs_server, "slow")
+    assert execution.state == "FAILED" and "TimeoutError" in execution.error["tags"]
+    assert "customJobs.cancel" in vertex.calls
+    assert status_of(vertex.bucket, "slow")["state"] == "FAILED"
+
+
+def test_a_duplicate_message_does_not_start_a_second_job(vertex, gcs_server):
+    queue_run(vertex.bucket, "twice")
+    execute(vertex, gcs_server, "twice")
+    again = execute(vertex, gcs_server, "twice")
+    assert again.state == "SUCCEEDED" and again.result["state"] == "SUCCEEDED"
+    assert "another execution" in again.result["detail"]
+    assert vertex.calls.count("customJobs.create") == 1
+
+
+def test_throttled_job_creation_is_retried(vertex, gcs_server):
+    vertex.create_failures = [429, 503]
+    queue_run(vertex.bucket, "busy")
+    assert execute(vertex, gcs_server, "busy").result["state"] == "SUCCEEDED"
+    assert vertex.calls.count("customJobs.create") == 3
+
+
+def test_an_error_that_may_have_created_the_job_is_not_retried(vertex, gcs_server):
+    vertex.create_failures = [500]
+    queue_run(vertex.bucket, "unsure")
+    execution = execute(vertex, gcs_server, "unsure")
+    assert execution.state == "FAILED" and execution.error["code"] == 500
+    assert vertex.calls.count("customJobs.create") == 1
+    assert status_of(vertex.bucket, "unsure")["error"]["code"] == 500
+
+
+def test_cpu_only_machines_get_no_accelerator(vertex, gcs_server):
+    queue_run(
+        vertex.bucket,
+        "cpu",
+        machine_type="n1-standard-8",
+        accelerator_type="ACCELERATOR_TYPE_UNSPECIFIED",
+    )
+    execute(vertex, gcs_server, "cpu")
+    job = next(iter(vertex.jobs.values()))
+    # Vertex AI reads the unspecified type with a count of 0 as "no accelerator".
+    assert job["jobSpec"]["workerPoolSpecs"][0]["machineSpec"] == {
+        "machineType": "n1-standard-8",
+        "acceleratorType": "ACCELERATOR_TYPE_UNSPECIFIED",
+        "acceleratorCount": 0,
+    }
