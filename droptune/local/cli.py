@@ -1,0 +1,296 @@
+"""`droptune local up|down|status|run`: the whole pipeline on this machine.
+
+`up` starts the local stack (droptune.local.stack) as a background process whose ports, logs
+and data live under one folder (`DROPTUNE_LOCAL_HOME`, default ~/.droptune/local); `run FILE`
+starts it if needed, drops the file into the local uploads bucket exactly as a user would drop
+it into the real one, follows the run through status.json, and ends with a summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import requests
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from droptune.config import BACKENDS, RunConfig
+from droptune.local.home import StackConfig, StackError, StackState
+from droptune.runs import ENDED, RunState, run_id_for
+
+app = typer.Typer(help="Run the whole pipeline on this machine.", no_args_is_help=True)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+STATE_STYLE = {"SUCCEEDED": "green", "GATED": "yellow", "REJECTED": "red", "FAILED": "red"}
+START_TIMEOUT = 120.0
+
+
+# --- the stack ----------------------------------------------------------------------------
+def ensure_up(home: Path) -> StackState:
+    """The running stack's state; starts it in the background first when it is not running."""
+    state = StackState.read(home)
+    if state is not None and state.alive():
+        return state
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "state.json").unlink(missing_ok=True)
+    log = (home / "stack.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "droptune.local.stack", str(home)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # outlives this command; `droptune local down` stops it
+    )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        state = StackState.read(home)
+        if state is not None:
+            return state
+        if process.poll() is not None:
+            raise StackError(f"the local stack exited while starting; see {home / 'stack.log'}")
+        time.sleep(0.1)
+    process.terminate()
+    raise StackError(
+        f"the local stack did not start in {START_TIMEOUT:.0f} s; see {home / 'stack.log'}"
+    )
+
+
+def services_table(state: StackState, home: Path) -> Table:
+    table = Table(box=None, show_header=False)
+    rows = [
+        ("Cloud Storage", state.storage, f"buckets {state.uploads_bucket}, {state.runs_bucket}"),
+        ("Pub/Sub + Eventarc", state.pubsub, "event bus (Publisher gRPC)"),
+        ("upload function", state.function, "functions-framework, functions/main.py"),
+        ("Vertex AI", state.vertex, "jobs and endpoints as local processes"),
+        ("Workflows", "in the stack process", "workflows/pipeline.workflows.yaml"),
+        ("data and logs", str(home), f"pid {state.pid}"),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def up() -> None:
+    """Start the local services (no-op when they run already)."""
+    home = StackConfig.default().home
+    state = ensure_up(home)
+    out.print(services_table(state, home))
+
+
+@app.command()
+def down() -> None:
+    """Stop the local services, their training jobs and endpoints."""
+    home = StackConfig.default().home
+    state = StackState.read(home)
+    if state is None or not state.alive():
+        out.print("the local stack is not running")
+        (home / "state.json").unlink(missing_ok=True)
+        return
+    os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while state.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if state.alive():
+        os.killpg(state.pid, signal.SIGKILL)
+    out.print("the local stack is stopped")
+
+
+@app.command()
+def status() -> None:
+    """Show the local services and the runs in the local runs bucket."""
+    home = StackConfig.default().home
+    state = StackState.read(home)
+    if state is None or not state.alive():
+        out.print("the local stack is not running; start it with: droptune local up")
+        raise typer.Exit(1)
+    out.print(services_table(state, home))
+    _use_storage(state)
+    from droptune.cloud import gcs
+
+    table = Table("run", "state", "detail", box=None)
+    for blob in gcs.client().list_blobs(
+        state.runs_bucket, prefix="runs/", match_glob="**/status.json"
+    ):
+        body = json.loads(blob.download_as_bytes())
+        table.add_row(blob.name.split("/")[1], _state(body["state"]), body.get("detail", "")[:80])
+    out.print(table)
+
+
+# --- a run --------------------------------------------------------------------------------
+@app.command()
+def run(
+    file: Annotated[Path, typer.Argument(help="A dataset file.", exists=True, dir_okay=False)],
+    backend: Annotated[
+        str | None, typer.Option("--backend", help=f"One of {', '.join(BACKENDS)}.")
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            help="Run settings (YAML); default: <stem>.droptune.yaml beside FILE, if any.",
+            exists=True,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="End with {run_id, state, run_dir} as JSON on stdout.")
+    ] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Minutes to follow the run.")] = 60,
+) -> None:
+    """Upload FILE to the local uploads bucket and follow its run to the end.
+
+    Exit 0 when the run SUCCEEDED, 1 when it ended otherwise (REJECTED, GATED, FAILED, ...).
+    """
+    if backend is not None and backend not in BACKENDS:
+        raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
+    beside = file.with_name(file.name.rsplit(".", 1)[0] + ".droptune.yaml")
+    config = config or (beside if beside.is_file() else None)
+    if config is not None:
+        RunConfig.from_yaml(config)  # a mistake in it is reported now, not after the upload
+    home = StackConfig.default().home
+    state = ensure_up(home)
+    _use_storage(state)
+    console = err if as_json else out
+    run_id = upload(state, file, backend, config)
+    console.print(f"uploaded {file} -> run [bold]{run_id}[/]", soft_wrap=True)
+    final = follow(state, home, run_id, timeout * 60, console)
+    run_dir = home / "runs" / run_id
+    from droptune.cloud import gcs
+
+    gcs.download_prefix(f"gs://{state.runs_bucket}/runs/{run_id}", run_dir)
+    summarize(run_dir, final, console)
+    if as_json:
+        sys.stdout.write(
+            json.dumps({"run_id": run_id, "state": final["state"], "run_dir": str(run_dir)}) + "\n"
+        )
+    raise typer.Exit(0 if final["state"] == RunState.SUCCEEDED else 1)
+
+
+def upload(state: StackState, file: Path, backend: str | None, config: Path | None) -> str:
+    """Drop the file (and its settings, as a sidecar) into the uploads bucket; its run id."""
+    from droptune.cloud import gcs
+
+    bucket = gcs.client().bucket(state.uploads_bucket)
+    folder = datetime.now(UTC).strftime("local/%Y%m%dT%H%M%S%fZ")  # each upload its own settings
+    if config is not None:
+        sidecar = bucket.blob(f"{folder}/{file.name.rsplit('.', 1)[0]}.droptune.yaml")
+        sidecar.upload_from_filename(str(config), content_type="application/yaml")
+    blob = bucket.blob(f"{folder}/{file.name}")
+    if backend is not None:
+        blob.metadata = {"droptune-backend": backend}
+    blob.upload_from_filename(str(file))
+    return run_id_for(state.uploads_bucket, blob.name, blob.generation)
+
+
+def follow(
+    state: StackState, home: Path, run_id: str, timeout: float, console: Console
+) -> dict[str, Any]:
+    """Print each state as status.json reaches it, with training progress; the last status."""
+    from droptune.cloud import gcs
+
+    uri = f"gs://{state.runs_bucket}/runs/{run_id}/status.json"
+    started, seen, body = time.monotonic(), 0, None
+    with console.status("waiting for the upload function") as spinner:
+        while time.monotonic() - started < timeout:
+            found = gcs.read_bytes(uri)
+            if found is not None:
+                body = json.loads(found[0])
+                for entry in body["history"][seen:]:
+                    elapsed = time.monotonic() - started
+                    console.print(
+                        f"{elapsed:6.1f}s  {_state(entry['state'])}  {entry['detail']}",
+                        soft_wrap=True,
+                    )
+                seen = len(body["history"])
+                if body["state"] in ENDED:
+                    return body
+                progress = (
+                    training_progress(state, home, run_id) if body["state"] == "TRAINING" else None
+                )
+                spinner.update(progress or f"{body['state'].lower()}")
+            time.sleep(0.5)
+    raise StackError(
+        f"run {run_id} did not end in {timeout / 60:.0f} min; it is still {body and body['state']}"
+    )
+
+
+def training_progress(state: StackState, home: Path, run_id: str) -> str | None:
+    """The training job's latest log message, found as in the cloud: by its run_id label."""
+    try:
+        response = requests.get(
+            f"{state.vertex}/v1/projects/{state.project}/locations/{state.location}/customJobs",
+            params={"filter": f"labels.run_id={run_id}"},
+            timeout=5,
+        )
+        jobs = response.json().get("customJobs", [])
+    except (requests.RequestException, ValueError):
+        return None
+    if not jobs:
+        return None
+    log_file = home / "vertex" / "jobs" / jobs[0]["name"].rsplit("/", 1)[1] / "workerpool0-0.log"
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return "training: " + json.loads(line)["message"][:100]
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None
+
+
+def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
+    console.print(f"\n{_state(status['state'])}  {status.get('detail', '')}", soft_wrap=True)
+    if status.get("error"):
+        console.print(f"[red]error:[/] {status['error'].get('message', status['error'])}")
+    metrics_file = run_dir / "evaluation" / "metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        table = Table("metric", "baseline", "tuned", "delta", "95% interval", box=None)
+        for name, tuned in metrics["tuned"].items():
+            low_high = metrics.get("ci95", {}).get(name)
+            interval = f"[{low_high[0]:+.3f}, {low_high[1]:+.3f}]" if low_high else ""
+            table.add_row(
+                name,
+                f"{metrics['baseline'][name]:.3f}",
+                f"{tuned:.3f}",
+                f"{metrics['delta'][name]:+.3f}",
+                interval,
+            )
+        console.print(f"\nevaluation on {metrics['n']} test examples")
+        console.print(table)
+    console.print(f"\nrun folder: {run_dir}")
+    for name in ("validation/report.md", "evaluation/predictions.csv", "training/loss.png"):
+        if (run_dir / name).is_file():
+            console.print(f"  {name}")
+    card_file = run_dir / "endpoint.json"
+    if card_file.is_file():
+        card = json.loads(card_file.read_text())
+        body = json.dumps(card["request_example"])
+        console.print("\ncall the tuned model:")
+        console.print(
+            f"  curl -X POST {card['predict_url']} -H 'Content-Type: application/json' -d '{body}'",
+            soft_wrap=True,
+        )
+
+
+def _use_storage(state: StackState) -> None:
+    """Point this process's Cloud Storage client at the local emulator."""
+    from droptune.cloud import gcs
+
+    os.environ["STORAGE_EMULATOR_HOST"] = state.storage
+    gcs.client.cache_clear()
+
+
+def _state(state: str) -> str:
+    style = STATE_STYLE.get(state, "cyan")
+    return f"[{style}]{state}[/]"

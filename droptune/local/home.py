@@ -1,0 +1,66 @@
+"""Where the local stack keeps its state, and what a running stack records there.
+
+Light on purpose: the CLI reads this without importing the services themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from droptune.errors import DroptuneError
+
+
+class StackError(DroptuneError):
+    """The local stack cannot start, or is not running where it should be."""
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    home: Path
+    project: str = "droptune-local"
+    location: str = "local"
+    uploads_bucket: str = "droptune-uploads"
+    runs_bucket: str = "droptune-runs"
+    notifications_topic: str = "uploads"  # the storage notifications Eventarc would receive
+    runs_topic: str = "runs"  # DROPTUNE_TOPIC: the upload function's run messages
+
+    @classmethod
+    def default(cls) -> StackConfig:
+        home = os.environ.get("DROPTUNE_LOCAL_HOME") or Path.home() / ".droptune" / "local"
+        return cls(home=Path(home))
+
+    def topic(self, name: str) -> str:
+        return f"projects/{self.project}/topics/{name}"
+
+
+@dataclass(frozen=True)
+class StackState:
+    """What `state.json` records of a running stack, for the CLI and other processes."""
+
+    pid: int
+    storage: str  # STORAGE_EMULATOR_HOST
+    pubsub: str  # PUBSUB_EMULATOR_HOST
+    vertex: str  # the Vertex AI REST root
+    function: str  # the upload function's URL
+    project: str
+    location: str
+    uploads_bucket: str
+    runs_bucket: str
+    started_at: float
+
+    @classmethod
+    def read(cls, home: Path) -> StackState | None:
+        try:
+            return cls(**json.loads((home / "state.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def alive(self) -> bool:
+        try:
+            os.kill(self.pid, 0)
+        except OSError:
+            return False
+        return True

@@ -1,0 +1,59 @@
+"""`droptune local up|status|run|down` as a user types them, on a stack of their own."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def droptune(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "droptune", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "DROPTUNE_LOCAL_HOME": str(home)},
+    )
+
+
+def test_run_starts_the_stack_reports_a_rejected_file_and_down_stops_it(tmp_path: Path):
+    home = tmp_path / "local"
+    data = tmp_path / "support.jsonl"
+    data.write_text('{"prompt": "Where is my invoice?"}\n')
+    try:
+        result = droptune(home, "local", "run", str(data), "--json")
+        assert result.returncode == 1, result.stderr
+        outcome = json.loads(result.stdout.strip().splitlines()[-1])
+        assert outcome["state"] == "REJECTED"
+        run_dir = Path(outcome["run_dir"])
+        assert (run_dir / "validation" / "report.md").is_file()
+        assert "REJECTED" in result.stderr and "VALIDATING" in result.stderr
+
+        status = droptune(home, "local", "status")
+        assert status.returncode == 0, status.stderr
+        assert outcome["run_id"] in status.stdout and "REJECTED" in status.stdout
+        assert (home / "function.log").is_file() and (home / "state.json").is_file()
+    finally:
+        down = droptune(home, "local", "down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    assert not (home / "state.json").exists()
+    assert droptune(home, "local", "status").returncode == 1
+
+
+def test_a_config_with_a_mistake_is_refused_before_anything_starts(tmp_path: Path):
+    home = tmp_path / "local"
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    config = tmp_path / "settings.yaml"
+    config.write_text("epoks: 2\n")
+    result = droptune(home, "local", "run", str(data), "--config", str(config))
+    assert result.returncode == 2
+    assert "epoks" in result.stderr and "epochs" in result.stderr
+    assert not (home / "state.json").exists()

@@ -1,0 +1,150 @@
+"""The pipeline end to end on the local stack: a file dropped into the uploads bucket goes
+through the real upload function, the event bus, workflows/pipeline.workflows.yaml on the
+local engine, the local Vertex AI server, the real trainer (SmolLM2-135M on CPU) and the real
+serving entry point, and ends in the state its data and settings call for."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+
+from droptune.local.home import StackConfig
+from droptune.local.stack import LocalStack
+from droptune.runs import ENDED, run_id_for
+
+pytestmark = pytest.mark.slow
+TICKETS = Path(__file__).parents[3] / "droptune" / "examples" / "tickets.jsonl"
+FAST = {"epochs": 1, "max_length": 128, "tokens_per_batch": 512, "eval_max_new_tokens": 4}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, pulled_model):
+    with LocalStack(StackConfig(home=tmp_path_factory.mktemp("local"))) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(stack) -> storage.Client:
+    return storage.Client(
+        project="droptune-local",
+        credentials=AnonymousCredentials(),
+        client_options={"api_endpoint": stack.storage.url},
+    )
+
+
+def drop(client: storage.Client, name: str, data: bytes, settings: dict | None = None) -> str:
+    """Upload like a user (settings as a sidecar first); the run id it starts."""
+    bucket = client.bucket("droptune-uploads")
+    if settings is not None:
+        sidecar = name.rsplit(".", 1)[0] + ".droptune.yaml"
+        bucket.blob(sidecar).upload_from_string(yaml.safe_dump(settings))
+    blob = bucket.blob(name)
+    blob.upload_from_string(data)
+    return run_id_for("droptune-uploads", name, blob.generation)
+
+
+def wait_for_end(client: storage.Client, run_id: str, timeout: float = 900) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        # A new Blob each time: one that has downloaded remembers (and asks for) that generation.
+        blob = client.bucket("droptune-runs").get_blob(f"runs/{run_id}/status.json")
+        if blob is not None:
+            status = json.loads(blob.download_as_bytes())
+            if status["state"] in ENDED:
+                return status
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_id} did not end in {timeout} s")
+
+
+def files(client: storage.Client, run_id: str) -> set[str]:
+    prefix = f"runs/{run_id}/"
+    return {b.name[len(prefix) :] for b in client.list_blobs("droptune-runs", prefix=prefix)}
+
+
+def vertex_list(stack: LocalStack, collection: str, run_id: str) -> list[dict]:
+    url = f"{stack.vertex.url}/v1/projects/droptune-local/locations/local/{collection}"
+    response = requests.get(url, params={"filter": f"labels.run_id={run_id}"}, timeout=10)
+    response.raise_for_status()
+    return response.json().get(collection, [])
+
+
+def test_a_bad_file_is_rejected_with_a_report_and_starts_no_job(stack, client):
+    run_id = drop(client, "bad/notes.jsonl", b'{"messages": "not a list"}\n')
+    status = wait_for_end(client, run_id, timeout=120)
+    assert status["state"] == "REJECTED"
+    assert status["error"]["code"] == "missing_messages" and status["error"]["line"] == 1
+    assert {"validation/report.json", "validation/report.md"} <= files(client, run_id)
+    assert stack.wait_idle(30)
+    assert vertex_list(stack, "customJobs", run_id) == []
+
+
+def test_a_dataset_is_tuned_evaluated_deployed_and_answers(stack, client):
+    settings = {"training": FAST, "gate": {"metric": "accuracy", "min_delta": -1.0}}
+    run_id = drop(client, "good/tickets.jsonl", TICKETS.read_bytes(), settings)
+    status = wait_for_end(client, run_id)
+    assert status["state"] == "SUCCEEDED", status.get("error")
+    assert [h["state"] for h in status["history"]] == [
+        "VALIDATING", "QUEUED", "TRAINING", "EVALUATING", "DEPLOYING", "SUCCEEDED",
+    ]  # fmt: skip
+    assert {
+        "run.json",
+        "validation/report.json",
+        "data/train.jsonl",
+        "data/validation.jsonl",
+        "data/test.jsonl",
+        "training/metrics.json",
+        "training/job.log",
+        "model/merged/model.safetensors",
+        "model/adapter/adapter_model.safetensors",
+        "evaluation/metrics.json",
+        "evaluation/predictions.csv",
+        "endpoint.json",
+    } <= files(client, run_id)
+    runs = client.bucket("droptune-runs")
+    metrics = json.loads(runs.blob(f"runs/{run_id}/evaluation/metrics.json").download_as_bytes())
+    assert "accuracy" in metrics["tuned"] and metrics["gate"]["passed"]
+    card = json.loads(runs.blob(f"runs/{run_id}/endpoint.json").download_as_bytes())
+    assert card["predict_url"].startswith(stack.vertex.url)
+    system = json.loads(TICKETS.read_text().splitlines()[0])["system"]
+    ticket = [{"role": "system", "content": system}, {"role": "user", "content": "Refund me!"}]
+    answer = requests.post(
+        card["predict_url"],
+        json={"instances": [{"messages": ticket}], "parameters": {"max_new_tokens": 4}},
+        timeout=120,
+    )
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["predictions"]
+    assert isinstance(prediction, str) and prediction
+    assert stack.wait_idle(60)
+    (execution,) = [e for key, e in stack.executions.items() if key.startswith(run_id)]
+    assert execution.state == "SUCCEEDED"
+
+
+def test_a_training_error_fails_the_run_with_the_trainers_message(stack, client):
+    settings = {"training": {**FAST, "lora_rank": 0}}
+    run_id = drop(client, "broken/tickets.jsonl", TICKETS.read_bytes(), settings)
+    status = wait_for_end(client, run_id)
+    assert status["state"] == "FAILED"
+    assert "TrainingJobFailed" in status["error"]["tags"]
+    assert "lora_rank must be at least 1" in status["error"]["message"]
+    assert vertex_list(stack, "models", run_id) == []
+
+
+def test_a_gate_that_cannot_be_met_deploys_nothing(stack, client):
+    settings = {
+        "training": {**FAST, "max_steps": 1},
+        "gate": {"metric": "accuracy", "min_delta": 2},
+    }
+    run_id = drop(client, "gated/tickets.jsonl", TICKETS.read_bytes(), settings)
+    status = wait_for_end(client, run_id)
+    assert status["state"] == "GATED"
+    assert status["gate"]["passed"] is False and "misses" in status["detail"]
+    assert "endpoint.json" not in files(client, run_id)
+    assert vertex_list(stack, "models", run_id) == []
