@@ -117,9 +117,9 @@ def status() -> None:
     from droptune.cloud import gcs
 
     table = Table("run", "state", "detail", box=None)
-    for blob in gcs.client().list_blobs(
-        state.runs_bucket, prefix="runs/", match_glob="**/status.json"
-    ):
+    for blob in gcs.client().list_blobs(state.runs_bucket, prefix="runs/"):
+        if blob.name.count("/") != 2 or not blob.name.endswith("/status.json"):
+            continue
         body = json.loads(blob.download_as_bytes())
         table.add_row(blob.name.split("/")[1], _state(body["state"]), body.get("detail", "")[:80])
     out.print(table)
