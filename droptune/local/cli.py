@@ -37,8 +37,8 @@ START_TIMEOUT = 120.0
 # --- the stack ----------------------------------------------------------------------------
 def ensure_up(home: Path) -> StackState:
     """The running stack's state; starts it in the background first when it is not running."""
-    state = StackState.read(home)
-    if state is not None and state.alive():
+    state = StackState.running(home)
+    if state is not None:
         return state
     home.mkdir(parents=True, exist_ok=True)
     (home / "state.json").unlink(missing_ok=True)
@@ -90,8 +90,8 @@ def up() -> None:
 def down() -> None:
     """Stop the local services, their training jobs and endpoints."""
     home = StackConfig.default().home
-    state = StackState.read(home)
-    if state is None or not state.alive():
+    state = StackState.running(home)
+    if state is None:
         out.print("the local stack is not running")
         (home / "state.json").unlink(missing_ok=True)
         return
@@ -108,8 +108,8 @@ def down() -> None:
 def status() -> None:
     """Show the local services and the runs in the local runs bucket."""
     home = StackConfig.default().home
-    state = StackState.read(home)
-    if state is None or not state.alive():
+    state = StackState.running(home)
+    if state is None:
         out.print("the local stack is not running; start it with: droptune local up")
         raise typer.Exit(1)
     out.print(services_table(state, home))

@@ -58,6 +58,12 @@ class StackState:
         except (OSError, ValueError, TypeError):
             return None
 
+    @classmethod
+    def running(cls, home: Path) -> StackState | None:
+        """The state of the stack running from `home`; None when none is."""
+        state = cls.read(home)
+        return state if state is not None and state.alive() else None
+
     def alive(self) -> bool:
         try:
             os.kill(self.pid, 0)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -38,6 +37,7 @@ import droptune
 from droptune.local.bus import EventBus, Message, RetryPolicy
 from droptune.local.bus.events import binary_http, is_finalize_notification, storage_finalized_event
 from droptune.local.home import StackConfig, StackError, StackState
+from droptune.local.processes import Process
 from droptune.local.storage_emulator import StorageEmulator, free_port
 from droptune.local.vertex import VertexServer
 from droptune.local.workflows.engine import Engine, Execution, load_workflow
@@ -66,7 +66,7 @@ class LocalStack:
         )
         self.vertex = VertexServer(self.home / "vertex", env=self.service_env())
         self.function_port = free_port()
-        self.function: subprocess.Popen | None = None
+        self.function: Process | None = None
         self.executions: dict[str, Execution] = {}
         self._threads: list[threading.Thread] = []
         self._session = requests.Session()
@@ -99,12 +99,8 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        if self.function is not None and self.function.poll() is None:
-            self.function.terminate()
-            try:
-                self.function.wait(10)
-            except subprocess.TimeoutExpired:
-                self.function.kill()
+        if self.function is not None:
+            self.function.stop()
         self.vertex.stop()  # also ends training and serving processes
         self.bus.stop()
         self.storage.stop()
@@ -191,8 +187,7 @@ class LocalStack:
                     raise
 
     def _start_function(self) -> None:
-        out = (self.home / "function.log").open("ab")
-        self.function = subprocess.Popen(
+        self.function = Process.start(
             [
                 sys.executable, "-m", "functions_framework",
                 "--source", str(FUNCTION_SOURCE),
@@ -201,9 +196,8 @@ class LocalStack:
                 "--host", "127.0.0.1",
                 "--port", str(self.function_port),
             ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **self.function_env()},
+            {**os.environ, **self.function_env()},
+            self.home / "function.log",
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import platform
 import socket
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -21,6 +20,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from droptune.errors import DroptuneError
+from droptune.local.processes import Process
 
 ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 
@@ -75,7 +75,7 @@ class StorageEmulator:
         self.pubsub = (pubsub_project, pubsub_topic, notify_bucket)
         self.persist = persist
         self.env = env or {}  # e.g. PUBSUB_EMULATOR_HOST, where notifications go
-        self.process: subprocess.Popen | None = None
+        self.process: Process | None = None
 
     def command(self) -> list[str]:
         args = [
@@ -101,9 +101,8 @@ class StorageEmulator:
 
     def start(self, timeout: float = 15.0) -> StorageEmulator:
         self.root.mkdir(parents=True, exist_ok=True)
-        log = (self.root / "fake-gcs-server.log").open("ab")
-        self.process = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        self.process = Process.start(
+            self.command(), {**os.environ, **self.env}, self.root / "fake-gcs-server.log"
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -120,13 +119,8 @@ class StorageEmulator:
         raise EmulatorError(f"fake-gcs-server did not answer on {self.url} in {timeout} s")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            self.process.stop(grace=5)
         self.process = None
         if self._tmp is not None:
             self._tmp.cleanup()

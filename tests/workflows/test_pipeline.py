@@ -300,6 +300,15 @@ def test_an_error_that_may_have_created_the_job_is_not_retried(vertex, gcs_serve
     assert status_of(vertex.bucket, "unsure")["error"]["code"] == 500
 
 
+def test_a_backend_this_workflow_lacks_fails_the_run_with_the_reason(vertex, gcs_server):
+    queue_run(vertex.bucket, "gem", backend="gemini")
+    execution = execute(vertex, gcs_server, "gem")
+    assert execution.state == "FAILED" and "UnsupportedBackend" in execution.error["tags"]
+    status = status_of(vertex.bucket, "gem")
+    assert status["state"] == "FAILED" and "backend gemini" in status["error"]["message"]
+    assert vertex.calls == []
+
+
 def test_cpu_only_machines_get_no_accelerator(vertex, gcs_server):
     queue_run(
         vertex.bucket,

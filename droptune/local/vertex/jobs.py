@@ -20,10 +20,11 @@ from typing import Any
 
 from google.cloud.aiplatform_v1.types import CustomJob, JobState
 
+from droptune.local.processes import Process
 from droptune.local.vertex import ids, outputs, schema
 from droptune.local.vertex.errors import invalid, not_found, precondition
 from droptune.local.vertex.filters import matches
-from droptune.local.vertex.processes import Process, container_argv, process_env
+from droptune.local.vertex.processes import container_argv, process_env
 from droptune.local.vertex.routing import ID, PARENT, Request, Route, Runtime, page
 from droptune.log import get_logger
 

@@ -6,27 +6,18 @@ and its entry point runs with this interpreter. `command` and `args` combine wit
 the way Kubernetes combines them with ENTRYPOINT and CMD, and `$(VAR)` references in them are
 expanded from the container's environment, as Vertex AI does.
 
-Each process leads its own session (process group), so stopping it also stops whatever it
-started (data loaders, tokenizer workers): SIGTERM to the group, SIGKILL after a grace period.
+The processes themselves are `droptune.local.processes.Process`es.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
-import signal
-import subprocess
 import sys
-import threading
-from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 ENTRYPOINT = ("python", "-m", "droptune_trainer")  # trainer/Dockerfile ENTRYPOINT
 CMD = ("serve",)  # trainer/Dockerfile CMD
-GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL on cancel; Kubernetes gives 30 s, a local run needs less
 _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 
 
@@ -65,64 +56,3 @@ def process_env(*layers: Mapping[str, str]) -> dict[str, str]:
     for layer in layers:
         env.update(layer)
     return env
-
-
-@dataclass
-class Process:
-    """A started container process whose stdout and stderr go to `log_path`."""
-
-    argv: list[str]
-    log_path: Path
-    popen: subprocess.Popen = field(repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @classmethod
-    def start(cls, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> Process:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        cwd.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as log:
-            popen = subprocess.Popen(
-                argv,
-                env=env,
-                cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group, stopped as a whole
-            )
-        return cls(argv, log_path, popen)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def poll(self) -> int | None:
-        return self.popen.poll()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self.popen.wait(timeout)
-
-    def stop(self, grace: float = GRACE_SECONDS) -> int:
-        """SIGTERM the process group, SIGKILL it after `grace` seconds; the exit status."""
-        with self._lock:
-            self._signal_group(signal.SIGTERM)
-            try:
-                self.popen.wait(grace)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self.popen.wait()
-            # Children that ignored SIGTERM outlive their leader: make sure they go too.
-            self._signal_group(signal.SIGKILL)
-            return self.popen.returncode
-
-    def _signal_group(self, sig: signal.Signals) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, sig)
-
-    def tail(self, lines: int = 20) -> str:
-        """The last `lines` lines of the process's output."""
-        try:
-            with self.log_path.open(errors="replace") as log:
-                return "".join(deque(log, maxlen=lines)).rstrip("\n")
-        except OSError:
-            return ""

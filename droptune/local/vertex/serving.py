@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from droptune.local.processes import Process
 from droptune.local.storage_emulator import free_port
 from droptune.local.vertex import schema
 from droptune.local.vertex.errors import ApiError, status_for_http
-from droptune.local.vertex.processes import Process, container_argv, process_env
+from droptune.local.vertex.processes import container_argv, process_env
 
 PREDICT_TIMEOUT = 600.0  # seconds: a small model generating on a CPU is slow
 HEALTH_POLL = 0.1  # seconds between health checks while a model starts

@@ -212,8 +212,8 @@ class CrashAfter:
                 step(f"write {uri.rsplit('/', 1)[-1]}")
             return generation
 
-        def open_blob_writer(uri):
-            writer = real_writer(uri)
+        def open_blob_writer(uri, *args, **kwargs):
+            writer = real_writer(uri, *args, **kwargs)
             close = writer.close
 
             def close_then_step():

@@ -1,0 +1,84 @@
+"""Local service processes: each leads its own session (process group), writes its output to
+a log file, and is stopped as a whole, with whatever it started (workers, data loaders):
+SIGTERM to the group, SIGKILL after a grace period.
+
+Used for the storage emulator, the upload function, and the Vertex AI server's job and serving
+processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL; Kubernetes gives 30 s, a local process needs less
+
+
+@dataclass
+class Process:
+    """A started process whose stdout and stderr go to `log_path`."""
+
+    argv: list[str]
+    log_path: Path
+    popen: subprocess.Popen = field(repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def start(
+        cls, argv: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
+    ) -> Process:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        if cwd is not None:
+            cwd.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            popen = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, stopped as a whole
+            )
+        return cls(argv, log_path, popen)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def poll(self) -> int | None:
+        return self.popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.popen.wait(timeout)
+
+    def stop(self, grace: float = GRACE_SECONDS) -> int:
+        """SIGTERM the process group, SIGKILL it after `grace` seconds; the exit status."""
+        with self._lock:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.popen.wait()
+            # Children that ignored SIGTERM outlive their leader: make sure they go too.
+            self._signal_group(signal.SIGKILL)
+            return self.popen.returncode
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, sig)
+
+    def tail(self, lines: int = 20) -> str:
+        """The last `lines` lines of the process's output."""
+        try:
+            with self.log_path.open(errors="replace") as log:
+                return "".join(deque(log, maxlen=lines)).rstrip("\n")
+        except OSError:
+            return ""
