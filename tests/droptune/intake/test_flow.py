@@ -295,9 +295,9 @@ def test_storage_down_raises_and_the_redelivery_resumes(dropzone, flaky_storage,
     flaky_storage.status = 429
     original = gcs.open_blob_writer
 
-    def storage_goes_down(uri):  # claim and status succeed, then every request gets 429
+    def storage_goes_down(uri, *args, **kwargs):  # claim and status succeed, then every 429
         flaky_storage.down = True
-        return original(uri)
+        return original(uri, *args, **kwargs)
 
     monkeypatch.setattr(gcs, "open_blob_writer", storage_goes_down)
     with pytest.raises(Exception):  # noqa: B017 - whatever the client raises after retrying
