@@ -235,7 +235,9 @@ def training_progress(state: StackState, home: Path, run_id: str) -> str | None:
         return None
     if not jobs:
         return None
-    log_file = home / "vertex" / "jobs" / jobs[0]["name"].rsplit("/", 1)[1] / "workerpool0-0.log"
+    from droptune.local.vertex.jobs import job_log
+
+    log_file = job_log(home / "vertex", jobs[0]["name"].rsplit("/", 1)[1])
     try:
         lines = log_file.read_text(errors="replace").splitlines()
     except OSError:

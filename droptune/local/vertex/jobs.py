@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from google.cloud.aiplatform_v1.types import CustomJob, JobState
@@ -27,10 +28,18 @@ from droptune.local.vertex.filters import matches
 from droptune.local.vertex.processes import container_argv, process_env
 from droptune.local.vertex.routing import ID, PARENT, Request, Route, Runtime, page
 from droptune.log import get_logger
+from droptune.storage import join
 
 log = get_logger("droptune.local.vertex")
 ENDED = {JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED}
 REPLICA = "workerpool0-0"
+
+
+def job_log(root: Path, job_id: str) -> Path:
+    """Where the output of job `job_id` (the last part of its name) goes, under the server's root."""
+    return root / "jobs" / job_id / f"{REPLICA}.log"
+
+
 CODE_FAILED = 3  # google.rpc.Code Vertex AI reports when a replica exits non-zero
 CODE_CANCELLED = 1
 
@@ -121,7 +130,8 @@ class CustomJobs:
 
     # --- the process ---------------------------------------------------------------------
     def _run(self, job: Job) -> None:
-        folder = self.runtime.root / "jobs" / job.id
+        log_path = job_log(self.runtime.root, job.id)
+        folder = log_path.parent
         with self._lock:
             if job.cancel_requested or self.runtime.stopping.is_set():
                 self._end(job, JobState.JOB_STATE_CANCELLED, CODE_CANCELLED, "CANCELED")
@@ -130,7 +140,7 @@ class CustomJobs:
             env = process_env(self.runtime.env, schema.env_list(spec.env), vertex_env(job))
             argv = container_argv(list(spec.command), list(spec.args), env)
             try:
-                job.process = Process.start(argv, env, folder / f"{REPLICA}.log", folder / "work")
+                job.process = Process.start(argv, env, log_path, folder / "work")
             except OSError as exc:
                 message = f"The replica {REPLICA} could not start: {exc}"
                 self._end(job, JobState.JOB_STATE_FAILED, CODE_FAILED, message)
@@ -156,7 +166,7 @@ class CustomJobs:
         prefix = job.resource.job_spec.base_output_directory.output_uri_prefix
         if not prefix or job.process is None or self.runtime.stopping.is_set():
             return
-        target = outputs.join(prefix, "training", "job.log")
+        target = join(prefix, "training", "job.log")
         try:
             outputs.write(target, job.process.log_path.read_bytes(), self.runtime.env)
         except Exception as exc:  # a lost log copy must not hide the job's own outcome
@@ -225,7 +235,7 @@ def vertex_env(job: Job) -> dict[str, str]:
     }
     prefix = job.resource.job_spec.base_output_directory.output_uri_prefix
     if prefix:
-        env["AIP_MODEL_DIR"] = outputs.join(prefix, "model/")
-        env["AIP_CHECKPOINT_DIR"] = outputs.join(prefix, "checkpoints/")
-        env["AIP_TENSORBOARD_LOG_DIR"] = outputs.join(prefix, "logs/")
+        env["AIP_MODEL_DIR"] = join(prefix, "model/")
+        env["AIP_CHECKPOINT_DIR"] = join(prefix, "checkpoints/")
+        env["AIP_TENSORBOARD_LOG_DIR"] = join(prefix, "logs/")
     return env

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 from droptune.cloud import gcs
+from droptune.storage import is_gcs, open_output
 
 
 def write(uri: str, data: bytes, env: Mapping[str, str]) -> None:
     """Write `data` to `uri` (gs://bucket/name or a local path), creating folders."""
-    if not uri.startswith("gs://"):
-        path = Path(uri.removeprefix("file://"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
+    if not is_gcs(uri):
+        with open_output(uri.removeprefix("file://")) as out:
+            out.write(data)
         return
     host = env.get("STORAGE_EMULATOR_HOST")
     if host and host != os.environ.get("STORAGE_EMULATOR_HOST"):
@@ -41,12 +40,3 @@ def _emulator_write(uri: str, data: bytes, host: str, project: str) -> None:
     client.bucket(bucket).blob(name).upload_from_string(
         data, content_type="text/plain", retry=gcs.RETRY, timeout=gcs.TIMEOUT
     )
-
-
-def join(prefix: str, *parts: str) -> str:
-    """`prefix` + parts with single slashes.
-
-    >>> join("gs://b/runs/1/", "training", "job.log")
-    'gs://b/runs/1/training/job.log'
-    """
-    return "/".join([prefix.rstrip("/"), *parts])
