@@ -157,7 +157,9 @@ def event(bucket: Any, run_id: str, backend: str = "custom") -> dict:
     return {"data": {"message": message, "subscription": "projects/p/subscriptions/s"}}
 
 
-def execute(vertex: ScriptedVertex, gcs_server: Any, run_id: str) -> Execution:
+def execute(
+    vertex: ScriptedVertex, gcs_server: Any, run_id: str, hooks: dict | None = None
+) -> Execution:
     runtime = Runtime(
         env={
             "GOOGLE_CLOUD_PROJECT_ID": "p",
@@ -168,7 +170,9 @@ def execute(vertex: ScriptedVertex, gcs_server: Any, run_id: str) -> Execution:
         clock=vertex.clock,
         connector_roots={"storage": gcs_server.url},
     )
-    engine = Engine(load_workflow(str(PIPELINE)), runtime, call_hooks=vertex.hooks())
+    engine = Engine(
+        load_workflow(str(PIPELINE)), runtime, call_hooks={**vertex.hooks(), **(hooks or {})}
+    )
     return engine.run(event(vertex.bucket, run_id))
 
 
@@ -298,6 +302,27 @@ def test_an_error_that_may_have_created_the_job_is_not_retried(vertex, gcs_serve
     assert execution.state == "FAILED" and execution.error["code"] == 500
     assert vertex.calls.count("customJobs.create") == 1
     assert status_of(vertex.bucket, "unsure")["error"]["code"] == 500
+
+
+def test_a_message_that_arrives_before_the_run_is_queued_waits_for_it(vertex, gcs_server):
+    """The upload function publishes, then records QUEUED: the workflow may read VALIDATING."""
+    queue_run(vertex.bucket, "early")
+    queued = vertex.bucket.blob("runs/early/status.json").download_as_bytes()
+    validating = RunStatus.start("reading the upload").to_json()
+    status = vertex.bucket.blob("runs/early/status.json")
+    status.upload_from_string(validating, content_type="application/json")
+    waits = []
+
+    def sleep(seconds: float) -> None:  # the function records QUEUED while the workflow waits
+        if not waits:
+            status.upload_from_string(queued, content_type="application/json")
+        waits.append(seconds)
+        vertex.clock.sleep(seconds)
+
+    execution = execute(vertex, gcs_server, "early", hooks={"sys.sleep": sleep})
+    assert execution.result["state"] == "SUCCEEDED", execution.error
+    assert states(vertex.bucket, "early")[:3] == ["VALIDATING", "QUEUED", "TRAINING"]
+    assert vertex.calls.count("customJobs.create") == 1
 
 
 def test_a_backend_this_workflow_lacks_fails_the_run_with_the_reason(vertex, gcs_server):

@@ -127,6 +127,16 @@ def test_a_dataset_is_tuned_evaluated_deployed_and_answers(stack, client):
     assert execution.state == "SUCCEEDED"
 
 
+def test_a_training_error_fails_the_run_with_the_trainers_message(stack, client):
+    settings = {"training": {**FAST, "lora_rank": 0}}
+    run_id = drop(client, "broken/tickets.jsonl", TICKETS.read_bytes(), settings)
+    status = wait_for_end(client, run_id)
+    assert status["state"] == "FAILED"
+    assert "TrainingJobFailed" in status["error"]["tags"]
+    assert "lora_rank must be at least 1" in status["error"]["message"]
+    assert vertex_list(stack, "models", run_id) == []
+
+
 def test_a_gate_that_cannot_be_met_deploys_nothing(stack, client):
     settings = {
         "training": {**FAST, "max_steps": 1},
