@@ -3,6 +3,9 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# checkov (tests/terraform) in a venv of its own: its pins would downgrade the project's.
+CHECKOV_VENV := build/checkov
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
 
 .PHONY: demo test lint format bench function-source clean
 
@@ -23,7 +26,7 @@ demo: $(STAMP)
 	$(BIN)/droptune local run droptune/examples/tickets.jsonl
 
 ## Lint, format check and the whole test suite (slow tests included).
-test: $(STAMP)
+test: $(STAMP) $(CHECKOV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
@@ -48,3 +51,21 @@ function-source: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build
+
+## Terraform (terraform/, docs/deploy.md). For users with terraform on PATH: format check and
+## validation of the module through its example root (downloads the providers).
+.PHONY: tf-validate checkov
+tf-validate:
+	terraform fmt -check -recursive terraform
+	terraform -chdir=terraform/examples/basic init -backend=false -input=false
+	terraform -chdir=terraform/examples/basic validate
+
+## checkov on terraform/, from its own virtualenv: its pinned dependencies (networkx<2.7,
+## packaging<24, ...) would downgrade the project's. tests/terraform runs the same check.
+$(CHECKOV):
+	$(PY) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install -q 'checkov==3.3.30'
+
+checkov: $(CHECKOV)
+	$(CHECKOV) -d terraform --framework terraform --skip-download --compact --quiet

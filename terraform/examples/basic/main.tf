@@ -1,0 +1,41 @@
+# A runnable root for droptune: copy terraform.tfvars.example to terraform.tfvars, set your
+# project, then (after `make function-source` at the repository root):
+#   terraform init && terraform apply
+# docs/deploy.md walks through it, first upload and teardown included.
+
+terraform {
+  required_version = ">= 1.5"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = "~> 6.0"
+    }
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 6.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}
+
+provider "google-beta" {
+  project = var.project_id
+  region  = var.region
+}
+
+module "droptune" {
+  source = "../.."
+
+  project_id            = var.project_id
+  region                = var.region
+  default_backend       = var.default_backend
+  enable_tensorboard    = var.enable_tensorboard
+  alert_email           = var.alert_email
+  notification_channels = var.notification_channels
+  force_destroy         = var.force_destroy
+}

@@ -1,0 +1,181 @@
+"""terraform/iam.tf and every other grant: least privilege, as a security reviewer checks it.
+
+No primitive role, no project-wide storage admin, no public member, no authoritative IAM
+resource (it would drop grants made outside droptune); one service account per unit;
+`iam.serviceAccountUser` only on the training job's account; the service agents get what the
+pipeline needs of them (the one grant users most often miss: Vertex AI's agents reading the
+runs bucket and pulling the trainer image).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.terraform.module import block, load, ref
+
+PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
+PUBLIC = {"allUsers", "allAuthenticatedUsers"}
+# Every project-level grant, and why nothing narrower exists (see the comments in iam.tf).
+PROJECT_GRANTS = {
+    ("evaluation_vertex_user", "roles/aiplatform.user"),  # Gemini publisher models
+    ("workflow_vertex_user", "roles/aiplatform.user"),  # jobs/models/endpoints it creates
+    ("workflow_log_writer", "roles/logging.logWriter"),
+    ("eventarc_event_receiver", "roles/eventarc.eventReceiver"),
+    ("eventarc_workflow_invoker", "roles/workflows.invoker"),
+    ("trainer_log_writer", "roles/logging.logWriter"),
+    ("trainer_tensorboard", "roles/aiplatform.user"),  # only with enable_tensorboard
+    ("build_log_writer", "roles/logging.logWriter"),
+    ("build_reads_function_sources", "roles/storage.objectViewer"),  # with a condition
+    ("storage_agent_publishes_events", "roles/pubsub.publisher"),  # Eventarc's own topic
+}
+
+
+def grants():
+    """(address, body) of every IAM grant in the module."""
+    return [(a, b) for a, b in load().each("google_") if a.split(".")[0].endswith("_iam_member")]
+
+
+def test_no_authoritative_iam_resources():
+    kinds = {address.split(".")[0] for address, _ in load().each("google_")}
+    authoritative = {k for k in kinds if k.endswith(("_iam_binding", "_iam_policy"))}
+    assert not authoritative, f"authoritative IAM would remove other grants: {authoritative}"
+
+
+@pytest.mark.parametrize("address,body", grants(), ids=lambda x: x if isinstance(x, str) else "")
+def test_no_primitive_role_and_no_public_member(address, body):
+    assert body["role"] not in PRIMITIVE, f"{address} grants the primitive {body['role']}"
+    assert body["member"] not in PUBLIC, f"{address} makes a resource public"
+
+
+def test_project_level_grants_are_the_reviewed_few():
+    found = {
+        (name, body["role"]) for name, body in load().resources["google_project_iam_member"].items()
+    }
+    assert found == PROJECT_GRANTS
+
+
+def test_no_project_wide_storage_grant_without_a_condition():
+    for name, body in load().resources["google_project_iam_member"].items():
+        role = body["role"]
+        assert role not in {"roles/storage.admin", "roles/storage.objectAdmin"}, name
+        if role.startswith("roles/storage."):
+            condition = block(body["condition"])
+            assert "resource.name.startsWith" in condition["expression"], name
+
+
+def test_service_account_user_only_on_the_training_jobs_account():
+    acting = [
+        (address, body)
+        for address, body in grants()
+        if body["role"] in {"roles/iam.serviceAccountUser", "roles/iam.serviceAccountTokenCreator"}
+    ]
+    users = [(a, b) for a, b in acting if b["role"] == "roles/iam.serviceAccountUser"]
+    assert [a for a, _ in users] == ["google_service_account_iam_member.workflow_acts_as_trainer"]
+    (_, user), *_ = users
+    assert ref(user["service_account_id"]) == "google_service_account.trainer.name"
+    assert ref(user["member"]) == "google_service_account.workflow.member"
+    # Both only on single service accounts; token creation only for Pub/Sub's agent, only on
+    # the event delivery account.
+    for address, _ in acting:
+        assert address.startswith("google_service_account_iam_member."), address
+    creators = [b for _, b in acting if b["role"] == "roles/iam.serviceAccountTokenCreator"]
+    assert [ref(b["service_account_id"]) for b in creators] == [
+        "google_service_account.eventarc.name"
+    ]
+    assert [ref(b["member"]) for b in creators] == ["local.pubsub_agent"]
+
+
+def test_one_service_account_per_unit():
+    module = load()
+    upload = module.resource("google_cloudfunctions2_function.upload")
+    evaluate = module.resource("google_cloudfunctions2_function.evaluate")
+    identities = {
+        "upload function": ref(block(upload["service_config"])["service_account_email"]),
+        "evaluation function": ref(block(evaluate["service_config"])["service_account_email"]),
+        "workflow": ref(module.resource("google_workflows_workflow.pipeline")["service_account"]),
+        "eventarc": ref(module.resource("google_eventarc_trigger.workflow")["service_account"]),
+        "training job": ref(module.locals["workflow_env"]["DROPTUNE_JOB_SERVICE_ACCOUNT"]),
+        "builds": ref(block(upload["build_config"])["service_account"]),
+    }
+    accounts = {unit: expr.split(".")[1] for unit, expr in identities.items()}
+    assert len(set(accounts.values())) == len(accounts), accounts
+    assert set(accounts.values()) == set(module.resources["google_service_account"])
+    storage_trigger = block(upload["event_trigger"])
+    assert ref(storage_trigger["service_account_email"]) == "google_service_account.eventarc.email"
+
+
+def roles_of(member: str, resource_ref: str, kind: str, key: str) -> set[str]:
+    return {
+        body["role"]
+        for body in load().resources.get(kind, {}).values()
+        if ref(body["member"]) == member and ref(body[key]) == resource_ref
+    }
+
+
+def test_nothing_droptune_runs_can_write_the_uploads_bucket():
+    uploads = "google_storage_bucket.uploads.name"
+    for name, body in load().resources["google_storage_bucket_iam_member"].items():
+        if ref(body["bucket"]) == uploads:
+            assert body["role"] == "roles/storage.objectViewer", name
+    assert roles_of(
+        "google_service_account.upload.member",
+        uploads,
+        "google_storage_bucket_iam_member",
+        "bucket",
+    ) == {"roles/storage.objectViewer"}
+
+
+@pytest.mark.parametrize("unit", ["upload", "evaluation", "workflow", "trainer"])
+def test_units_that_write_run_folders_get_object_user_on_the_runs_bucket_only(unit):
+    assert roles_of(
+        f"google_service_account.{unit}.member",
+        "google_storage_bucket.runs.name",
+        "google_storage_bucket_iam_member",
+        "bucket",
+    ) == {"roles/storage.objectUser"}
+
+
+def test_upload_function_publishes_only_to_the_run_topic():
+    publishers = [
+        body
+        for body in load().resources["google_pubsub_topic_iam_member"].values()
+        if ref(body["member"]) == "google_service_account.upload.member"
+    ]
+    assert [(ref(b["topic"]), b["role"]) for b in publishers] == [
+        ("google_pubsub_topic.runs.name", "roles/pubsub.publisher")
+    ]
+
+
+def test_vertex_ai_agents_read_the_runs_bucket_and_pull_from_the_registry():
+    module = load()
+    agents = {"${local.vertex_agent}", "${local.vertex_custom_agent}"}
+    reads = module.resource("google_storage_bucket_iam_member.vertex_agents_read_runs")
+    assert set(reads["for_each"].values()) == agents
+    assert ref(reads["bucket"]) == "google_storage_bucket.runs.name"
+    assert reads["role"] == "roles/storage.objectViewer"
+    pulls = module.resource("google_artifact_registry_repository_iam_member.vertex_agents_pull")
+    assert set(pulls["for_each"].values()) == agents
+    assert ref(pulls["repository"]) == "google_artifact_registry_repository.images.name"
+    assert pulls["role"] == "roles/artifactregistry.reader"
+    assert "gcp-sa-aiplatform-cc.iam.gserviceaccount.com" in module.locals["vertex_custom_agent"]
+    # The agents exist before they are granted anything (a fresh project has neither).
+    identity = module.resource("google_project_service_identity.aiplatform")
+    assert identity["service"] == "aiplatform.googleapis.com"
+    assert "google_project_service_identity.aiplatform.email" in module.locals["vertex_agent"]
+
+
+def test_cloud_storage_agent_can_publish_the_bucket_events():
+    grant = load().resource("google_project_iam_member.storage_agent_publishes_events")
+    assert grant["role"] == "roles/pubsub.publisher"
+    assert ref(grant["member"]) == "local.storage_agent"
+    assert "google_storage_project_service_account" in load().locals["storage_agent"]
+
+
+def test_event_delivery_may_invoke_the_upload_function_and_start_the_workflow():
+    module = load()
+    invoke = module.resource("google_cloud_run_v2_service_iam_member.eventarc_invokes_upload")
+    assert invoke["name"] == "${google_cloudfunctions2_function.upload.name}"
+    assert invoke["role"] == "roles/run.invoker"
+    assert ref(invoke["member"]) == "google_service_account.eventarc.member"
+    starts = module.resource("google_project_iam_member.eventarc_workflow_invoker")
+    assert ref(starts["member"]) == "google_service_account.eventarc.member"
