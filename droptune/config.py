@@ -147,6 +147,19 @@ class RunConfig(Settings):
     training_timeout_minutes: int = setting(
         "How long the workflow waits for training before it cancels the job.", default=360
     )
+    learning_rate_multiplier: float | None = setting(
+        "Gemini backend: scales the service's recommended learning rate (default: 1.0).",
+        default=None,
+    )
+    adapter_size: str | None = setting(
+        "Gemini backend: LoRA adapter size (ADAPTER_SIZE_ONE, _TWO, _FOUR, _EIGHT or _SIXTEEN); "
+        "default: the service's choice for the base model.",
+        default=None,
+    )
+    eval_max_output_tokens: int = setting(
+        "Most tokens generated per test answer when base and tuned models are compared.",
+        default=256,
+    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -170,6 +183,14 @@ class RunConfig(Settings):
                 "validation_fraction + test_fraction must leave examples for training"
             )
         _check_gate(self.gate)
+        if self.adapter_size is not None and self.adapter_size not in ADAPTER_SIZES:
+            raise ConfigError(
+                f"adapter_size must be one of {', '.join(ADAPTER_SIZES)}; got {self.adapter_size!r}"
+            )
+        if self.learning_rate_multiplier is not None and self.learning_rate_multiplier <= 0:
+            raise ConfigError(
+                f"learning_rate_multiplier must be above 0; got {self.learning_rate_multiplier}"
+            )
         # Vertex AI takes "no accelerator" as the unspecified type with a count of 0.
         if self.accelerator_type == NO_ACCELERATOR:
             self.accelerator_count = 0
@@ -181,6 +202,7 @@ class RunConfig(Settings):
             "min_examples",
             "max_issues_per_code",
             "training_timeout_minutes",
+            "eval_max_output_tokens",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
@@ -191,6 +213,7 @@ class RunConfig(Settings):
 
 
 GATE_METRICS = ("accuracy", "exact_match", "rouge_l")
+ADAPTER_SIZES = tuple(f"ADAPTER_SIZE_{n}" for n in ("ONE", "TWO", "FOUR", "EIGHT", "SIXTEEN"))
 NO_ACCELERATOR = "ACCELERATOR_TYPE_UNSPECIFIED"
 
 

@@ -1,14 +1,24 @@
-"""The upload function: Cloud Storage finalize event in, a QUEUED or REJECTED run out.
+"""droptune's Cloud Run functions: the upload function and the Gemini evaluation.
 
-Deployed as a Cloud Run function (functions-framework, CloudEvent signature, target
-`on_upload`) triggered by `google.cloud.storage.object.v1.finalized` on the uploads bucket;
-settings come from the environment (`DROPTUNE_RUNS_BUCKET`, `DROPTUNE_TOPIC`, ...). Locally:
+`on_upload` (CloudEvent signature): a Cloud Storage finalize event on the uploads bucket in, a
+QUEUED or REJECTED run out. Settings come from the environment (`DROPTUNE_RUNS_BUCKET`,
+`DROPTUNE_TOPIC`, ...).
+
+`evaluate` (HTTP, called by the workflow with an OIDC token): one slice of a Gemini run's
+baseline-vs-tuned evaluation (`droptune.gemini`). It is a function rather than a Vertex AI
+job because the work is waiting on API calls, not computing: a request starts in seconds
+where a CPU job spends minutes provisioning, bills only while it answers, and the slices keep
+each call well inside the workflow's 30-minute HTTP timeout. Locally:
 
     functions-framework --source functions/main.py --target on_upload --signature-type cloudevent
+    functions-framework --source functions/main.py --target evaluate
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import flask
 import functions_framework
 from cloudevents.http import CloudEvent
 
@@ -36,3 +46,24 @@ def on_upload(event: CloudEvent) -> None:
         log.error(f"the function is misconfigured: {exc}", object=obj.uri)
         raise
     handle_upload(obj, settings)
+
+
+@functions_framework.http
+def evaluate(request: flask.Request) -> tuple[dict[str, Any], int]:
+    # Imported here: the upload function shares this module and need not load google-genai.
+    from droptune.cloud import genai
+    from droptune.gemini import EvaluationError, EvaluationRequest, evaluate_slice
+
+    try:
+        work = EvaluationRequest.from_json(request.get_json(silent=True))
+    except EvaluationError as exc:
+        return {"error": str(exc)}, 400
+    try:
+        answer = evaluate_slice(work, genai.client(genai.settings_from_env()))
+    except (EvaluationError, ConfigError) as exc:  # the run or the deployment: retrying won't help
+        log.error(f"evaluation of {work.run_uri} failed: {exc}", run_uri=work.run_uri)
+        return {"error": str(exc)}, 422
+    except genai.GeminiError as exc:  # the model API, after its own retries: worth a retry
+        log.error(f"evaluation of {work.run_uri} failed: {exc}", run_uri=work.run_uri)
+        return {"error": str(exc)}, 503
+    return answer, 200

@@ -223,21 +223,26 @@ def follow(
 
 
 def training_progress(state: StackState, home: Path, run_id: str) -> str | None:
-    """The training job's latest log message, found as in the cloud: by its run_id label."""
-    try:
-        response = requests.get(
-            f"{state.vertex}/v1/projects/{state.project}/locations/{state.location}/customJobs",
-            params={"filter": f"labels.run_id={run_id}"},
-            timeout=5,
-        )
-        jobs = response.json().get("customJobs", [])
-    except (requests.RequestException, ValueError):
-        return None
-    if not jobs:
-        return None
+    """The training or tuning job's latest log message, found as in the cloud: by its run_id
+    label."""
     from droptune.local.vertex.jobs import job_log
+    from droptune.local.vertex.tuning import tuning_log
 
-    log_file = job_log(home / "vertex", jobs[0]["name"].rsplit("/", 1)[1])
+    parent = f"{state.vertex}/v1/projects/{state.project}/locations/{state.location}"
+    for collection, log_of in (("customJobs", job_log), ("tuningJobs", tuning_log)):
+        try:
+            response = requests.get(
+                f"{parent}/{collection}", params={"filter": f"labels.run_id={run_id}"}, timeout=5
+            )
+            jobs = response.json().get(collection, [])
+        except (requests.RequestException, ValueError):
+            return None
+        if jobs:
+            return last_message(log_of(home / "vertex", jobs[0]["name"].rsplit("/", 1)[1]))
+    return None
+
+
+def last_message(log_file: Path) -> str | None:
     try:
         lines = log_file.read_text(errors="replace").splitlines()
     except OSError:
@@ -270,6 +275,11 @@ def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
             )
         console.print(f"\nevaluation on {metrics['n']} test examples")
         console.print(table)
+        if metrics.get("emulated"):
+            console.print(
+                "[yellow]emulated:[/] no Gemini model was tuned; a small open model tuned on "
+                "this machine stood in for it (the cloud runs the real service)"
+            )
     console.print(f"\nrun folder: {run_dir}")
     for name in ("validation/report.md", "evaluation/predictions.csv", "training/loss.png"):
         if (run_dir / name).is_file():

@@ -7,12 +7,16 @@
     event bus ─(Eventarc Pub/Sub CloudEvent)─▶ workflow engine running
               workflows/pipeline.workflows.yaml
     workflow ─(googleapis.storage.*)─▶ fake-gcs-server
-             ─(googleapis.aiplatform.*)─▶ local Vertex AI server ─▶ trainer and serving processes
+             ─(googleapis.aiplatform.*, tuningJobs)─▶ local Vertex AI server ─▶ trainer and
+                                                      serving processes
+             ─(HTTP)─▶ evaluation function (functions/main.py `evaluate`, gemini runs)
+                       ─(google-genai)─▶ local Vertex AI server (emulated Gemini)
 
 Real: the function's code, the workflow file, the trainer and serving entry points, the
 Cloud Storage and Pub/Sub client libraries and wire protocols. Stand-ins: the storage
 emulator, the bus (Pub/Sub + Eventarc), the engine (Workflows), the Vertex AI server (jobs
-and endpoints as local processes; machine types and images are recorded, not used).
+and endpoints as local processes; machine types and images are recorded, not used; Gemini
+tuning emulated by a small open model, and labelled so).
 
 Everything lives under one folder (`StackConfig.home`): `state.json` (ports, pid), logs,
 the Vertex server's job and endpoint folders, and each workflow execution's record.
@@ -67,6 +71,8 @@ class LocalStack:
         self.vertex = VertexServer(self.home / "vertex", env=self.service_env())
         self.function_port = free_port()
         self.function: Process | None = None
+        self.evaluation_port = free_port()
+        self.evaluation: Process | None = None
         self.executions: dict[str, Execution] = {}
         self._threads: list[threading.Thread] = []
         self._session = requests.Session()
@@ -85,7 +91,12 @@ class LocalStack:
             self.storage.start()
             self._create_buckets()
             self.vertex.start()
-            self._start_function()
+            self.function = self._start_function(
+                "on_upload", "cloudevent", self.function_port, self.function_env(), "function"
+            )
+            self.evaluation = self._start_function(
+                "evaluate", "http", self.evaluation_port, self.evaluation_env(), "evaluation"
+            )
         except BaseException:
             self.stop()
             raise
@@ -99,8 +110,9 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        if self.function is not None:
-            self.function.stop()
+        for function in (self.function, self.evaluation):
+            if function is not None:
+                function.stop()
         self.vertex.stop()  # also ends training and serving processes
         self.bus.stop()
         self.storage.stop()
@@ -159,6 +171,15 @@ class LocalStack:
             "DROPTUNE_TOPIC": self.config.topic(self.config.runs_topic),
         }
 
+    def evaluation_env(self) -> dict[str, str]:
+        """The Gemini evaluation function's settings: google-genai on the local Vertex server."""
+        return {
+            **self.service_env(),
+            "DROPTUNE_RUNS_BUCKET": self.config.runs_bucket,
+            "DROPTUNE_VERTEX_API": self.vertex.url,
+            "GOOGLE_GENAI_USE_VERTEXAI": "true",
+        }
+
     def workflow_env(self) -> dict[str, str]:
         """The workflow's variables: the service's own and droptune's deployment settings."""
         return {
@@ -170,6 +191,7 @@ class LocalStack:
             "DROPTUNE_VERTEX_API": self.vertex.url,
             "DROPTUNE_POLL_SECONDS": "1",  # local jobs are short and polls are free
             "DROPTUNE_POLL_MAX_SECONDS": "5",
+            "DROPTUNE_EVALUATION_URL": f"http://127.0.0.1:{self.evaluation_port}/",
         }
 
     # --- services -----------------------------------------------------------------------
@@ -186,29 +208,35 @@ class LocalStack:
                 if exc.code != 409:  # already there (a persistent storage folder)
                     raise
 
-    def _start_function(self) -> None:
-        self.function = Process.start(
+    def _start_function(
+        self, target: str, signature: str, port: int, env: dict[str, str], name: str
+    ) -> Process:
+        """functions-framework serving one function of functions/main.py; returns once it
+        answers."""
+        log_file = self.home / f"{name}.log"
+        process = Process.start(
             [
                 sys.executable, "-m", "functions_framework",
                 "--source", str(FUNCTION_SOURCE),
-                "--target", "on_upload",
-                "--signature-type", "cloudevent",
+                "--target", target,
+                "--signature-type", signature,
                 "--host", "127.0.0.1",
-                "--port", str(self.function_port),
+                "--port", str(port),
             ],
-            {**os.environ, **self.function_env()},
-            self.home / "function.log",
+            {**os.environ, **env},
+            log_file,
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if self.function.poll() is not None:
-                raise StackError(f"the upload function exited; see {self.home / 'function.log'}")
-            try:
-                self._session.get(f"http://127.0.0.1:{self.function_port}/", timeout=1)
-                return
-            except requests.ConnectionError:
+            if process.poll() is not None:
+                raise StackError(f"the {name} function exited; see {log_file}")
+            try:  # any answer will do; the first one may wait for imports
+                self._session.get(f"http://127.0.0.1:{port}/", timeout=10)
+                return process
+            except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
-        raise StackError(f"the upload function did not start; see {self.home / 'function.log'}")
+        process.stop()
+        raise StackError(f"the {name} function did not start; see {log_file}")
 
     # --- event routing ------------------------------------------------------------------
     def _to_function(self, event: dict[str, Any]) -> None:

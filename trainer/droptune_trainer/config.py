@@ -56,6 +56,9 @@ class TrainConfig(Settings):
     )
     checkpoint_every: int = setting("Checkpoint every N steps (0: once an epoch).", default=0)
     keep_checkpoints: int = setting("Newest checkpoints kept.", default=2)
+    evaluate_at_end: bool = setting(
+        "Compare base and tuned on the test split once training ends.", default=True
+    )
     eval_max_new_tokens: int = setting(
         "Most tokens generated per test answer in the evaluation.", default=256
     )

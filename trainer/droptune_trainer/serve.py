@@ -6,8 +6,9 @@
   the model comes from `AIP_STORAGE_URI` (a `gs://` folder is downloaded first, a local path
   is used as it is): the tuned `merged/` checkpoint of a run, or any plain checkpoint.
 - `POST {"instances": [{"messages": [...]} | {"prompt": "raw text"}], "parameters":
-  {"max_new_tokens", "temperature", "top_p"}}` answers `{"predictions": [text, ...]}`.
-  `messages` are rendered with the model's chat template; a `prompt` is continued as it is.
+  {"max_new_tokens", "temperature", "top_p"}}` answers `{"predictions": [text, ...],
+  "metadata": {"usage": [{"inputTokens", "outputTokens"}, ...]}}` (Vertex passes `metadata`
+  on; callers that count cost read it, the rest ignore it). `messages` are rendered with the model's chat template; a `prompt` is continued as it is.
 - Requests that arrive together are generated together: a worker takes what is queued
   (up to `MAX_BATCH` instances with the same parameters) and runs one batched generation,
   so concurrent callers share the model instead of waiting in line.
@@ -98,7 +99,8 @@ class Model:
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.batches = 0  # generations run, for tests and logs
 
-    async def predict(self, request: PredictRequest) -> list[str]:
+    async def predict(self, request: PredictRequest) -> list[tuple[str, int, int]]:
+        """(text, input tokens, output tokens) of each instance."""
         texts = [
             inst.prompt
             if inst.prompt is not None
@@ -107,7 +109,11 @@ class Model:
         ]
         pending = Pending(texts, request.parameters)
         await self.queue.put(pending)
-        return await pending.done
+        answers = await pending.done
+        return [
+            (text, len(self.tokenizer(prompt, add_special_tokens=False).input_ids), out)
+            for prompt, (text, out) in zip(texts, answers, strict=True)
+        ]
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
@@ -145,7 +151,7 @@ class Model:
             self.batches += 1
             start = 0
             for p in group:
-                p.done.set_result([a for a, _ in answers[start : start + len(p.texts)]])
+                p.done.set_result(answers[start : start + len(p.texts)])
                 start += len(p.texts)
 
 
@@ -206,8 +212,12 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
         return {"status": "ok"}
 
     @app.post(predict_route)
-    async def predict(body: PredictRequest, request: Request) -> dict[str, list[str]]:
-        return {"predictions": await request.app.state.model.predict(body)}
+    async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
+        answers = await request.app.state.model.predict(body)
+        return {
+            "predictions": [text for text, _, _ in answers],
+            "metadata": {"usage": [{"inputTokens": i, "outputTokens": o} for _, i, o in answers]},
+        }
 
     return app
 

@@ -81,6 +81,8 @@ def load_config(
     from_run = {
         k: run["config"][k] for k in ("base_model", "epochs", "max_length") if run["config"].get(k)
     }
+    if run["config"].get("eval_max_output_tokens"):
+        from_run["eval_max_new_tokens"] = run["config"]["eval_max_output_tokens"]
     from_run |= run["config"].get("training") or {}  # the run's own trainer settings
     return TrainConfig.from_mapping(
         {**from_run, **(recipe or {}), **overrides}, source="the training config"
@@ -350,7 +352,7 @@ def run(
 def evaluate_tuned(s: Setup) -> dict[str, Any] | None:
     from droptune_trainer.evaluate import evaluate
 
-    if not (s.run_dir / "data" / "test.jsonl").is_file():
+    if not s.config.evaluate_at_end or not (s.run_dir / "data" / "test.jsonl").is_file():
         return None
     baseline = None
     if s.config.method == "full":

@@ -24,12 +24,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from droptune.config import DEFAULT_CUSTOM_MODEL
 from droptune.local.storage_emulator import free_port
 from droptune.local.vertex.endpoints import Endpoints
 from droptune.local.vertex.errors import ApiError, invalid
 from droptune.local.vertex.jobs import CustomJobs
 from droptune.local.vertex.models import Models
 from droptune.local.vertex.routing import Request, Route, Runtime
+from droptune.local.vertex.tuning import EmulatedTuning, Tuner, TuningJobs
 from droptune.log import get_logger
 
 log = get_logger("droptune.local.vertex")
@@ -41,7 +43,9 @@ class VertexServer:
     """Vertex AI's REST API on 127.0.0.1:`port`; state and logs under `root`.
 
     `env` is added to the environment of every job and serving process it starts (droptune
-    passes STORAGE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT and the like).
+    passes STORAGE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT and the like). Gemini tuning jobs and
+    `generateContent` go to `tuner`; by default they are emulated with `standin`, a small
+    open model (`DROPTUNE_EMULATED_GEMINI` in `env`, else droptune's default base model).
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class VertexServer:
         env: dict[str, str] | None = None,
         port: int | None = None,
         deploy_timeout: float = DEPLOY_TIMEOUT,
+        tuner: Tuner | None = None,
     ) -> None:
         self.root = Path(root)
         self.port = port or free_port()
@@ -58,10 +63,15 @@ class VertexServer:
         self.jobs = CustomJobs(self.runtime)
         self.models = Models(self.runtime)
         self.endpoints = Endpoints(self.runtime, self.models, deploy_timeout)
+        standin = self.runtime.env.get("DROPTUNE_EMULATED_GEMINI") or DEFAULT_CUSTOM_MODEL
+        self.tuning = TuningJobs(
+            self.runtime, tuner or EmulatedTuning(self.runtime, standin, deploy_timeout)
+        )
         self.routes: list[Route] = [
             *self.jobs.routes(),
             *self.models.routes(),
             *self.endpoints.routes(),
+            *self.tuning.routes(),
             # The Python clients' operations stub polls under /ui/, the connectors under /v1/.
             Route.of(
                 "GET", r"/(?:v1|ui)/(?P<name>projects/[^:]+/operations/[^/:]+)", self._operation
@@ -90,6 +100,7 @@ class VertexServer:
             self._http = None
         self.jobs.stop_all(STOP_GRACE)
         self.endpoints.stop_all(STOP_GRACE)
+        self.tuning.stop_all(STOP_GRACE)
         log.info("local vertex ai server stopped", url=self.url)
 
     def __enter__(self) -> VertexServer:

@@ -108,6 +108,10 @@ class Serving:
 
     def predict(self, instances: Any, parameters: Any) -> Any:
         """The container's `predictions` for `instances`; its errors as ApiError."""
+        return self.call(instances, parameters)["predictions"]
+
+    def call(self, instances: Any, parameters: Any) -> dict[str, Any]:
+        """The container's whole answer (`predictions`, and `metadata` if it sends any)."""
         payload: dict[str, Any] = {"instances": instances}
         if parameters is not None:
             payload["parameters"] = parameters
@@ -128,12 +132,15 @@ class Serving:
         except OSError as exc:
             raise ApiError("UNAVAILABLE", f"The model's container did not answer: {exc}") from None
         try:
-            return json.loads(body)["predictions"]
-        except (ValueError, KeyError, TypeError):
+            answer = json.loads(body)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict) or "predictions" not in answer:
             raise ApiError(
                 "INTERNAL",
                 f"The model's container answered without JSON predictions: {body[:500]!r}",
             ) from None
+        return answer
 
     def _url(self, route: str) -> str:
         return f"http://127.0.0.1:{self.port}{route}"

@@ -148,3 +148,42 @@ def test_a_gate_that_cannot_be_met_deploys_nothing(stack, client):
     assert status["gate"]["passed"] is False and "misses" in status["detail"]
     assert "endpoint.json" not in files(client, run_id)
     assert vertex_list(stack, "models", run_id) == []
+
+
+def test_a_gemini_run_is_emulated_offline_end_to_end(stack, client):
+    settings = {
+        "backend": "gemini",
+        "epochs": 1,  # the tuning job's epochCount, which the emulation trains for
+        "training": FAST,
+        "eval_max_output_tokens": 4,
+        "gate": {"metric": "accuracy", "min_delta": -1.0},
+    }
+    run_id = drop(client, "gemini/tickets.jsonl", TICKETS.read_bytes(), settings)
+    status = wait_for_end(client, run_id)
+    assert status["state"] == "SUCCEEDED", status.get("error")
+    assert [h["state"] for h in status["history"]] == [
+        "VALIDATING", "QUEUED", "TRAINING", "EVALUATING", "SUCCEEDED",
+    ]  # fmt: skip
+    assert {
+        "data/gemini/train.jsonl",
+        "training/tuning_job.json",
+        "training/job.log",
+        "evaluation/metrics.json",
+        "evaluation/predictions.csv",
+        "endpoint.json",
+    } <= files(client, run_id)
+    runs = client.bucket("droptune-runs")
+    job = json.loads(runs.blob(f"runs/{run_id}/training/tuning_job.json").download_as_bytes())
+    assert job["emulated"] and "Emulated" in job["resource"]["description"]
+    assert job["data_stats"]["examples"] > 0
+    metrics = json.loads(runs.blob(f"runs/{run_id}/evaluation/metrics.json").download_as_bytes())
+    assert metrics["emulated"] and metrics["backend"] == "gemini"
+    assert metrics["tokens"]["baseline"]["input"] > 0 and metrics["tokens"]["tuned"]["output"] > 0
+    # The tuned model answers generateContent on its endpoint, as endpoint.json says.
+    card = json.loads(runs.blob(f"runs/{run_id}/endpoint.json").download_as_bytes())
+    assert card["endpoint"] == job["endpoint"] and card["predict_url"].startswith(stack.vertex.url)
+    answer = requests.post(card["predict_url"], json=card["request_example"], timeout=120)
+    assert answer.status_code == 200, answer.text
+    reply = answer.json()
+    assert reply["modelVersion"].startswith("emulated:")
+    assert reply["candidates"][0]["content"]["parts"][0]["text"]
