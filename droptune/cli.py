@@ -32,9 +32,11 @@ app = typer.Typer(
 )
 from droptune.local.cli import app as local_app  # noqa: E402
 from droptune.local.workflows.cli import app as workflows_app  # noqa: E402
+from droptune.reporting.cli import app as runs_app  # noqa: E402
 
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(local_app, name="local")
+app.add_typer(runs_app, name="runs")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 PROGRESS_MIN_BYTES = 32 << 20

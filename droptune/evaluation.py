@@ -1,11 +1,17 @@
 """Baseline-vs-tuned evaluation metrics, shared by both backends.
 
-Per example: `exact_match` (after normalising case, whitespace and surrounding punctuation),
-`accuracy` for labelled data (the prediction, normalised, names the reference label),
-`rouge_l` (ROUGE-L F1 from `rouge-score`, Google's reference implementation, with a Unicode
-word tokenizer so non-English text counts) and `output_tokens`. Per model the means; the
-deltas tuned - baseline with a paired bootstrap 95% interval, so a small test set cannot pass
-for a clear win. `evaluation/metrics.json` has the fixed core of the run layout.
+Per example (`score`): `exact_match` (after normalising case, whitespace and surrounding
+punctuation), `accuracy` for labelled data (the prediction, normalised, names the reference
+label), `rouge_l` (ROUGE-L F1 from `rouge-score`, Google's reference implementation, with a
+Unicode word tokenizer so non-English text counts), and what was measured on the way: output
+and input tokens, seconds per request. Labelled data also records which label the reference
+and the prediction name, for per-label precision, recall and F1 and the confusion matrices.
+
+Per model (`Comparison.metrics`) the means, plus macro F1 for labelled data; the deltas tuned -
+baseline with a paired bootstrap 95% interval (the same resampled examples for both models),
+so a small test set cannot pass for a clear win. `gate` decides whether the tuned model may be
+deployed, and `write_results` writes `evaluation/metrics.json` (the fixed core of the run
+layout, plus `labels`) and `evaluation/predictions.csv`, to a local folder or gs:// alike.
 
 >>> normalize("  The answer: Sports. ")
 'the answer: sports'
@@ -15,6 +21,8 @@ for a clear win. `evaluation/metrics.json` has the fixed core of the run layout.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,12 +30,34 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+import orjson
+
+from droptune.storage import join, open_output
 
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$", re.UNICODE)
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+", re.UNICODE)
-METRICS = ("exact_match", "accuracy", "rouge_l", "mean_output_tokens")
+METRICS = (
+    "exact_match",
+    "accuracy",
+    "macro_f1",
+    "rouge_l",
+    "mean_output_tokens",
+    "mean_input_tokens",
+    "mean_latency_s",
+)
+# Per-example scores averaged as they are (fractions of examples, mean ROUGE-L) ...
+_MEANS = ("exact_match", "accuracy", "rouge_l")
+# ... and measurements reported as a mean under another name.
+_MEASURED = {
+    "output_tokens": "mean_output_tokens",
+    "input_tokens": "mean_input_tokens",
+    "latency_s": "mean_latency_s",
+}
 BOOTSTRAP_SAMPLES = 1000
+NO_LABEL = -1  # the code of a prediction (or reference) that names none of the labels
+
+Scores = dict[str, Any]  # metric -> float; for labelled data also "label"/"predicted_label"
 
 
 def normalize(text: str) -> str:
@@ -69,37 +99,129 @@ def score(
     reference: str,
     labels: Sequence[str] | None = None,
     output_tokens: int | None = None,
-) -> dict[str, float]:
-    scores = {
+    *,
+    input_tokens: int | None = None,
+    latency_s: float | None = None,
+) -> Scores:
+    """One example's scores. With `labels`, also `accuracy` and the labels that the
+    reference (`label`) and the prediction (`predicted_label`, None when it names none) name.
+
+    >>> score("Billing, I think", "billing", ["billing", "bug"], 4, latency_s=0.5)
+    ... # doctest: +NORMALIZE_WHITESPACE
+    {'exact_match': 0.0, 'rouge_l': 0.5, 'accuracy': 1.0, 'label': 'billing',
+     'predicted_label': 'billing', 'output_tokens': 4.0, 'latency_s': 0.5}
+    """
+    scores: Scores = {
         "exact_match": float(normalize(prediction) == normalize(reference)),
         "rouge_l": rouge_l(prediction, reference),
     }
     if labels:
-        expected = label_of(reference, labels)
-        scores["accuracy"] = float(
-            expected is not None and label_of(prediction, labels) == expected
-        )
-    if output_tokens is not None:
-        scores["output_tokens"] = float(output_tokens)
+        expected, said = label_of(reference, labels), label_of(prediction, labels)
+        scores["accuracy"] = float(expected is not None and said == expected)
+        scores["label"], scores["predicted_label"] = expected, said
+    for name, value in (
+        ("output_tokens", output_tokens),
+        ("input_tokens", input_tokens),
+        ("latency_s", latency_s),
+    ):
+        if value is not None:
+            scores[name] = float(value)
     return scores
 
 
+def prediction_row(
+    user_input: str,
+    reference: str,
+    baseline_response: str,
+    tuned_response: str,
+    baseline: Scores,
+    tuned: Scores,
+) -> dict[str, Any]:
+    """One row of `predictions.csv`, the same columns for every backend: the texts, then
+    `baseline_<score>` and `tuned_<score>`; for labelled data `reference_label` and the
+    label each model's answer names (`baseline_label`, `tuned_label`)."""
+    row: dict[str, Any] = {"user_input": user_input, "reference": reference}
+    if "label" in tuned:
+        row["reference_label"] = tuned["label"]
+    row |= {"baseline_response": baseline_response, "tuned_response": tuned_response}
+    for model, scores in (("baseline", baseline), ("tuned", tuned)):
+        for name, value in scores.items():
+            if name == "predicted_label":
+                row[f"{model}_label"] = value
+            elif name != "label":
+                row[f"{model}_{name}"] = value
+    return row
+
+
+# --- labelled data ------------------------------------------------------------------------
+def macro_f1(reference: np.ndarray, predicted: np.ndarray, n_labels: int) -> np.ndarray:
+    """Mean F1 over the labels that occur in the references or the predictions, along the
+    last axis (label codes; `NO_LABEL` matches no label), so it works on a batch of
+    bootstrap resamples at once.
+
+    >>> float(macro_f1(np.array([0, 0, 1, 1]), np.array([0, 1, 1, -1]), 2))
+    0.5833333333333333
+    """
+    total = np.zeros(reference.shape[:-1])
+    present = np.zeros(reference.shape[:-1])
+    for label in range(n_labels):
+        ref, pred = reference == label, predicted == label
+        tp = (ref & pred).sum(axis=-1)
+        wrong = (ref ^ pred).sum(axis=-1)  # false positives + false negatives
+        denominator = 2 * tp + wrong
+        total += np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+        present += denominator > 0
+    return total / np.maximum(present, 1)
+
+
+def label_report(reference: np.ndarray, predicted: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Per-label precision, recall, F1 and support, macro F1, and the confusion matrix: one
+    row per reference label (in `names` order), one column per predicted label plus a last
+    column for answers that name no label."""
+    k = len(names)
+    labelled = reference != NO_LABEL
+    cells = reference[labelled] * (k + 1) + np.where(
+        predicted[labelled] == NO_LABEL, k, predicted[labelled]
+    )
+    confusion = np.bincount(cells, minlength=k * (k + 1)).reshape(k, k + 1)
+    per_label = {}
+    for i, name in enumerate(names):
+        tp = int(confusion[i, i])
+        predicted_as = int((predicted == i).sum())
+        support = int(confusion[i].sum())
+        precision = tp / predicted_as if predicted_as else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[name] = {"precision": precision, "recall": recall, "f1": f1, "support": support}
+    return {
+        "per_label": per_label,
+        "macro_f1": float(macro_f1(reference, predicted, k)),
+        "confusion": confusion.tolist(),
+        "no_label": int((predicted == NO_LABEL).sum()),
+    }
+
+
+def _codes(values: list[str | None], names: list[str]) -> np.ndarray:
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index.get(v, NO_LABEL) if v is not None else NO_LABEL for v in values])
+
+
+# --- both models --------------------------------------------------------------------------
 @dataclass
 class Comparison:
-    """Scores of the same examples by two models."""
+    """Scores of the same examples by two models. `labels`: the label set in the order the
+    report shows it; labels that only the answers name are added after it."""
 
-    baseline: list[dict[str, float]] = field(default_factory=list)
-    tuned: list[dict[str, float]] = field(default_factory=list)
+    baseline: list[Scores] = field(default_factory=list)
+    tuned: list[Scores] = field(default_factory=list)
+    labels: Sequence[str] = ()
 
-    def add(self, baseline: dict[str, float], tuned: dict[str, float]) -> None:
+    def add(self, baseline: Scores, tuned: Scores) -> None:
         self.baseline.append(baseline)
         self.tuned.append(tuned)
 
     def metrics(self, seed: int = 0) -> dict[str, Any]:
         n = len(self.tuned)
-        names = [
-            m for m in ("exact_match", "accuracy", "rouge_l") if self.tuned and m in self.tuned[0]
-        ]
         out: dict[str, Any] = {
             "split": "test",
             "n": n,
@@ -108,40 +230,121 @@ class Comparison:
             "delta": {},
             "ci95": {},
         }
-        rng = np.random.default_rng(seed)
-        draws = rng.integers(0, n, size=(BOOTSTRAP_SAMPLES, n)) if n else None
-        for name in [*names, "output_tokens"]:
-            if not self.tuned or name not in self.tuned[0]:
-                continue
-            base = np.array([s[name] for s in self.baseline])
-            tuned = np.array([s[name] for s in self.tuned])
-            key = "mean_output_tokens" if name == "output_tokens" else name
-            out["baseline"][key] = float(base.mean())
-            out["tuned"][key] = float(tuned.mean())
-            out["delta"][key] = float(tuned.mean() - base.mean())
-            deltas = (tuned - base)[draws].mean(axis=1)
-            out["ci95"][key] = [
-                float(np.percentile(deltas, 2.5)),
-                float(np.percentile(deltas, 97.5)),
-            ]
+        if not n:
+            return out
+        draws = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP_SAMPLES, n))
+        first = self.tuned[0]
+        for name in [*_MEANS, *_MEASURED]:
+            if name in first:
+                base = np.array([s[name] for s in self.baseline], dtype=float)
+                tuned = np.array([s[name] for s in self.tuned], dtype=float)
+                resampled = (tuned - base)[draws].mean(axis=1)
+                _record(out, _MEASURED.get(name, name), base.mean(), tuned.mean(), resampled)
+            if name == "accuracy" and "label" in first:
+                self._add_labels(out, draws)
         return out
 
+    def _add_labels(self, out: dict[str, Any], draws: np.ndarray) -> None:
+        names = self._label_names()
+        reference = _codes([s["label"] for s in self.tuned], names)
+        base = _codes([s["predicted_label"] for s in self.baseline], names)
+        tuned = _codes([s["predicted_label"] for s in self.tuned], names)
+        k = len(names)
+        resampled = macro_f1(reference[draws], tuned[draws], k) - macro_f1(
+            reference[draws], base[draws], k
+        )
+        _record(
+            out, "macro_f1", macro_f1(reference, base, k), macro_f1(reference, tuned, k), resampled
+        )
+        out["labels"] = {
+            "names": names,
+            "baseline": label_report(reference, base, names),
+            "tuned": label_report(reference, tuned, names),
+        }
 
+    def _label_names(self) -> list[str]:
+        seen = {
+            s.get(key)
+            for s in [*self.baseline, *self.tuned]
+            for key in ("label", "predicted_label")
+        }
+        given = list(self.labels)
+        return given + sorted(x for x in seen if x is not None and x not in given)
+
+
+def _record(
+    out: dict[str, Any], name: str, baseline: float, tuned: float, resampled: np.ndarray
+) -> None:
+    out["baseline"][name] = float(baseline)
+    out["tuned"][name] = float(tuned)
+    out["delta"][name] = float(tuned - baseline)
+    out["ci95"][name] = [
+        float(np.percentile(resampled, 2.5)),
+        float(np.percentile(resampled, 97.5)),
+    ]
+
+
+# --- the quality gate ---------------------------------------------------------------------
 def gate(
-    metrics: dict[str, Any], metric: str | None = None, min_delta: float = 0.0
+    metrics: dict[str, Any],
+    metric: str | None = None,
+    min_delta: float = 0.0,
+    *,
+    require_significance: bool = False,
 ) -> dict[str, Any]:
     """Whether the tuned model beats the baseline by `min_delta` on `metric` (default:
-    accuracy for labelled data, else ROUGE-L)."""
+    accuracy for labelled data, else ROUGE-L), with the numbers the decision rests on.
+
+    `require_significance`: the lower end of the delta's 95% interval must clear `min_delta`
+    too, so that a lucky draw of a small test set cannot promote a model.
+
+    >>> m = {"baseline": {"rouge_l": 0.4}, "tuned": {"rouge_l": 0.5},
+    ...      "delta": {"rouge_l": 0.1}, "ci95": {"rouge_l": [-0.02, 0.2]}}
+    >>> gate(m)["reason"]
+    'tuned - baseline rouge_l = +0.1000 (95% interval -0.0200 to +0.2000) meets the required +0.0000'
+    >>> gate(m, require_significance=True)["passed"]
+    False
+    """
     metric = metric or ("accuracy" if "accuracy" in metrics["delta"] else "rouge_l")
+    decision: dict[str, Any] = {"metric": metric, "min_delta": min_delta}
+    if require_significance:
+        decision["require_significance"] = True
     if metric not in metrics["delta"]:
-        return {
-            "metric": metric,
-            "min_delta": min_delta,
-            "passed": False,
-            "reason": f"{metric} was not measured",
-        }
+        return decision | {"passed": False, "reason": f"{metric} was not measured"}
     delta = metrics["delta"][metric]
+    interval = metrics.get("ci95", {}).get(metric)
+    decision |= {
+        "baseline": metrics.get("baseline", {}).get(metric),
+        "tuned": metrics.get("tuned", {}).get(metric),
+        "delta": delta,
+        "ci95": interval,
+    }
+    said = f"tuned - baseline {metric} = {delta:+.4f}"
+    if interval:
+        said += f" (95% interval {interval[0]:+.4f} to {interval[1]:+.4f})"
     passed = delta >= min_delta
-    verdict = "meets" if passed else "misses"
-    reason = f"tuned - baseline {metric} = {delta:+.4f} {verdict} the required {min_delta:+.4f}"
-    return {"metric": metric, "min_delta": min_delta, "passed": passed, "reason": reason}
+    if passed and require_significance and interval and interval[0] < min_delta:
+        passed = False
+        reason = f"{said}: the interval's lower end misses the required {min_delta:+.4f}"
+    else:
+        reason = f"{said} {'meets' if passed else 'misses'} the required {min_delta:+.4f}"
+    return decision | {"passed": passed, "reason": reason}
+
+
+# --- results ------------------------------------------------------------------------------
+PREDICTION_COLUMNS = ["user_input", "reference", "baseline_response", "tuned_response"]
+
+
+def write_results(folder_uri: str, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Write `metrics.json` and `predictions.csv` into `folder_uri` (a local folder or a
+    gs:// prefix such as `gs://runs/runs/<run_id>/evaluation`)."""
+    with open_output(join(folder_uri, "metrics.json")) as out:
+        out.write(orjson.dumps(metrics, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    columns = list(dict.fromkeys(key for row in rows for key in row)) or PREDICTION_COLUMNS
+    with open_output(join(folder_uri, "predictions.csv")) as out:
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+        text.flush()
+        text.detach()  # the stream is closed by its own `with`

@@ -1,10 +1,28 @@
-"""Baseline-vs-tuned metrics: per-example scores, means, deltas, bootstrap intervals, gate."""
+"""Baseline-vs-tuned metrics: per-example scores, means, deltas, bootstrap intervals,
+per-label statistics checked against hand-computed cases, the gate both ways, and the
+results files written to a local folder and to Cloud Storage."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
+import numpy as np
 import pytest
 
-from droptune.evaluation import Comparison, gate, label_of, normalize, rouge_l, score
+from droptune.evaluation import (
+    Comparison,
+    gate,
+    label_of,
+    label_report,
+    macro_f1,
+    normalize,
+    prediction_row,
+    rouge_l,
+    score,
+    write_results,
+)
 
 
 def test_normalize_ignores_case_space_and_edge_punctuation():
@@ -32,8 +50,18 @@ def test_label_of_reads_the_label_a_prediction_names(prediction, label):
 
 def test_scores_per_example():
     s = score("Sports.", "sports", labels=["sports", "world"], output_tokens=3)
-    assert s == {"exact_match": 1.0, "rouge_l": 1.0, "accuracy": 1.0, "output_tokens": 3.0}
-    assert score("world", "sports", labels=["sports", "world"])["accuracy"] == 0.0
+    assert s == {
+        "exact_match": 1.0,
+        "rouge_l": 1.0,
+        "accuracy": 1.0,
+        "label": "sports",
+        "predicted_label": "sports",
+        "output_tokens": 3.0,
+    }
+    wrong = score("weather, maybe", "sports", labels=["sports", "world"])
+    assert wrong["accuracy"] == 0.0 and wrong["predicted_label"] is None
+    measured = score("a b", "a b c", input_tokens=12, latency_s=0.25)
+    assert measured == {"exact_match": 0.0, "rouge_l": 0.8, "input_tokens": 12.0, "latency_s": 0.25}
 
 
 def test_comparison_means_deltas_and_intervals():
@@ -61,3 +89,162 @@ def test_gate_defaults_to_accuracy_for_labelled_data_and_says_why():
     assert "misses" in decision["reason"]
     assert gate({"delta": {"rouge_l": 0.1}})["passed"] is True
     assert gate({"delta": {}}, metric="accuracy")["passed"] is False
+
+
+def test_means_of_input_tokens_and_latency():
+    comparison = Comparison()
+    comparison.add(
+        score("x", "x", input_tokens=10, latency_s=1.0),
+        score("x", "x", input_tokens=10, latency_s=0.5),
+    )
+    comparison.add(
+        score("y", "x", input_tokens=20, latency_s=3.0),
+        score("x", "x", input_tokens=20, latency_s=1.5),
+    )
+    metrics = comparison.metrics()
+    assert metrics["baseline"]["mean_input_tokens"] == 15.0
+    assert metrics["tuned"]["mean_latency_s"] == 1.0
+    assert metrics["delta"]["mean_latency_s"] == pytest.approx(-1.0)
+    assert metrics["delta"]["exact_match"] == 0.5
+    assert "labels" not in metrics and "macro_f1" not in metrics["tuned"]
+
+
+def test_per_label_statistics_match_a_hand_computed_case():
+    # references  a a a b b c ; predictions a a b b (none) a
+    names = ["a", "b", "c"]
+    reference = np.array([0, 0, 0, 1, 1, 2])
+    predicted = np.array([0, 0, 1, 1, -1, 0])
+    report = label_report(reference, predicted, names)
+    # a: tp 2, predicted 3 -> P 2/3, support 3 -> R 2/3, F1 2/3
+    # b: tp 1, predicted 2 -> P 1/2, support 2 -> R 1/2, F1 1/2
+    # c: tp 0 -> P 0, R 0, F1 0
+    assert report["per_label"]["a"] == pytest.approx(
+        {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3}
+    )
+    assert report["per_label"]["b"] == pytest.approx(
+        {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2}
+    )
+    assert report["per_label"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
+    assert report["macro_f1"] == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
+    assert report["confusion"] == [[2, 1, 0, 0], [0, 1, 0, 1], [1, 0, 0, 0]]
+    assert report["no_label"] == 1
+
+
+def test_macro_f1_counts_only_labels_that_occur_and_works_on_resamples():
+    # label 2 never occurs in references or predictions: it does not drag the mean to 0
+    assert macro_f1(np.array([0, 1]), np.array([0, 1]), 3) == 1.0
+    batch = macro_f1(np.array([[0, 1], [0, 0]]), np.array([[0, 1], [1, 0]]), 2)
+    # second row: label 0 tp 1 fn 1 -> F1 2/3; label 1 fp 1 -> F1 0; mean 1/3
+    assert batch == pytest.approx([1.0, 1 / 3])
+
+
+def test_comparison_reports_labels_and_macro_f1_with_an_interval():
+    labels = ["billing", "bug"]
+    comparison = Comparison(labels=labels)
+    for i in range(20):
+        truth = labels[i % 2]
+        comparison.add(
+            score("no idea", truth, labels), score(truth if i % 10 else "bug", truth, labels)
+        )
+    metrics = comparison.metrics(seed=3)
+    assert metrics["labels"]["names"] == labels
+    tuned = metrics["labels"]["tuned"]
+    # tuned: wrong on i=0 and i=10 (billing answered "bug")
+    assert tuned["confusion"] == [[8, 2, 0], [0, 10, 0]]
+    assert metrics["labels"]["baseline"]["no_label"] == 20
+    assert metrics["tuned"]["macro_f1"] == pytest.approx(tuned["macro_f1"])
+    assert metrics["baseline"]["macro_f1"] == 0.0
+    low, high = metrics["ci95"]["macro_f1"]
+    assert 0 < low <= metrics["delta"]["macro_f1"] <= high <= 1
+
+
+def test_bootstrap_interval_is_reproducible_and_degenerate_without_variance():
+    comparison = Comparison()
+    for i in range(30):
+        comparison.add(score("a", "a" if i % 3 else "b"), score("a", "a"))
+    first, again = comparison.metrics(seed=7), comparison.metrics(seed=7)
+    assert first["ci95"] == again["ci95"]
+    same = Comparison()
+    for _ in range(5):
+        same.add(score("a", "a"), score("a", "a"))
+    assert same.metrics()["ci95"]["exact_match"] == [0.0, 0.0]
+
+
+def test_gate_passes_and_fails_with_its_numbers():
+    metrics = {
+        "baseline": {"accuracy": 0.5},
+        "tuned": {"accuracy": 0.7},
+        "delta": {"accuracy": 0.2},
+        "ci95": {"accuracy": [0.05, 0.35]},
+    }
+    passed = gate(metrics, "accuracy", 0.1)
+    assert passed["passed"] is True and "meets" in passed["reason"]
+    assert passed | {"reason": ""} == {
+        "metric": "accuracy",
+        "min_delta": 0.1,
+        "baseline": 0.5,
+        "tuned": 0.7,
+        "delta": 0.2,
+        "ci95": [0.05, 0.35],
+        "passed": True,
+        "reason": "",
+    }
+    failed = gate(metrics, "accuracy", 0.25)
+    assert failed["passed"] is False and "misses the required +0.2500" in failed["reason"]
+    strict = gate(metrics, "accuracy", 0.1, require_significance=True)
+    assert strict["passed"] is False and "lower end misses" in strict["reason"]
+    assert gate(metrics, "accuracy", 0.0, require_significance=True)["passed"] is True
+
+
+def test_prediction_rows_have_the_same_columns_for_every_backend():
+    b = score("bug, I think", "billing", ["billing", "bug"], 3)
+    t = score("billing", "billing", ["billing", "bug"], 1)
+    row = prediction_row("charged twice", "billing", "bug, I think", "billing", b, t)
+    assert list(row)[:5] == [
+        "user_input",
+        "reference",
+        "reference_label",
+        "baseline_response",
+        "tuned_response",
+    ]
+    assert row["baseline_label"] == "bug" and row["tuned_label"] == "billing"
+    assert row["tuned_accuracy"] == 1.0 and "baseline_predicted_label" not in row
+
+
+def _results(rows):
+    comparison = Comparison()
+    for row in rows:
+        comparison.add(
+            score(row["baseline_response"], row["reference"]),
+            score(row["tuned_response"], row["reference"]),
+        )
+    metrics = comparison.metrics()
+    metrics["gate"] = gate(metrics)
+    return metrics
+
+
+def test_write_results_to_a_local_folder(tmp_path):
+    rows = [
+        prediction_row("q", "a, b", "x", "a, b", score("x", "a, b"), score("a, b", "a, b")),
+        prediction_row("q2", "line\nbreak", "y", "z", score("y", "z"), score("z", "z")),
+    ]
+    metrics = _results([{"baseline_response": "x", "tuned_response": "a, b", "reference": "a, b"}])
+    write_results(str(tmp_path / "evaluation"), metrics, rows)
+    assert json.loads((tmp_path / "evaluation" / "metrics.json").read_text()) == metrics
+    with (tmp_path / "evaluation" / "predictions.csv").open(newline="", encoding="utf-8") as f:
+        read = list(csv.DictReader(f))
+    assert [r["reference"] for r in read] == ["a, b", "line\nbreak"]
+    assert float(read[0]["tuned_exact_match"]) == 1.0
+    write_results(str(tmp_path / "empty"), metrics, [])
+    header = (tmp_path / "empty" / "predictions.csv").read_text().strip()
+    assert header == "user_input,reference,baseline_response,tuned_response"
+
+
+def test_write_results_to_cloud_storage(gcs_bucket):
+    rows = [prediction_row("q", "a", "b", "a", score("b", "a"), score("a", "a"))]
+    metrics = _results([{"baseline_response": "b", "tuned_response": "a", "reference": "a"}])
+    write_results(f"gs://{gcs_bucket.name}/runs/r/evaluation", metrics, rows)
+    saved = json.loads(gcs_bucket.blob("runs/r/evaluation/metrics.json").download_as_bytes())
+    assert saved["gate"]["passed"] is True
+    text = gcs_bucket.blob("runs/r/evaluation/predictions.csv").download_as_text()
+    assert [r["tuned_response"] for r in csv.DictReader(io.StringIO(text))] == ["a"]

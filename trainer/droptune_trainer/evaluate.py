@@ -6,13 +6,16 @@ Each test conversation is cut before its last assistant turn; the model answers 
 and the cut turn is the reference. Prompts are batched by length under a token budget and
 padded on the left, so every row of a batch starts generating at the same position; the
 baseline is the base model itself (LoRA adapters switched off, no second copy in memory).
-Writes `evaluation/predictions.csv` and `evaluation/metrics.json` (with the quality gate).
+Writes `evaluation/predictions.csv` and `evaluation/metrics.json` (with the quality gate)
+through the core's `write_results`, then the report (`evaluation/report.html`). Each answer's
+latency is the wall time of the batch that produced it: every request in a batch waits for
+the whole batch, as it would on a server that batches requests.
 """
 
 from __future__ import annotations
 
-import csv
 import json
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +24,11 @@ from typing import Any
 import torch
 
 from droptune import evaluation
-from droptune.log import get_logger
+from droptune.log import get_logger, labelled
 from droptune_trainer.data import read_run, read_split
+from droptune_trainer.errors import RunFolderError
 from droptune_trainer.generation import generate, render
+from droptune_trainer.report import write_report
 
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
@@ -66,13 +71,25 @@ def labels_of(run_dir: Path) -> list[str] | None:
     return list(labels) if labels else None
 
 
-def batches(tokenizer: Any, items: list[Case], budget: int) -> list[list[int]]:
-    """Indices of `items` grouped by prompt length so that padding stays small."""
-    lengths = [
-        len(tokenizer.apply_chat_template(c.prompt, tools=c.tools, add_generation_prompt=True))
-        for c in items
-    ]
-    order = sorted(range(len(items)), key=lambda i: lengths[i])
+@dataclass
+class Answer:
+    text: str
+    output_tokens: int
+    input_tokens: int
+    latency_s: float  # wall time of the batch that produced it
+
+
+def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Tokens of each rendered prompt, tokenized as `generate` tokenizes it."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
+
+def batches(lengths: list[int], budget: int) -> list[list[int]]:
+    """Indices of prompts grouped by length (`lengths`, in tokens) so that padding stays
+    small: a batch holds at most `budget` tokens once padded to its longest prompt."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     groups, current = [], []
     for i in order:
         if current and lengths[i] * (len(current) + 1) > budget:
@@ -91,8 +108,10 @@ def answer_all(
     max_new_tokens: int,
     device: torch.device,
     adapters_off: bool,
-) -> list[tuple[str, int]]:
-    results: list[tuple[str, int]] = [("", 0)] * len(items)
+) -> list[Answer]:
+    texts = [render(tokenizer, c.prompt, c.tools) for c in items]
+    lengths = prompt_lengths(tokenizer, texts)
+    results: list[Answer] = [Answer("", 0, n, 0.0) for n in lengths]
     switch = (
         model.disable_adapter()
         if adapters_off and hasattr(model, "disable_adapter")
@@ -100,14 +119,12 @@ def answer_all(
     )
     model.eval()
     with switch:
-        for group in batches(tokenizer, items, PROMPT_TOKENS_PER_BATCH):
-            texts = [render(tokenizer, items[i].prompt, items[i].tools) for i in group]
-            for i, answer in zip(
-                group,
-                generate(model, tokenizer, texts, max_new_tokens, device),
-                strict=True,
-            ):
-                results[i] = answer
+        for group in batches(lengths, PROMPT_TOKENS_PER_BATCH):
+            started = time.perf_counter()
+            answers = generate(model, tokenizer, [texts[i] for i in group], max_new_tokens, device)
+            seconds = time.perf_counter() - started
+            for i, (text, tokens) in zip(group, answers, strict=True):
+                results[i] = Answer(text, tokens, lengths[i], seconds)
     return results
 
 
@@ -120,51 +137,66 @@ def evaluate(
     gate: dict[str, Any] | None = None,
     max_new_tokens: int = MAX_NEW_TOKENS,
 ) -> dict[str, Any]:
-    """Compare base and tuned on the run's test split; write the results. The baseline is
-    `model` with its adapters off unless a separate `baseline_model` is given (full tuning);
-    the quality gate is the run's (`gate` in run.json's config) unless `gate` is given."""
-    records = read_split(run_dir, "test", required=True)
-    items = cases(records)
-    labels = labels_of(run_dir)
-    if baseline_model is None:
-        baseline = answer_all(model, tokenizer, items, max_new_tokens, device, adapters_off=True)
-    else:
+    """Compare base and tuned on the run's test split; write the results and the report.
+    The baseline is `model` with its adapters off unless a separate `baseline_model` is
+    given (full tuning); the quality gate is the run's (`gate` in run.json's config) unless
+    `gate` is given."""
+    with labelled(run_id=run_id_of(run_dir)):
+        items = cases(read_split(run_dir, "test", required=True))
+        labels = labels_of(run_dir)
         baseline = answer_all(
-            baseline_model, tokenizer, items, max_new_tokens, device, adapters_off=False
+            baseline_model or model,
+            tokenizer,
+            items,
+            max_new_tokens,
+            device,
+            adapters_off=baseline_model is None,
         )
-    tuned = answer_all(model, tokenizer, items, max_new_tokens, device, adapters_off=False)
-    comparison = evaluation.Comparison()
-    rows = []
-    for case, (b_text, b_tokens), (t_text, t_tokens) in zip(items, baseline, tuned, strict=True):
-        b = evaluation.score(b_text, case.reference, labels, b_tokens)
-        t = evaluation.score(t_text, case.reference, labels, t_tokens)
-        comparison.add(b, t)
-        row = {
-            "user_input": case.user_input,
-            "reference": case.reference,
-            "baseline_response": b_text,
-            "tuned_response": t_text,
-        }
-        row |= {f"baseline_{k}": v for k, v in b.items()} | {f"tuned_{k}": v for k, v in t.items()}
-        rows.append(row)
-    metrics = comparison.metrics()
-    if gate is None:
-        gate = read_run(run_dir)["config"].get("gate")
-    metrics["gate"] = evaluation.gate(metrics, **(gate or {}))
-    write(run_dir / "evaluation", metrics, rows)
-    log.info(f"evaluated {len(items)} test examples: {metrics['gate']['reason']}")
+        tuned = answer_all(model, tokenizer, items, max_new_tokens, device, adapters_off=False)
+        metrics, rows = compare(items, baseline, tuned, labels)
+        if gate is None:
+            gate = read_run(run_dir)["config"].get("gate")
+        metrics["gate"] = evaluation.gate(metrics, **(gate or {}))
+        evaluation.write_results(str(run_dir / "evaluation"), metrics, rows)
+        log.info(
+            f"evaluated {len(items)} test examples: {metrics['gate']['reason']}",
+            gate_passed=metrics["gate"]["passed"],
+        )
+        write_report(run_dir)
     return metrics
 
 
-def write(folder: Path, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    with (folder / "predictions.csv").open("w", newline="", encoding="utf-8") as out:
-        columns = (
-            list(rows[0])
-            if rows
-            else ["user_input", "reference", "baseline_response", "tuned_response"]
+def compare(
+    items: list[Case], baseline: list[Answer], tuned: list[Answer], labels: list[str] | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The core's metrics of both models' answers, and the rows of predictions.csv."""
+    comparison = evaluation.Comparison(labels=labels or ())
+    rows = []
+    for case, b_answer, t_answer in zip(items, baseline, tuned, strict=True):
+        b, t = score(b_answer, case, labels), score(t_answer, case, labels)
+        comparison.add(b, t)
+        rows.append(
+            evaluation.prediction_row(
+                case.user_input, case.reference, b_answer.text, t_answer.text, b, t
+            )
         )
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    return comparison.metrics(), rows
+
+
+def score(answer: Answer, case: Case, labels: list[str] | None) -> evaluation.Scores:
+    return evaluation.score(
+        answer.text,
+        case.reference,
+        labels,
+        answer.output_tokens,
+        input_tokens=answer.input_tokens,
+        latency_s=answer.latency_s,
+    )
+
+
+def run_id_of(run_dir: Path) -> str:
+    """The run's id (run.json), else the folder's name: every log line of the run has it."""
+    try:
+        return read_run(run_dir).get("run_id") or run_dir.name
+    except RunFolderError:
+        return run_dir.name

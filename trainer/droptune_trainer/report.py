@@ -1,5 +1,6 @@
 """What a training run reports: TensorBoard scalars while it runs, then
-`training/metrics.json` and the loss curve `training/loss.png`."""
+`training/metrics.json` and the loss curve `training/loss.png`, and the run's evaluation
+report (`evaluation/report.html`, drawn by the core from whatever the run folder holds)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from droptune.log import get_logger
+
 if TYPE_CHECKING:
     from droptune_trainer.train import History, Setup
+
+
+log = get_logger("droptune.trainer")
 
 
 def tensorboard_writer(s: Setup) -> Any:
@@ -76,3 +82,18 @@ def plot_losses(history: History, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_report(run_dir: Path) -> str | None:
+    """Render `evaluation/report.html` from the run folder as it is now; its URI, or None
+    when it could not be written. Best effort: the metrics are already written and decide
+    the run, so a report that fails is logged, never a reason to fail the job."""
+    from droptune.reporting import render_run
+
+    try:
+        uri = render_run(str(run_dir))
+    except Exception as exc:
+        log.error(f"the evaluation report could not be written: {exc}", exc_info=True)
+        return None
+    log.info(f"wrote the evaluation report {uri}")
+    return uri

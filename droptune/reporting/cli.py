@@ -1,0 +1,131 @@
+"""`droptune runs list|show`: what happened to each run, from its folder in the runs bucket.
+
+    droptune runs list                       # the local stack's runs, or DROPTUNE_RUNS_BUCKET's
+    droptune runs list --bucket my-runs --json
+    droptune runs show tickets-1700000000123456-2cae3432 --open
+    droptune runs show ~/.droptune/local/runs/tickets-1700000000123456-2cae3432
+
+Exit codes: 0 shown, 2 usage error (no runs bucket found, no such run).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import webbrowser
+from pathlib import Path
+from typing import Annotated
+
+import orjson
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from droptune.errors import SourceError, SourceNotFound
+from droptune.reporting import terminal
+from droptune.reporting.files import RunFiles, load_run
+from droptune.reporting.listing import list_runs, run_uri, runs_root
+from droptune.reporting.render import REPORT, build_report, render_run
+from droptune.reporting.summary import summarize
+from droptune.storage import is_gcs, join, open_input
+
+app = typer.Typer(
+    help="Runs in the runs bucket: their state, metrics and report.", no_args_is_help=True
+)
+out = Console(highlight=False)
+STATE_STYLE = {
+    "SUCCEEDED": "green",
+    "GATED": "yellow",
+    "REJECTED": "red",
+    "FAILED": "red",
+    "CANCELLED": "red",
+}
+
+BucketOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--bucket",
+        help="Runs bucket (name or gs://name), or a local directory of run folders. "
+        "Default: the running local stack's, else DROPTUNE_RUNS_BUCKET.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def _print_json(value: object) -> None:
+    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+@app.command("list")
+def list_command(bucket: BucketOpt = None, as_json: JsonOpt = False) -> None:
+    """Every run, newest first: state, backend, age and the metric it is judged on."""
+    runs = list_runs(runs_root(bucket))
+    if as_json:
+        _print_json([run.to_dict() for run in runs])
+        return
+    if not runs:
+        out.print("no runs yet")
+        return
+    table = Table("run", "state", "backend", "age", "headline metric", box=None, pad_edge=False)
+    for run in runs:
+        state = run.state or "–"
+        table.add_row(
+            run.run_id,
+            Text(state, style=STATE_STYLE.get(state, "cyan")),
+            run.backend or "–",
+            run.age(),
+            run.headline or "–",
+        )
+    out.print(table)
+
+
+@app.command("show")
+def show_command(
+    run: Annotated[str, typer.Argument(help="Run id, gs:// run folder, or a local run folder.")],
+    bucket: BucketOpt = None,
+    open_report: Annotated[
+        bool, typer.Option("--open", help="Render the HTML report locally and open it.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """One run: verdict, metrics baseline vs tuned, training, cost, and where the model is."""
+    uri = run_uri(run, bucket)
+    files = load_run(uri)
+    if files.run is None and files.status is None and files.metrics is None:
+        raise SourceNotFound(f"{uri}: no run here (no run.json, status.json or evaluation)")
+    summary = summarize(files)
+    report = _open(files) if open_report else _existing_report(uri)
+    if as_json:
+        _print_json(summary.to_dict() | {"report": report})
+        return
+    terminal.show(out, summary, report)
+
+
+def _existing_report(uri: str) -> str | None:
+    """Where the run's report is, if it has one yet."""
+    report = join(uri, REPORT)
+    try:
+        stream, _ = open_input(report)
+    except SourceError:
+        return None
+    stream.close()
+    return report
+
+
+def _open(files: RunFiles) -> str:
+    """Render the report from the run's files as they are now and open it in a browser.
+
+    A local run folder gets its report written in place; a bucket's run is rendered into
+    the local cache instead (showing a run does not write to the bucket). Always rendered
+    afresh: the copy in the bucket was written when evaluation ended, before deployment.
+    """
+    if not is_gcs(files.uri):
+        path = Path(render_run(files.uri))
+    else:
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        path = cache / "droptune" / "reports" / files.run_id / "report.html"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(build_report(files).html, encoding="utf-8")
+    webbrowser.open(path.resolve().as_uri())
+    return str(path)

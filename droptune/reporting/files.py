@@ -1,0 +1,88 @@
+"""Reading a run folder as it is: every file optional, none trusted to be well formed.
+
+A report is asked for at any point of a run (validating, gated, failed half way), by either
+backend, so each file may be absent; a file that is there but unreadable is noted in
+`problems` and the report is drawn from the rest.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from droptune.errors import SourceError, SourceNotFound
+from droptune.storage import join, open_input
+
+JSON_FILES = {
+    "run": "run.json",
+    "status": "status.json",
+    "validation": "validation/report.json",
+    "training": "training/metrics.json",
+    "tuning_job": "training/tuning_job.json",
+    "metrics": "evaluation/metrics.json",
+    "endpoint": "endpoint.json",
+}
+PREDICTIONS = "evaluation/predictions.csv"
+
+
+@dataclass
+class RunFiles:
+    """The files of one run folder (`uri`: a local directory or gs://<runs>/runs/<run_id>)."""
+
+    uri: str
+    run: dict[str, Any] | None = None
+    status: dict[str, Any] | None = None
+    validation: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    tuning_job: dict[str, Any] | None = None
+    metrics: dict[str, Any] | None = None
+    endpoint: dict[str, Any] | None = None
+    predictions: list[dict[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        """The id recorded in run.json, else the folder's name."""
+        return (self.run or {}).get("run_id") or self.uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def read_bytes(uri: str) -> bytes | None:
+    """The content of a file or object; None when there is none."""
+    try:
+        stream, _ = open_input(uri)
+    except SourceNotFound:
+        return None
+    with stream:
+        return stream.read()
+
+
+def load_run(uri: str, names: tuple[str, ...] = (*JSON_FILES, "predictions")) -> RunFiles:
+    """Read `names` (keys of `JSON_FILES`, and `predictions`) from the run folder at `uri`."""
+    files = RunFiles(uri.rstrip("/"))
+    for name in names:
+        path = PREDICTIONS if name == "predictions" else JSON_FILES[name]
+        try:
+            data = read_bytes(join(files.uri, path))
+        except SourceError as exc:
+            files.problems.append(f"{path}: {exc}")
+            continue
+        if data is None:
+            continue
+        try:
+            value: Any = _predictions(data) if name == "predictions" else orjson.loads(data)
+        except (ValueError, csv.Error) as exc:
+            files.problems.append(f"{path}: unreadable ({exc})")
+            continue
+        if name != "predictions" and not isinstance(value, dict):
+            files.problems.append(f"{path}: expected a JSON object")
+            continue
+        setattr(files, name, value)
+    return files
+
+
+def _predictions(data: bytes) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))

@@ -1,0 +1,133 @@
+"""The run summary both renderers share: verdicts, metrics, facts from each file, and a run
+folder with files missing or broken."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from droptune.reporting import load_run, summarize
+from droptune.reporting.examples import most_changed
+from tests.droptune.reporting.conftest import make_run, write_json
+
+
+def test_a_deployed_run(run_folder: Path):
+    s = summarize(load_run(str(run_folder)))
+    assert s.run_id == "tickets-1700000000123456-2cae3432"
+    assert s.verdict.kind == "passed" and s.verdict.title == "Tuned model is better: deployed"
+    assert s.headline.name == "accuracy" and s.headline.gated
+    accuracy = s.headline
+    assert (accuracy.baseline, accuracy.tuned) == (0.25, 0.875) and accuracy.change == "better"
+    assert [m.name for m in s.metrics][:4] == ["exact_match", "accuracy", "macro_f1", "rouge_l"]
+    assert s.labels["names"] == ["billing", "bug", "feature", "account"]
+    assert s.training.train_loss[0] == pytest.approx((1.0, 2.4)) and len(s.training.eval_loss) == 3
+    assert ("GPU time", "0.12 h on 1 × NVIDIA_L4 (g2-standard-8)") in s.cost
+    assert dict(s.deployment)["deployed model id"] == "1234"
+    assert list(s.calls) == ["curl", "python"]
+    # baseline right and tuned wrong on billing tickets 4, 12, 20, 28, 36
+    assert len(s.regressions) == 5 and all(c.change == -1.0 for c in s.regressions)
+    assert all(c.change == 1.0 for c in s.improvements)
+    assert s.answer_tokens["tuned"] == [1.0] * 40
+    assert "answer_tokens" not in s.to_dict()
+    json.dumps(s.to_dict())  # --json prints it
+
+
+def test_a_gated_run_says_it_was_not_deployed(tmp_path: Path):
+    folder = make_run(tmp_path, min_delta=0.9, state="GATED")
+    s = summarize(load_run(str(folder)))
+    assert s.verdict.kind == "gated"
+    assert "not deployed" in s.verdict.title and "misses the required +0.9000" in s.verdict.detail
+    assert s.deployment == []
+
+
+def test_failed_and_unfinished_runs(tmp_path: Path):
+    write_json(
+        tmp_path / "failed" / "status.json",
+        {"state": "FAILED", "detail": "x", "error": {"message": "training job failed (OOM)"}},
+    )
+    write_json(tmp_path / "new" / "status.json", {"state": "TRAINING", "detail": "job started"})
+    failed = summarize(load_run(str(tmp_path / "failed")))
+    assert failed.verdict.kind == "failed" and failed.verdict.detail == "training job failed (OOM)"
+    pending = summarize(load_run(str(tmp_path / "new")))
+    assert pending.verdict.title == "Not evaluated yet (state TRAINING)"
+    assert pending.metrics == [] and pending.run_id == "new"
+
+
+def test_missing_and_broken_files_are_tolerated(tmp_path: Path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "status.json").write_text("{not json")
+    s = summarize(load_run(str(tmp_path / "run")))
+    assert s.state is None and s.verdict.kind == "pending"
+    assert len(s.problems) == 1 and s.problems[0].startswith("status.json: unreadable")
+
+
+def test_a_gemini_run_with_its_tuning_job_and_token_savings(tmp_path: Path):
+    folder = make_run(tmp_path)
+    write_json(
+        folder / "training" / "tuning_job.json",
+        {
+            "name": "projects/p/locations/us-central1/tuningJobs/42",
+            "state": "JOB_STATE_SUCCEEDED",
+            "baseModel": "gemini-2.5-flash",
+            "startTime": "2025-01-02T03:00:00Z",
+            "endTime": "2025-01-02T03:30:00Z",
+            "emulated": True,
+            "tunedModel": {
+                "model": "projects/p/locations/us-central1/models/77",
+                "endpoint": "projects/p/locations/us-central1/endpoints/88",
+            },
+            "tuningDataStats": {
+                "supervisedTuningDataStats": {
+                    "tuningDatasetExampleCount": "96",
+                    "totalBillableTokenCount": "10200",
+                    "totalTruncatedExampleCount": "2",
+                    "droppedExampleReasons": ["too many tokens", "too many tokens"],
+                }
+            },
+        },
+    )
+    metrics = json.loads((folder / "evaluation" / "metrics.json").read_text())
+    metrics["tokens"] = {
+        "baseline": {"input": 1200, "output": 400},
+        "tuned": {"input": 1200, "output": 100},
+        "saved": {"input": 0.0, "output": 0.75},
+    }
+    write_json(folder / "evaluation" / "metrics.json", metrics)
+    (folder / "endpoint.json").unlink()
+    s = summarize(load_run(str(folder)))
+    assert s.emulated
+    tuning = dict(s.tuning)
+    assert tuning["dropped or truncated examples"] == "2"
+    assert tuning["why dropped"] == "too many tokens; too many tokens"
+    assert tuning["tuning time"] == "30.0 min"
+    assert dict(s.deployment) == {
+        "tuned model": "projects/p/locations/us-central1/models/77",
+        "tuned model endpoint": "projects/p/locations/us-central1/endpoints/88",
+    }
+    assert s.tokens[1] == {"kind": "output", "baseline": 400, "tuned": 100, "saved": 0.75}
+    assert ("billable tokens (Vertex AI)", "10,200 per epoch × 3 epochs") in s.cost
+
+
+def test_most_changed_prefers_the_gate_metric_and_breaks_ties_by_rouge():
+    def row(i, base_acc, tuned_acc, base_rouge, tuned_rouge):
+        return {
+            "user_input": f"q{i}",
+            "baseline_accuracy": str(base_acc),
+            "tuned_accuracy": str(tuned_acc),
+            "baseline_rouge_l": str(base_rouge),
+            "tuned_rouge_l": str(tuned_rouge),
+        }
+
+    rows = [
+        row(1, 1, 0, 1.0, 0.5),
+        row(2, 1, 0, 1.0, 0.0),
+        row(3, 0, 0, 0.2, 0.2),
+        row(4, 0, 1, 0, 1),
+    ]
+    worse, better = most_changed(rows, "accuracy")
+    assert [c.user_input for c in worse] == ["q2", "q1"]
+    assert [c.user_input for c in better] == ["q4"]
+    assert most_changed(rows, "exact_match")[0][0].metric == "rouge_l"
+    assert most_changed([], "accuracy") == ([], [])
