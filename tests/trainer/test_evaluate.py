@@ -1,0 +1,57 @@
+"""The trainer's evaluation on CPU with the real SmolLM2-135M (untuned, so baseline and tuned
+are the same model): what it measures per answer, the files it writes through the core, the
+report beside them, and the run_id on its log lines."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+import torch
+from droptune_trainer.evaluate import batches, evaluate
+
+from droptune.log import get_logger
+
+
+def test_batches_group_prompts_by_length_under_the_budget():
+    lengths = [50, 10, 40, 12, 11]
+    groups = batches(lengths, budget=40)
+    assert groups == [[1, 4, 3], [2], [0]]  # 3 x 12 = 36 tokens padded; 40 alone; 50 alone
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+
+
+@pytest.mark.slow
+def test_evaluation_measures_writes_reports_and_labels_its_logs(run_dir: Path, pulled_model: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled_model)
+    model = AutoModelForCausalLM.from_pretrained(pulled_model)
+    stream = io.StringIO()
+    get_logger("droptune.trainer", stream=stream)
+    try:
+        metrics = evaluate(model, tokenizer, run_dir, torch.device("cpu"), max_new_tokens=4)
+    finally:
+        get_logger("droptune.trainer", stream=sys.stderr)
+
+    assert metrics["n"] == 2 and metrics["delta"]["rouge_l"] == 0.0  # the same model twice
+    assert metrics["tuned"]["mean_input_tokens"] > 10
+    assert metrics["tuned"]["mean_latency_s"] > 0
+    folder = run_dir / "evaluation"
+    assert json.loads((folder / "metrics.json").read_text()) == metrics
+    with (folder / "predictions.csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(
+        0 < float(r["tuned_output_tokens"]) <= 4 and float(r["tuned_latency_s"]) > 0 for r in rows
+    )
+    html = (folder / "report.html").read_text()
+    assert "Baseline vs tuned" in html and (folder / "plots" / "deltas.png").is_file()
+    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines and all(
+        line["logging.googleapis.com/labels"]["run_id"] == "test" for line in lines
+    )
+    assert any(line.get("gate_passed") is not None for line in lines)
