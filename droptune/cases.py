@@ -1,4 +1,5 @@
-"""Test examples as a prompt and a reference: what both backends' evaluations answer.
+"""A run's test split as both backends evaluate it: examples cut into a prompt and a
+reference, the models' answers, and their comparison with the core's metrics.
 
 A canonical chat record is cut before its last assistant turn; the turns before it are the
 prompt, that turn's text is the reference. Records that do not end with a plain-text
@@ -13,9 +14,14 @@ assistant turn (a tool call, say) have no reference to compare with and are left
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from droptune import evaluation
+from droptune.errors import DroptuneError
+from droptune.storage import join, open_input
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,16 @@ class Case:
         )
 
 
+@dataclass(frozen=True)
+class Answer:
+    """One model's answer to one case, and what it cost."""
+
+    text: str
+    output_tokens: int | None
+    input_tokens: int | None
+    latency_s: float  # for a batched generation, the wall time of its batch
+
+
 def cases(records: Iterable[dict[str, Any]]) -> list[Case]:
     out = []
     for record in records:
@@ -45,3 +61,43 @@ def cases(records: Iterable[dict[str, Any]]) -> list[Case]:
         ):
             out.append(Case(messages[:-1], messages[-1]["content"], record.get("tools")))
     return out
+
+
+def labels_of(run_uri: str) -> list[str] | None:
+    """The label set of labelled data (validation/report.json), for accuracy; else None."""
+    try:
+        stream, _ = open_input(join(run_uri, "validation", "report.json"))
+        with stream:
+            report = json.loads(stream.read())
+    except (DroptuneError, ValueError):
+        return None
+    labels = (report.get("counts") or {}).get("labels")
+    return list(labels) if labels else None
+
+
+def score(answer: Answer, case: Case, labels: list[str] | None) -> evaluation.Scores:
+    return evaluation.score(
+        answer.text,
+        case.reference,
+        labels,
+        answer.output_tokens,
+        input_tokens=answer.input_tokens,
+        latency_s=answer.latency_s,
+    )
+
+
+def compare(
+    items: list[Case], baseline: list[Answer], tuned: list[Answer], labels: list[str] | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The core's metrics of both models' answers, and the rows of predictions.csv."""
+    comparison = evaluation.Comparison(labels=labels or ())
+    rows = []
+    for case, b_answer, t_answer in zip(items, baseline, tuned, strict=True):
+        b, t = score(b_answer, case, labels), score(t_answer, case, labels)
+        comparison.add(b, t)
+        rows.append(
+            evaluation.prediction_row(
+                case.user_input, case.reference, b_answer.text, t_answer.text, b, t
+            )
+        )
+    return comparison.metrics(), rows

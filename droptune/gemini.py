@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from droptune import evaluation
-from droptune.cases import Case, cases
+from droptune.cases import Answer, Case, cases, compare, labels_of
 from droptune.cloud import genai as gemini
 from droptune.errors import DroptuneError
 from droptune.log import get_logger
@@ -59,16 +59,6 @@ class EvaluationRequest:
         return cls(str(body["run_uri"]), str(body["tuning_job"]), offset)
 
 
-@dataclass(frozen=True)
-class Reply:
-    """One model's answer to one test example."""
-
-    text: str
-    input_tokens: int | None
-    output_tokens: int | None
-    latency_s: float
-
-
 def evaluate_slice(
     request: EvaluationRequest,
     client: Any,
@@ -94,9 +84,9 @@ def evaluate_slice(
     models = {"baseline": str(config.get("base_model")), "tuned": job.endpoint}
     max_tokens = int(config.get("eval_max_output_tokens") or 256)
 
-    def answer(case: Case, model: str) -> Reply:
+    def answer(case: Case, model: str) -> Answer:
         a = gemini.generate(client, model, case.prompt, max_output_tokens=max_tokens)
-        return Reply(a.text, a.input_tokens, a.output_tokens, a.latency_s)
+        return Answer(a.text, a.output_tokens, a.input_tokens, a.latency_s)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         replies = {
@@ -128,32 +118,8 @@ def finish(
     replies: list[dict[str, Any]] = []
     for offset in range(0, len(tests), slice_size):
         replies += read_jsonl(part_uri(run_uri, offset))
-    labels = labels_of(run_uri)
-    comparison = evaluation.Comparison()
-    rows = []
-    for case, reply in zip(tests, replies, strict=True):
-        scores = {
-            side: evaluation.score(
-                reply[side]["text"],
-                case.reference,
-                labels,
-                output_tokens=reply[side]["output_tokens"],
-                input_tokens=reply[side]["input_tokens"],
-                latency_s=reply[side]["latency_s"],
-            )
-            for side in ("baseline", "tuned")
-        }
-        comparison.add(scores["baseline"], scores["tuned"])
-        row = {
-            "user_input": case.user_input,
-            "reference": case.reference,
-            "baseline_response": reply["baseline"]["text"],
-            "tuned_response": reply["tuned"]["text"],
-        }
-        for side in ("baseline", "tuned"):
-            row |= {f"{side}_{k}": v for k, v in scores[side].items()}
-        rows.append(row)
-    metrics = comparison.metrics()
+    answers = {side: [Answer(**r[side]) for r in replies] for side in ("baseline", "tuned")}
+    metrics, rows = compare(tests, answers["baseline"], answers["tuned"], labels_of(run_uri))
     metrics["gate"] = evaluation.gate(metrics, **(config.get("gate") or {}))
     metrics["tokens"] = token_table(replies)
     metrics["backend"] = "gemini"
@@ -207,15 +173,6 @@ def tuning_record(job: Any) -> dict[str, Any]:
 def is_emulated(job: Any) -> bool:
     """A job droptune's local Vertex AI server emulated (it says so in its description)."""
     return "Emulated" in str(job.resource.get("description", ""))
-
-
-def labels_of(run_uri: str) -> list[str] | None:
-    try:
-        report = read_json(join(run_uri, "validation", "report.json"))
-    except EvaluationError:
-        return None
-    labels = (report.get("counts") or {}).get("labels")
-    return list(labels) if labels else None
 
 
 def render_report(run_uri: str) -> None:

@@ -14,16 +14,15 @@ the whole batch, as it would on a server that batches requests.
 
 from __future__ import annotations
 
-import json
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from droptune import evaluation
+from droptune.cases import Answer, Case, cases, compare, labels_of
 from droptune.log import get_logger, labelled
 from droptune_trainer.data import read_run, read_split
 from droptune_trainer.errors import RunFolderError
@@ -33,50 +32,6 @@ from droptune_trainer.report import write_report
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
 PROMPT_TOKENS_PER_BATCH = 16_384
-
-
-@dataclass
-class Case:
-    prompt: list[dict[str, Any]]
-    reference: str
-    tools: Any = None
-
-    @property
-    def user_input(self) -> str:
-        return next(
-            (m.get("content") or "" for m in reversed(self.prompt) if m["role"] == "user"), ""
-        )
-
-
-def cases(records: list[dict[str, Any]]) -> list[Case]:
-    out = []
-    for record in records:
-        messages = [
-            {k: v for k, v in m.items() if k != "weight"} for m in record.get("messages", [])
-        ]
-        if (
-            messages
-            and messages[-1]["role"] == "assistant"
-            and isinstance(messages[-1].get("content"), str)
-        ):
-            out.append(Case(messages[:-1], messages[-1]["content"], record.get("tools")))
-    return out
-
-
-def labels_of(run_dir: Path) -> list[str] | None:
-    report = run_dir / "validation" / "report.json"
-    if not report.is_file():
-        return None
-    labels = json.loads(report.read_text()).get("counts", {}).get("labels")
-    return list(labels) if labels else None
-
-
-@dataclass
-class Answer:
-    text: str
-    output_tokens: int
-    input_tokens: int
-    latency_s: float  # wall time of the batch that produced it
 
 
 def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
@@ -143,7 +98,7 @@ def evaluate(
     `gate` is given."""
     with labelled(run_id=run_id_of(run_dir)):
         items = cases(read_split(run_dir, "test", required=True))
-        labels = labels_of(run_dir)
+        labels = labels_of(str(run_dir))
         baseline = answer_all(
             baseline_model or model,
             tokenizer,
@@ -164,34 +119,6 @@ def evaluate(
         )
         write_report(run_dir)
     return metrics
-
-
-def compare(
-    items: list[Case], baseline: list[Answer], tuned: list[Answer], labels: list[str] | None
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The core's metrics of both models' answers, and the rows of predictions.csv."""
-    comparison = evaluation.Comparison(labels=labels or ())
-    rows = []
-    for case, b_answer, t_answer in zip(items, baseline, tuned, strict=True):
-        b, t = score(b_answer, case, labels), score(t_answer, case, labels)
-        comparison.add(b, t)
-        rows.append(
-            evaluation.prediction_row(
-                case.user_input, case.reference, b_answer.text, t_answer.text, b, t
-            )
-        )
-    return comparison.metrics(), rows
-
-
-def score(answer: Answer, case: Case, labels: list[str] | None) -> evaluation.Scores:
-    return evaluation.score(
-        answer.text,
-        case.reference,
-        labels,
-        answer.output_tokens,
-        input_tokens=answer.input_tokens,
-        latency_s=answer.latency_s,
-    )
 
 
 def run_id_of(run_dir: Path) -> str:

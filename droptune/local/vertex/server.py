@@ -26,12 +26,13 @@ from typing import Any
 
 from droptune.config import DEFAULT_CUSTOM_MODEL
 from droptune.local.storage_emulator import free_port
+from droptune.local.vertex.emulation import EmulatedTuning
 from droptune.local.vertex.endpoints import Endpoints
 from droptune.local.vertex.errors import ApiError, invalid
 from droptune.local.vertex.jobs import CustomJobs
 from droptune.local.vertex.models import Models
 from droptune.local.vertex.routing import Request, Route, Runtime
-from droptune.local.vertex.tuning import EmulatedTuning, Tuner, TuningJobs
+from droptune.local.vertex.tuning import Tuner, TuningJobs
 from droptune.log import get_logger
 
 log = get_logger("droptune.local.vertex")
