@@ -57,13 +57,18 @@ def evaluate(request: flask.Request) -> tuple[dict[str, Any], int]:
     try:
         work = EvaluationRequest.from_json(request.get_json(silent=True))
     except EvaluationError as exc:
-        return {"error": str(exc)}, 400
+        return error(400, "INVALID_ARGUMENT", str(exc))
     try:
         answer = evaluate_slice(work, genai.client(genai.settings_from_env()))
     except (EvaluationError, ConfigError) as exc:  # the run or the deployment: retrying won't help
         log.error(f"evaluation of {work.run_uri} failed: {exc}", run_uri=work.run_uri)
-        return {"error": str(exc)}, 422
+        return error(422, "FAILED_PRECONDITION", str(exc))
     except genai.GeminiError as exc:  # the model API, after its own retries: worth a retry
         log.error(f"evaluation of {work.run_uri} failed: {exc}", run_uri=work.run_uri)
-        return {"error": str(exc)}, 503
+        return error(503, "UNAVAILABLE", str(exc))
     return answer, 200
+
+
+def error(code: int, status: str, message: str) -> tuple[dict[str, Any], int]:
+    """Google's error shape, which the workflow reads into the run's status.json."""
+    return {"error": {"code": code, "status": status, "message": message}}, code

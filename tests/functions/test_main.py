@@ -233,6 +233,6 @@ def test_the_evaluation_function_says_what_a_request_needs():
     client = create_app(target="evaluate", source=str(SOURCE)).test_client()
     answer = client.post("/", json={"run_uri": "gs://r/runs/x/"})
     assert answer.status_code == 400
-    assert '"tuning_job"' in answer.get_json()["error"]
+    assert '"tuning_job"' in answer.get_json()["error"]["message"]
     answer = client.post("/", json={"run_uri": "gs://r/runs/x/", "tuning_job": "j", "offset": -1})
-    assert answer.status_code == 400 and "offset" in answer.get_json()["error"]
+    assert answer.status_code == 400 and "offset" in answer.get_json()["error"]["message"]

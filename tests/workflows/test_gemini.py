@@ -105,7 +105,9 @@ class Wire:
             target = urlsplit(url).path
             status, data = self.server.handle(method, target, json.dumps(body or {}).encode())
         if status >= 400:
-            raise http_error(status)
+            failure = http_error(status)
+            failure.value["body"] = data  # as Workflows gives it: the decoded answer
+            raise failure
         return {"code": status, "body": data, "headers": {}}
 
 
@@ -246,3 +248,15 @@ def test_without_an_evaluation_function_a_gemini_run_fails_with_the_reason(
     assert execution.state == "FAILED"
     assert "DROPTUNE_EVALUATION_URL" in status_of(gcs_bucket, "nofn")["error"]["message"]
     assert wire.calls == []
+
+
+def test_a_run_the_evaluation_cannot_use_fails_with_the_functions_reason(
+    clock, server, gcs_server, gcs_bucket
+):
+    queue_gemini_run(gcs_bucket, "notests")
+    gcs_bucket.blob("runs/notests/data/test.jsonl").upload_from_string("")
+    execution, _ = execute(clock, server, gcs_server, gcs_bucket, "notests")
+    assert execution.state == "FAILED"
+    status = status_of(gcs_bucket, "notests")
+    assert status["state"] == "FAILED"
+    assert "data/test.jsonl has no test examples" in status["error"]["message"]
