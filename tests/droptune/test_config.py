@@ -116,3 +116,16 @@ def test_help_table_covers_every_key() -> None:
 def test_to_dict_round_trips_through_from_mapping() -> None:
     config = RunConfig(backend="gemini", min_examples=3)
     assert RunConfig.from_mapping(config.to_dict()) == config
+
+
+@pytest.mark.parametrize(
+    ("settings", "words"),
+    [
+        ({"adapter_size": "ADAPTER_SIZE_3"}, "adapter_size must be one of ADAPTER_SIZE_ONE"),
+        ({"learning_rate_multiplier": 0}, "learning_rate_multiplier must be above 0"),
+        ({"eval_max_output_tokens": 0}, "eval_max_output_tokens must be at least 1"),
+    ],
+)
+def test_gemini_settings_out_of_range_say_what_is_allowed(settings, words) -> None:
+    with pytest.raises(ConfigError, match=words):
+        RunConfig(backend="gemini", **settings)
