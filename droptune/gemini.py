@@ -29,6 +29,7 @@ from droptune.cases import Answer, Case, cases, compare, labels_of
 from droptune.cloud import genai as gemini
 from droptune.errors import DroptuneError
 from droptune.log import get_logger
+from droptune.reporting import try_render_run
 from droptune.storage import join, open_input, open_output
 
 log = get_logger("droptune.gemini")
@@ -128,7 +129,7 @@ def finish(
         metrics["emulated"] = True
     evaluation.write_results(join(run_uri, "evaluation"), metrics, rows)
     log.info(f"evaluated {metrics['n']} test examples: {metrics['gate']['reason']}")
-    render_report(run_uri)
+    try_render_run(run_uri)
     return metrics
 
 
@@ -173,16 +174,6 @@ def tuning_record(job: Any) -> dict[str, Any]:
 def is_emulated(job: Any) -> bool:
     """A job droptune's local Vertex AI server emulated (it says so in its description)."""
     return "Emulated" in str(job.resource.get("description", ""))
-
-
-def render_report(run_uri: str) -> None:
-    """The HTML report, best effort: the metrics are written whatever happens to it."""
-    try:
-        from droptune.reporting import render_run
-
-        render_run(run_uri)
-    except Exception as exc:
-        log.warning(f"the evaluation report was not rendered: {exc}")
 
 
 # --- run folder I/O ------------------------------------------------------------------------

@@ -6,7 +6,7 @@ Everything starts from a run folder, read as it is (`files`), summarised as data
 """
 
 from droptune.reporting.files import RunFiles, load_run
-from droptune.reporting.render import Report, build_report, render_run
+from droptune.reporting.render import Report, build_report, render_run, try_render_run
 from droptune.reporting.summary import RunSummary, summarize
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "load_run",
     "render_run",
     "summarize",
+    "try_render_run",
 ]

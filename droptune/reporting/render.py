@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from droptune.log import get_logger
 from droptune.reporting import plots
 from droptune.reporting.files import RunFiles, load_run
 from droptune.reporting.page import to_html
 from droptune.reporting.summary import RunSummary, summarize
 from droptune.storage import join, open_output
+
+log = get_logger("droptune.reporting")
 
 REPORT = "evaluation/report.html"
 PLOTS = "evaluation/plots"
@@ -46,3 +49,15 @@ def render_run(run_uri: str) -> str:
     with open_output(target) as out:
         out.write(report.html.encode("utf-8"))
     return target
+
+
+def try_render_run(run_uri: str) -> str | None:
+    """`render_run`, best effort: the metrics are already written and decide the run, so a
+    report that fails is logged, never a reason to fail the job. The URI, or None."""
+    try:
+        uri = render_run(run_uri)
+    except Exception as exc:
+        log.error(f"the evaluation report could not be written: {exc}", exc_info=True)
+        return None
+    log.info(f"wrote the evaluation report {uri}")
+    return uri

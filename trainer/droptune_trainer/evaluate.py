@@ -24,10 +24,10 @@ import torch
 from droptune import evaluation
 from droptune.cases import Answer, Case, cases, compare, labels_of
 from droptune.log import get_logger, labelled
+from droptune.reporting import try_render_run
 from droptune_trainer.data import read_run, read_split
 from droptune_trainer.errors import RunFolderError
 from droptune_trainer.generation import generate, render
-from droptune_trainer.report import write_report
 
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
@@ -117,7 +117,7 @@ def evaluate(
             f"evaluated {len(items)} test examples: {metrics['gate']['reason']}",
             gate_passed=metrics["gate"]["passed"],
         )
-        write_report(run_dir)
+        try_render_run(str(run_dir))
     return metrics
 
 

@@ -82,18 +82,3 @@ def plot_losses(history: History, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def write_report(run_dir: Path) -> str | None:
-    """Render `evaluation/report.html` from the run folder as it is now; its URI, or None
-    when it could not be written. Best effort: the metrics are already written and decide
-    the run, so a report that fails is logged, never a reason to fail the job."""
-    from droptune.reporting import render_run
-
-    try:
-        uri = render_run(str(run_dir))
-    except Exception as exc:
-        log.error(f"the evaluation report could not be written: {exc}", exc_info=True)
-        return None
-    log.info(f"wrote the evaluation report {uri}")
-    return uri

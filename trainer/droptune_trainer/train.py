@@ -345,9 +345,9 @@ def run(
     evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters it switches off
     metrics = save(s, history)
     if evaluation is not None:  # again, now that training/metrics.json has the loss curves
-        from droptune_trainer.report import write_report
+        from droptune.reporting import try_render_run
 
-        write_report(s.run_dir)
+        try_render_run(str(s.run_dir))
     publish_results(run_dir, s.run_dir, "training", "evaluation")
     log.info(f"trained {metrics['steps']} steps; {metrics['tokens_per_second']:.0f} tokens/s")
     return {**metrics, "evaluation": evaluation}
