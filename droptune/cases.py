@@ -21,7 +21,7 @@ from typing import Any
 
 from droptune import evaluation
 from droptune.errors import DroptuneError
-from droptune.storage import join, open_input
+from droptune.storage import join, read_all
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,7 @@ def cases(records: Iterable[dict[str, Any]]) -> list[Case]:
 def labels_of(run_uri: str) -> list[str] | None:
     """The label set of labelled data (validation/report.json), for accuracy; else None."""
     try:
-        stream, _ = open_input(join(run_uri, "validation", "report.json"))
-        with stream:
-            report = json.loads(stream.read())
+        report = json.loads(read_all(join(run_uri, "validation", "report.json")))
     except (DroptuneError, ValueError):
         return None
     labels = (report.get("counts") or {}).get("labels")

@@ -30,7 +30,7 @@ from droptune.cloud import genai as gemini
 from droptune.errors import DroptuneError
 from droptune.log import get_logger
 from droptune.reporting import try_render_run
-from droptune.storage import join, open_input, open_output
+from droptune.storage import join, read_all, write_all
 
 log = get_logger("droptune.gemini")
 SLICE = 100  # examples per call: 200 requests, well inside a 30-minute request timeout
@@ -183,11 +183,9 @@ def part_uri(run_uri: str, offset: int) -> str:
 
 def read_bytes(uri: str) -> bytes:
     try:
-        stream, _ = open_input(uri)
+        return read_all(uri)
     except DroptuneError as exc:
         raise EvaluationError(f"{uri}: cannot be read ({exc})") from None
-    with stream:
-        return stream.read()
 
 
 def read_json(uri: str) -> dict[str, Any]:
@@ -202,10 +200,8 @@ def read_jsonl(uri: str) -> list[dict[str, Any]]:
 
 
 def write_json(uri: str, value: Any) -> None:
-    with open_output(uri) as out:
-        out.write(json.dumps(value, indent=2).encode())
+    write_all(uri, json.dumps(value, indent=2).encode())
 
 
 def write_jsonl(uri: str, rows: list[dict[str, Any]]) -> None:
-    with open_output(uri) as out:
-        out.write(b"".join(json.dumps(row).encode() + b"\n" for row in rows))
+    write_all(uri, b"".join(json.dumps(row).encode() + b"\n" for row in rows))

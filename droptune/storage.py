@@ -35,6 +35,19 @@ def open_input(uri: str) -> tuple[IO[bytes], int | None]:
         raise SourceError(f"{uri}: {exc.strerror}") from None
 
 
+def read_all(uri: str) -> bytes:
+    """The whole content of a file or object (SourceNotFound when there is none)."""
+    stream, _ = open_input(uri)
+    with stream:
+        return stream.read()
+
+
+def write_all(uri: str, data: bytes) -> None:
+    """Write `data` as the whole content of a file or object."""
+    with open_output(uri) as out:
+        out.write(data)
+
+
 def open_output(uri: str, chunk_size: int | None = None) -> IO[bytes]:
     """A binary stream to write; parent folders of local paths are created. `chunk_size`:
     bytes per request of a Cloud Storage upload (memory held), default 8 MiB."""

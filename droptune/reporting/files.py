@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from droptune.errors import SourceError, SourceNotFound
-from droptune.storage import join, open_input
+from droptune.storage import join, read_all
 
 JSON_FILES = {
     "run": "run.json",
@@ -53,11 +53,9 @@ class RunFiles:
 def read_bytes(uri: str) -> bytes | None:
     """The content of a file or object; None when there is none."""
     try:
-        stream, _ = open_input(uri)
+        return read_all(uri)
     except SourceNotFound:
         return None
-    with stream:
-        return stream.read()
 
 
 def load_run(uri: str, names: tuple[str, ...] = (*JSON_FILES, "predictions")) -> RunFiles:

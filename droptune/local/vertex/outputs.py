@@ -15,14 +15,13 @@ from typing import Any
 from google.api_core.exceptions import NotFound
 
 from droptune.cloud import gcs
-from droptune.storage import is_gcs, open_output
+from droptune.storage import is_gcs, write_all
 
 
 def write(uri: str, data: bytes, env: Mapping[str, str]) -> None:
     """Write `data` to `uri` (gs://bucket/name or a local path), creating folders."""
     if not is_gcs(uri):
-        with open_output(uri.removeprefix("file://")) as out:
-            out.write(data)
+        write_all(uri.removeprefix("file://"), data)
         return
     host = env.get("STORAGE_EMULATOR_HOST")
     if host and host != os.environ.get("STORAGE_EMULATOR_HOST"):
