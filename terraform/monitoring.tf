@@ -236,6 +236,16 @@ resource "google_monitoring_notification_channel" "email" {
   depends_on = [google_project_service.enabled]
 }
 
+locals {
+  # What counts as a failure, by the name the alert shows.
+  failure_conditions = {
+    "Upload function: run FAILED" = "metric.type=\"${local.intake_state_metric}\" AND resource.type=\"cloud_run_revision\" AND metric.label.state=\"FAILED\""
+    "Workflow: run FAILED"        = "metric.type=\"${local.run_state_metric}\" AND resource.type=\"workflows.googleapis.com/Workflow\" AND metric.label.state=\"FAILED\""
+    "Workflow execution failed"   = "metric.type=\"workflows.googleapis.com/finished_execution_count\" AND resource.type=\"workflows.googleapis.com/Workflow\" AND resource.label.workflow_id=\"${local.workflow_name}\" AND metric.label.status=\"FAILED\""
+    "Run message dead-lettered"   = "metric.type=\"pubsub.googleapis.com/topic/send_message_operation_count\" AND resource.type=\"pubsub_topic\" AND resource.label.topic_id=\"${google_pubsub_topic.dead_letter.name}\""
+  }
+}
+
 resource "google_monitoring_alert_policy" "failures" {
   project               = var.project_id
   display_name          = "droptune: a run failed"
@@ -255,70 +265,23 @@ resource "google_monitoring_alert_policy" "failures" {
     EOT
   }
 
-  conditions {
-    display_name = "Upload function: run FAILED"
-    condition_threshold {
-      filter          = "metric.type=\"${local.intake_state_metric}\" AND resource.type=\"cloud_run_revision\" AND metric.label.state=\"FAILED\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  conditions {
-    display_name = "Workflow: run FAILED"
-    condition_threshold {
-      filter          = "metric.type=\"${local.run_state_metric}\" AND resource.type=\"workflows.googleapis.com/Workflow\" AND metric.label.state=\"FAILED\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  conditions {
-    display_name = "Workflow execution failed"
-    condition_threshold {
-      filter          = "metric.type=\"workflows.googleapis.com/finished_execution_count\" AND resource.type=\"workflows.googleapis.com/Workflow\" AND resource.label.workflow_id=\"${local.workflow_name}\" AND metric.label.status=\"FAILED\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-      trigger {
-        count = 1
-      }
-    }
-  }
-
-  conditions {
-    display_name = "Run message dead-lettered"
-    condition_threshold {
-      filter          = "metric.type=\"pubsub.googleapis.com/topic/send_message_operation_count\" AND resource.type=\"pubsub_topic\" AND resource.label.topic_id=\"${google_pubsub_topic.dead_letter.name}\""
-      comparison      = "COMPARISON_GT"
-      threshold_value = 0
-      duration        = "0s"
-      aggregations {
-        alignment_period   = "300s"
-        per_series_aligner = "ALIGN_SUM"
-      }
-      trigger {
-        count = 1
+  # Each condition fires on any count in a 5-minute window of its metric.
+  dynamic "conditions" {
+    for_each = local.failure_conditions
+    content {
+      display_name = conditions.key
+      condition_threshold {
+        filter          = conditions.value
+        comparison      = "COMPARISON_GT"
+        threshold_value = 0
+        duration        = "0s"
+        aggregations {
+          alignment_period   = "300s"
+          per_series_aligner = "ALIGN_SUM"
+        }
+        trigger {
+          count = 1
+        }
       }
     }
   }
