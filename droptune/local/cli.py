@@ -281,7 +281,12 @@ def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
                 "this machine stood in for it (the cloud runs the real service)"
             )
     console.print(f"\nrun folder: {run_dir}")
-    for name in ("validation/report.md", "evaluation/predictions.csv", "training/loss.png"):
+    for name in (
+        "evaluation/report.html",
+        "validation/report.md",
+        "evaluation/predictions.csv",
+        "training/loss.png",
+    ):
         if (run_dir / name).is_file():
             console.print(f"  {name}")
     card_file = run_dir / "endpoint.json"
