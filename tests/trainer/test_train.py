@@ -69,6 +69,7 @@ def test_a_killed_job_resumes_from_its_last_checkpoint(run_dir: Path):
     assert metrics["steps"] == 6
     assert metrics["resumed_from"] == int(first.removeprefix("step-"))
     assert [step for step, _ in metrics["train_loss"]] == list(range(1, 7))
+    assert_every_line_labelled(finished.stderr, run_id="test")
 
 
 def test_unknown_setting_and_qlora_on_cpu_are_clear_errors(run_dir: Path):
@@ -110,6 +111,7 @@ def test_evaluate_command_loads_the_saved_adapter(run_dir: Path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((run_dir / "evaluation" / "metrics.json").read_text())["n"] == 2
+    assert_every_line_labelled(result.stderr, run_id="test")
 
 
 def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path, run_dir: Path):
@@ -155,3 +157,11 @@ def test_a_gs_run_folder_gets_its_results_and_the_runs_settings_apply(
     names = {b.name for b in gcs_bucket.list_blobs(prefix=prefix)}
     assert {f"{prefix}/evaluation/predictions.csv", f"{prefix}/training/loss.png"} <= names
     assert f"{prefix}/model/adapter/adapter_model.safetensors" in names
+
+
+def assert_every_line_labelled(stderr: str, **labels: str) -> None:
+    """Each JSON log line the process wrote carries `labels` (Cloud Logging's labels field)."""
+    entries = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert len(entries) >= 2, stderr[-2000:]
+    for entry in entries:
+        assert labels.items() <= entry.get("logging.googleapis.com/labels", {}).items(), entry

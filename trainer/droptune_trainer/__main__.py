@@ -51,6 +51,8 @@ def evaluate(
 
     from peft import PeftModel
 
+    from droptune.log import labelled
+    from droptune_trainer.data import run_id_of
     from droptune_trainer.evaluate import evaluate as compare
     from droptune_trainer.train import device_and_dtype, load_config, load_model
     from droptune_trainer.vertex import env_uri, local_run_dir, place, publish_results
@@ -62,11 +64,12 @@ def evaluate(
         raise typer.BadParameter(
             f"{adapter}: no adapter to evaluate; train first", param_hint="--run-dir"
         )
-    device, dtype = device_and_dtype(config)
-    tokenizer, base = load_model(replace(config, method="full"), device, dtype)
-    tuned = PeftModel.from_pretrained(base, str(adapter)).to(device)
-    compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
-    publish_results(run_dir, local, "evaluation")
+    with labelled(run_id=run_id_of(local)):  # model loading logs too
+        device, dtype = device_and_dtype(config)
+        tokenizer, base = load_model(replace(config, method="full"), device, dtype)
+        tuned = PeftModel.from_pretrained(base, str(adapter)).to(device)
+        compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
+        publish_results(run_dir, local, "evaluation")
 
 
 @app.command()

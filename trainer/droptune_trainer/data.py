@@ -75,6 +75,14 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     return run
 
 
+def run_id_of(run_dir: Path) -> str:
+    """The run's id (run.json), else the folder's name: every log line of the run has it."""
+    try:
+        return read_run(run_dir).get("run_id") or run_dir.name
+    except RunFolderError:
+        return run_dir.name
+
+
 def read_split(run_dir: Path, name: str, required: bool = False) -> list[dict[str, Any]]:
     """The records of `data/<name>.jsonl`; [] when it is absent (unless `required`)."""
     path = run_dir / "data" / f"{name}.jsonl"

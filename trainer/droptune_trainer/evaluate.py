@@ -25,8 +25,7 @@ from droptune import evaluation
 from droptune.cases import Answer, Case, cases, compare, labels_of
 from droptune.log import get_logger, labelled
 from droptune.reporting import try_render_run
-from droptune_trainer.data import read_run, read_split
-from droptune_trainer.errors import RunFolderError
+from droptune_trainer.data import read_run, read_split, run_id_of
 from droptune_trainer.generation import generate, render
 
 log = get_logger("droptune.trainer")
@@ -119,11 +118,3 @@ def evaluate(
         )
         try_render_run(str(run_dir))
     return metrics
-
-
-def run_id_of(run_dir: Path) -> str:
-    """The run's id (run.json), else the folder's name: every log line of the run has it."""
-    try:
-        return read_run(run_dir).get("run_id") or run_dir.name
-    except RunFolderError:
-        return run_dir.name

@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional
 
 from droptune.errors import ConfigError
-from droptune.log import get_logger
+from droptune.log import get_logger, labelled
 from droptune.models import locate
 from droptune_trainer import checkpoint
 from droptune_trainer.config import TrainConfig
@@ -35,6 +35,7 @@ from droptune_trainer.data import (
     pad_rows,
     read_run,
     read_split,
+    run_id_of,
     tokenize,
 )
 from droptune_trainer.report import log_step, metrics_of, plot_losses, tensorboard_writer
@@ -147,9 +148,14 @@ def rows_for(config: TrainConfig, tokenizer: Any, records: list[dict[str, Any]])
 
 
 def setup(
-    run_dir: str, recipe: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
+    run_dir: str,
+    recipe: dict[str, Any] | None = None,
+    overrides: dict[str, Any] | None = None,
+    local: Path | None = None,
 ) -> Setup:
-    local = local_run_dir(run_dir)
+    """Everything a training loop needs; `local` is the run folder on disk when the caller
+    has already placed it (`local_run_dir`)."""
+    local = local or local_run_dir(run_dir)
     config = load_config(local, recipe, overrides or {})
     torch.manual_seed(config.seed)
     device, dtype = device_and_dtype(config)
@@ -336,20 +342,23 @@ def save(s: Setup, history: History) -> dict[str, Any]:
 def run(
     run_dir: str, recipe: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Setup, train, save: what `python -m droptune_trainer train` does."""
-    s = setup(run_dir, recipe, overrides)
-    log.info(
-        f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type}"
-    )
-    history = train(s)
-    evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters it switches off
-    metrics = save(s, history)
-    if evaluation is not None:  # again, now that training/metrics.json has the loss curves
-        from droptune.reporting import try_render_run
+    """Setup, train, save: what `python -m droptune_trainer train` does. Every line it logs
+    carries the run's id as a label, so Cloud Logging filters the job's lines by run."""
+    local = local_run_dir(run_dir)
+    with labelled(run_id=run_id_of(local)):
+        s = setup(run_dir, recipe, overrides, local)
+        log.info(
+            f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type}"
+        )
+        history = train(s)
+        evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters it turns off
+        metrics = save(s, history)
+        if evaluation is not None:  # again, now that training/metrics.json has the loss curves
+            from droptune.reporting import try_render_run
 
-        try_render_run(str(s.run_dir))
-    publish_results(run_dir, s.run_dir, "training", "evaluation")
-    log.info(f"trained {metrics['steps']} steps; {metrics['tokens_per_second']:.0f} tokens/s")
+            try_render_run(str(s.run_dir))
+        publish_results(run_dir, s.run_dir, "training", "evaluation")
+        log.info(f"trained {metrics['steps']} steps; {metrics['tokens_per_second']:.0f} tokens/s")
     return {**metrics, "evaluation": evaluation}
 
 
