@@ -121,9 +121,10 @@ class RunConfig(Settings):
         default_factory=dict,
     )
     gate: dict[str, Any] = setting(
-        "Quality gate: {metric: accuracy|exact_match|rouge_l, min_delta: 0.0}; a tuned model "
-        "that misses it is not deployed (GATED). Default metric: accuracy for labelled data, "
-        "else rouge_l.",
+        "Quality gate: {metric: accuracy|macro_f1|exact_match|rouge_l, min_delta: 0.0, "
+        "require_significance: false}; a tuned model that misses it is not deployed (GATED). "
+        "Default metric: accuracy for labelled data, else rouge_l. require_significance: the "
+        "lower end of the delta's 95% interval must clear min_delta too.",
         default_factory=dict,
     )
     machine_type: str = setting(
@@ -212,15 +213,18 @@ class RunConfig(Settings):
             self.base_model = env if env and _model_fits(env, self.backend) else fallback
 
 
-GATE_METRICS = ("accuracy", "exact_match", "rouge_l")
+GATE_METRICS = ("accuracy", "macro_f1", "exact_match", "rouge_l")
+GATE_KEYS = ("metric", "min_delta", "require_significance")
 ADAPTER_SIZES = tuple(f"ADAPTER_SIZE_{n}" for n in ("ONE", "TWO", "FOUR", "EIGHT", "SIXTEEN"))
 NO_ACCELERATOR = "ACCELERATOR_TYPE_UNSPECIFIED"
 
 
 def _check_gate(gate: dict[str, Any]) -> None:
-    unknown = set(gate) - {"metric", "min_delta"}
+    unknown = set(gate) - set(GATE_KEYS)
     if unknown:
-        raise ConfigError(f"gate takes metric and min_delta; unknown: {', '.join(sorted(unknown))}")
+        raise ConfigError(
+            f"gate takes {', '.join(GATE_KEYS)}; unknown: {', '.join(sorted(unknown))}"
+        )
     if "metric" in gate and gate["metric"] not in GATE_METRICS:
         raise ConfigError(
             f"gate.metric must be one of {', '.join(GATE_METRICS)}; got {gate['metric']!r}"
@@ -229,6 +233,10 @@ def _check_gate(gate: dict[str, Any]) -> None:
         isinstance(gate["min_delta"], bool) or not isinstance(gate["min_delta"], int | float)
     ):
         raise ConfigError(f"gate.min_delta must be a number; got {gate['min_delta']!r}")
+    if not isinstance(gate.get("require_significance", False), bool):
+        raise ConfigError(
+            f"gate.require_significance must be true or false; got {gate['require_significance']!r}"
+        )
 
 
 def _model_fits(model: str, backend: str) -> bool:

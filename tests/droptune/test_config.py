@@ -70,6 +70,10 @@ def test_metadata_strings_are_coerced() -> None:
         ({"validation_fraction": 0.5, "test_fraction": 0.5}, "must leave examples for training"),
         ({"min_examples": 0}, "min_examples must be at least 1"),
         ({"max_length": "0"}, "max_length must be at least 1"),
+        ({"gate": {"metric": "f1"}}, "gate.metric must be one of accuracy, macro_f1,"),
+        ({"gate": {"min_delta": "0.1"}}, "gate.min_delta must be a number"),
+        ({"gate": {"require_significance": "yes"}}, "must be true or false; got 'yes'"),
+        ({"gate": {"treshold": 0.1}}, "gate takes metric, min_delta, require_significance"),
     ],
 )
 def test_bad_values_fail_with_a_sentence(values: dict, words: str) -> None:
@@ -129,3 +133,8 @@ def test_to_dict_round_trips_through_from_mapping() -> None:
 def test_gemini_settings_out_of_range_say_what_is_allowed(settings, words) -> None:
     with pytest.raises(ConfigError, match=words):
         RunConfig(backend="gemini", **settings)
+
+
+def test_a_strict_gate_on_macro_f1_is_kept_for_the_evaluators() -> None:
+    gate = {"metric": "macro_f1", "min_delta": 0.05, "require_significance": True}
+    assert RunConfig.from_mapping({"gate": gate}).to_dict()["gate"] == gate

@@ -196,6 +196,22 @@ def test_gate_passes_and_fails_with_its_numbers():
     assert gate(metrics, "accuracy", 0.0, require_significance=True)["passed"] is True
 
 
+def test_a_gate_from_the_run_config_applies_as_written():
+    from droptune.config import RunConfig
+
+    written = {"metric": "macro_f1", "min_delta": 0.05, "require_significance": True}
+    metrics = {
+        "baseline": {"accuracy": 0.5, "macro_f1": 0.30},
+        "tuned": {"accuracy": 0.8, "macro_f1": 0.45},
+        "delta": {"accuracy": 0.3, "macro_f1": 0.15},
+        "ci95": {"accuracy": [0.2, 0.4], "macro_f1": [0.02, 0.28]},
+    }
+    decision = gate(metrics, **RunConfig.from_mapping({"gate": written}).gate)
+    assert decision["metric"] == "macro_f1" and decision["require_significance"] is True
+    assert decision["passed"] is False  # accuracy would pass; macro F1's interval does not
+    assert "macro_f1 = +0.1500 (95% interval +0.0200 to +0.2800)" in decision["reason"]
+
+
 def test_prediction_rows_have_the_same_columns_for_every_backend():
     b = score("bug, I think", "billing", ["billing", "bug"], 3)
     t = score("billing", "billing", ["billing", "bug"], 1)
