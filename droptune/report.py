@@ -37,6 +37,8 @@ class TokenStats:
     billable: int  # train tokens x epochs
     limit: int
     over_limit: int
+    # tokens per example: counts[i] examples have edges[i] <= tokens < edges[i + 1]
+    histogram: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass

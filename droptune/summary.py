@@ -22,6 +22,7 @@ GEMINI_LIMITS = {
     "file_bytes": 1 << 30,
 }
 IMBALANCE_RATIO = 10
+HISTOGRAM_BINS = 30
 
 
 def find_duplicates(scan: Scan) -> None:
@@ -109,7 +110,22 @@ def token_stats(scan: Scan, config: RunConfig, train_mask: np.ndarray | None) ->
         billable=train_total * config.epochs,
         limit=limit,
         over_limit=len(over),
+        histogram=histogram(counts),
     )
+
+
+def histogram(counts: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str, list[int]]:
+    """Tokens per example in at most `bins` bins of one whole-token width: what the report's
+    length chart draws. Each bin holds the examples with `edges[i] <= tokens < edges[i + 1]`.
+
+    >>> histogram(np.array([3, 4, 4, 9]), bins=3)
+    {'edges': [3, 6, 9, 12], 'counts': [3, 0, 1]}
+    """
+    low, high = int(counts.min()), int(counts.max())
+    width = -(-(high - low + 1) // bins)  # ceil
+    edges = np.arange(low, high + width + 1, width)
+    tallies, _ = np.histogram(counts, bins=edges)
+    return {"edges": edges.tolist(), "counts": tallies.tolist()}
 
 
 def limit_checks(scan: Scan, config: RunConfig, splits: dict[str, int]) -> list[LimitCheck]:

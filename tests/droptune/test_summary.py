@@ -87,6 +87,16 @@ def test_over_max_length_is_a_warning_for_the_custom_backend(validate_data) -> N
     assert report.valid
     assert report.issue_counts == {"over_max_length": 1}
     assert report.tokens.max == 19
+    assert report.tokens.histogram == {"edges": [19, 20], "counts": [1]}
+
+
+def test_the_token_histogram_counts_every_example_once(validate_data) -> None:
+    lines = chat_lines(40, answer="x" * 40) + chat_lines(3, answer="y" * 400)
+    tokens = validate_data(lines, max_length=2048).tokens
+    edges, counts = tokens.histogram["edges"], tokens.histogram["counts"]
+    assert sum(counts) == tokens.examples == 43
+    assert edges[0] == tokens.min and edges[-2] <= tokens.max < edges[-1]
+    assert len(counts) == len(edges) - 1 <= 30 and counts[0] >= 40 and counts[-1] == 3
     assert validate_data(chat_lines(1, answer="x" * 40), max_length=19).issue_counts == {}
 
 

@@ -81,7 +81,8 @@ def make_run(root: Path, n: int = 40, min_delta: float = 0.1, state: str = "SUCC
             "tokens": {"method": "exact", "description": "SmolLM2 tokenizer", "examples": 96,
                        "total": 4800, "min": 38, "mean": 50.0, "p50": 49, "p95": 61, "max": 70,
                        "train_total": 3400, "epochs": 3, "billable": 10200, "limit": 128,
-                       "over_limit": 0},
+                       "over_limit": 0, "histogram": {"edges": [38, 46, 54, 62, 70, 78],
+                                                      "counts": [20, 41, 25, 9, 1]}},
             "cost": None,
         },
     )  # fmt: skip

@@ -1,0 +1,36 @@
+"""The token-length chart: the validation report's histogram as bars, else its quantiles."""
+
+from __future__ import annotations
+
+import pytest
+
+from droptune.reporting import plots
+from droptune.reporting.summary import RunSummary, Verdict
+
+pytest.importorskip("matplotlib")
+
+
+def summary(token_stats: dict) -> RunSummary:
+    verdict = Verdict(kind="passed", title="", detail="")
+    return RunSummary("r", "runs/r", "SUCCEEDED", "custom", None, verdict, token_stats=token_stats)
+
+
+def drawn(token_stats: dict):
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    assert plots._tokens(figure, summary(token_stats))
+    return figure.axes[0]
+
+
+def test_the_histogram_is_drawn_bin_by_bin_with_the_limit():
+    ax = drawn({"histogram": {"edges": [10, 20, 30, 40], "counts": [5, 0, 2]}, "limit": 35})
+    bars = [(p.get_x(), p.get_width(), p.get_height()) for p in ax.patches]
+    assert bars == [(10, 10, 5), (20, 10, 0), (30, 10, 2)]
+    assert [line.get_xdata()[0] for line in ax.lines] == [35]  # the limit
+
+
+def test_without_a_histogram_the_quantiles_are_marked():
+    ax = drawn({"min": 3, "p50": 9, "mean": 10.5, "p95": 20, "max": 31})
+    assert not ax.patches
+    assert [t.get_text() for t in ax.texts] == ["min", "p50", "mean", "p95", "max"]
