@@ -72,6 +72,20 @@ class RunFolder:
             raise ValueError(f"not a run id: {run_id!r}")
         return cls(f"gs://{bucket}/runs/{run_id}")
 
+    @classmethod
+    def at(cls, uri: str) -> RunFolder:
+        """The run folder at `uri`, with or without its trailing '/'."""
+        return cls(uri.rstrip("/"))
+
+    @property
+    def run_id(self) -> str:
+        """The run's id: the folder's name (`runs/<run_id>`).
+
+        >>> RunFolder.at("gs://runs/runs/chat-17-ab12/").run_id
+        'chat-17-ab12'
+        """
+        return self.root.rsplit("/", 1)[-1]
+
     @property
     def uri(self) -> str:
         return self.root + "/"

@@ -24,7 +24,8 @@ from cloudevents.http import CloudEvent
 
 from droptune.errors import ConfigError
 from droptune.intake import EventError, IntakeSettings, UploadedObject, handle_upload
-from droptune.log import get_logger
+from droptune.log import get_logger, labelled
+from droptune.runs import RunFolder
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 log = get_logger("droptune.functions.upload")
@@ -58,14 +59,15 @@ def evaluate(request: flask.Request) -> tuple[dict[str, Any], int]:
         work = EvaluationRequest.from_json(request.get_json(silent=True))
     except EvaluationError as exc:
         return error(400, "INVALID_ARGUMENT", str(exc))
-    try:
-        answer = evaluate_slice(work, genai.client(genai.settings_from_env()))
-    except (EvaluationError, ConfigError) as exc:  # the run or the deployment: retrying won't help
-        log.error(f"evaluation of {work.run_uri} failed: {exc}", run_uri=work.run_uri)
-        return error(422, "FAILED_PRECONDITION", str(exc))
-    except genai.GeminiError as exc:  # the model API, after its own retries: worth a retry
-        log.error(f"evaluation of {work.run_uri} failed: {exc}", run_uri=work.run_uri)
-        return error(503, "UNAVAILABLE", str(exc))
+    with labelled(run_id=RunFolder.at(work.run_uri).run_id):
+        try:
+            answer = evaluate_slice(work, genai.client(genai.settings_from_env()))
+        except (EvaluationError, ConfigError) as exc:  # the run or the deployment: no retry helps
+            log.error(f"evaluation of {work.run_uri} failed: {exc}")
+            return error(422, "FAILED_PRECONDITION", str(exc))
+        except genai.GeminiError as exc:  # the model API, after its own retries: worth a retry
+            log.error(f"evaluation of {work.run_uri} failed: {exc}")
+            return error(503, "UNAVAILABLE", str(exc))
     return answer, 200
 
 

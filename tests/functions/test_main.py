@@ -236,3 +236,23 @@ def test_the_evaluation_function_says_what_a_request_needs():
     assert '"tuning_job"' in answer.get_json()["error"]["message"]
     answer = client.post("/", json={"run_uri": "gs://r/runs/x/", "tuning_job": "j", "offset": -1})
     assert answer.status_code == 400 and "offset" in answer.get_json()["error"]["message"]
+
+
+def test_the_evaluation_functions_log_lines_name_the_run(monkeypatch):
+    import io
+
+    from droptune.log import get_logger
+
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    client = create_app(target="evaluate", source=str(SOURCE)).test_client()
+    stream = io.StringIO()
+    get_logger("droptune.functions.upload", stream=stream)  # the module's logger, captured
+    try:
+        answer = client.post("/", json={"run_uri": "gs://r/runs/chat-7-ab/", "tuning_job": "j"})
+    finally:
+        get_logger("droptune.functions.upload", stream=sys.stderr)
+    assert answer.status_code == 422
+    assert "GOOGLE_CLOUD_PROJECT" in answer.get_json()["error"]["message"]
+    (entry,) = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    assert entry["severity"] == "ERROR"
+    assert entry["logging.googleapis.com/labels"] == {"run_id": "chat-7-ab"}
