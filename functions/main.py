@@ -23,12 +23,27 @@ import functions_framework
 from cloudevents.http import CloudEvent
 
 from droptune.errors import ConfigError
-from droptune.intake import EventError, IntakeSettings, UploadedObject, handle_upload
+from droptune.intake import EventError, IntakeSettings, UploadedObject, handle_upload, preload
 from droptune.log import get_logger, labelled
 from droptune.runs import RunFolder
 
 FINALIZED = "google.cloud.storage.object.v1.finalized"
 log = get_logger("droptune.functions.upload")
+
+
+def _preload() -> None:
+    """Global scope runs once per instance, before it takes requests (and with Cloud Run's
+    startup CPU boost): with DROPTUNE_PRELOAD_TOKENIZER set, which Terraform and droptune
+    local set for the upload function only, the tokenizer is loaded here, not in the first
+    upload. A settings error is left to the first request to report."""
+    try:
+        settings = IntakeSettings.from_env()
+    except ConfigError:
+        return
+    preload(settings)
+
+
+_preload()
 
 
 @functions_framework.cloud_event

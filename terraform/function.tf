@@ -45,8 +45,10 @@ resource "google_cloudfunctions2_function" "upload" {
       DROPTUNE_DEFAULT_BACKEND    = var.default_backend
       DROPTUNE_DEFAULT_BASE_MODEL = var.default_base_model
       DROPTUNE_MAX_UPLOAD_BYTES   = tostring(var.max_upload_bytes)
-      GOOGLE_CLOUD_PROJECT        = var.project_id
-      GOOGLE_CLOUD_LOCATION       = var.region
+      # A new instance loads the default model's tokenizer before it takes an upload.
+      DROPTUNE_PRELOAD_TOKENIZER = "true"
+      GOOGLE_CLOUD_PROJECT       = var.project_id
+      GOOGLE_CLOUD_LOCATION      = var.region
     }
   }
 

@@ -6,7 +6,7 @@ or rejects the run with a report. `functions/main.py` is a thin wrapper around i
 """
 
 from droptune.intake.event import EventError, UploadedObject, ignore_reason
-from droptune.intake.flow import Outcome, handle_upload
+from droptune.intake.flow import Outcome, handle_upload, preload
 from droptune.intake.settings import IntakeSettings
 
 __all__ = [
@@ -16,4 +16,5 @@ __all__ = [
     "UploadedObject",
     "handle_upload",
     "ignore_reason",
+    "preload",
 ]

@@ -28,7 +28,7 @@ from droptune.issues import CATALOGUE, Issue, Severity
 from droptune.log import get_logger
 from droptune.report import Report, unread_report
 from droptune.runs import RunFolder, RunMessage, RunState, RunStatus, now_iso, run_id_for
-from droptune.tokens import TokenCounter
+from droptune.tokens import TokenCounter, TokenizerError, counter_for
 
 log = get_logger("droptune.intake")
 
@@ -58,6 +58,25 @@ def handle_upload(
         log.info(f"ignored {obj.uri}: {reason}", object=obj.uri)
         return Outcome("ignored", detail=reason)
     return Delivery(obj, settings, counter).run()
+
+
+def preload(settings: IntakeSettings) -> float | None:
+    """Load the tokenizer that uploads on the deployment's defaults count with (its default
+    backend's default base model), so the first upload an instance takes does not wait for
+    it; the seconds it took, or None when `settings.preload_tokenizer` is off. A model that
+    cannot load here is logged and left to each upload to report."""
+    if not settings.preload_tokenizer:
+        return None
+    config = RunConfig(backend=settings.default_backend)
+    started = time.perf_counter()
+    try:
+        counter_for(config.backend, config.base_model)
+    except TokenizerError as exc:
+        log.warning(f"preloading the tokenizer failed; uploads will load it: {exc}")
+        return None
+    seconds = time.perf_counter() - started
+    log.info(f"preloaded the tokenizer of {config.base_model} in {seconds:.1f} s")
+    return seconds
 
 
 class Delivery:

@@ -23,6 +23,7 @@ class IntakeSettings:
     max_wait_seconds: float = 240.0  # how long a duplicate delivery waits for the one working
     publish_timeout: float = 30.0
     max_attempts: int = 5  # attempts that end in an error before the run is FAILED
+    preload_tokenizer: bool = False  # load the default model's tokenizer when the instance starts
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> IntakeSettings:
@@ -42,6 +43,14 @@ class IntakeSettings:
                 lease_seconds=float(env.get("DROPTUNE_LEASE_SECONDS") or 60),
                 max_wait_seconds=float(env.get("DROPTUNE_MAX_WAIT_SECONDS") or 240),
                 max_attempts=int(env.get("DROPTUNE_MAX_ATTEMPTS") or 5),
+                preload_tokenizer=_flag(env, "DROPTUNE_PRELOAD_TOKENIZER"),
             )
         except ValueError as exc:
             raise ConfigError(f"a DROPTUNE_* number setting is not a number: {exc}") from None
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = (env.get(name) or "false").strip().lower()
+    if value not in ("true", "1", "false", "0"):
+        raise ConfigError(f"{name} must be true or false; got {env[name]!r}")
+    return value in ("true", "1")

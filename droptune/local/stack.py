@@ -91,12 +91,15 @@ class LocalStack:
             self.storage.start()
             self._create_buckets()
             self.vertex.start()
+            # Both at once: the upload function's start is the longer (it preloads a tokenizer).
             self.function = self._start_function(
                 "on_upload", "cloudevent", self.function_port, self.function_env(), "function"
             )
             self.evaluation = self._start_function(
                 "evaluate", "http", self.evaluation_port, self.evaluation_env(), "evaluation"
             )
+            self._wait_answering(self.function, self.function_port, "function")
+            self._wait_answering(self.evaluation, self.evaluation_port, "evaluation")
         except BaseException:
             self.stop()
             raise
@@ -169,6 +172,7 @@ class LocalStack:
             "DROPTUNE_UPLOADS_BUCKET": self.config.uploads_bucket,
             "DROPTUNE_RUNS_BUCKET": self.config.runs_bucket,
             "DROPTUNE_TOPIC": self.config.topic(self.config.runs_topic),
+            "DROPTUNE_PRELOAD_TOKENIZER": "true",
         }
 
     def evaluation_env(self) -> dict[str, str]:
@@ -211,10 +215,9 @@ class LocalStack:
     def _start_function(
         self, target: str, signature: str, port: int, env: dict[str, str], name: str
     ) -> Process:
-        """functions-framework serving one function of functions/main.py; returns once it
-        answers."""
-        log_file = self.home / f"{name}.log"
-        process = Process.start(
+        """functions-framework serving one function of functions/main.py (started, not yet
+        answering: see `_wait_answering`)."""
+        return Process.start(
             [
                 sys.executable, "-m", "functions_framework",
                 "--source", str(FUNCTION_SOURCE),
@@ -224,15 +227,18 @@ class LocalStack:
                 "--port", str(port),
             ],
             {**os.environ, **env},
-            log_file,
+            self.home / f"{name}.log",
         )  # fmt: skip
-        deadline = time.monotonic() + 60
+
+    def _wait_answering(self, process: Process, port: int, name: str) -> None:
+        log_file = self.home / f"{name}.log"
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise StackError(f"the {name} function exited; see {log_file}")
             try:  # any answer will do; the first one may wait for imports
                 self._session.get(f"http://127.0.0.1:{port}/", timeout=10)
-                return process
+                return
             except (requests.ConnectionError, requests.Timeout):
                 time.sleep(0.1)
         process.stop()

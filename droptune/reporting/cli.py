@@ -1,11 +1,15 @@
-"""`droptune runs list|show`: what happened to each run, from its folder in the runs bucket.
+"""`droptune runs list|show|ask|cancel`: what happened to each run, from its folder in the
+runs bucket; the answer of its deployed model; stopping its training.
 
     droptune runs list                       # the local stack's runs, or DROPTUNE_RUNS_BUCKET's
     droptune runs list --bucket my-runs --json
     droptune runs show tickets-1700000000123456-2cae3432 --open
     droptune runs show ~/.droptune/local/runs/tickets-1700000000123456-2cae3432
+    droptune runs ask tickets-1700000000123456-2cae3432 "My invoice is wrong"
+    droptune runs cancel tickets-1700000000123456-2cae3432
 
-Exit codes: 0 shown, 2 usage error (no runs bucket found, no such run).
+Exit codes: 0 done, 1 the run cannot take the action (ended, nothing deployed), 2 usage
+error (no runs bucket found, no such run).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from droptune.errors import SourceError, SourceNotFound
+from droptune import actions
+from droptune.errors import DroptuneError, SourceError, SourceNotFound
 from droptune.reporting import terminal
 from droptune.reporting.files import RunFiles, load_run
 from droptune.reporting.listing import list_runs, run_uri, runs_root
@@ -129,3 +134,57 @@ def _open(files: RunFiles) -> str:
         path.write_text(build_report(files).html, encoding="utf-8")
     webbrowser.open(path.resolve().as_uri())
     return str(path)
+
+
+@app.command("ask")
+def ask_command(
+    run: Annotated[str, typer.Argument(help="Run id, gs:// run folder, or a local run folder.")],
+    prompt: Annotated[str, typer.Argument(help="What to ask the run's tuned model.")],
+    system: Annotated[
+        str | None, typer.Option("--system", help="A system instruction to send first.")
+    ] = None,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Longest answer, in tokens.")
+    ] = actions.MAX_NEW_TOKENS,
+    bucket: BucketOpt = None,
+) -> None:
+    """Ask the run's deployed model (the endpoint in its endpoint.json); print its answer."""
+    uri = run_uri(run, bucket)
+    _use_local_vertex(uri)
+    try:
+        print(actions.ask(uri, prompt, system=system, max_new_tokens=max_new_tokens))
+    except DroptuneError as exc:  # the run (nothing deployed) or the call to its endpoint
+        out.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+
+
+@app.command("cancel")
+def cancel_command(
+    run: Annotated[str, typer.Argument(help="Run id, gs:// run folder, or a local run folder.")],
+    bucket: BucketOpt = None,
+) -> None:
+    """Stop the run's training or tuning job; the run then ends CANCELLED, nothing deployed."""
+    uri = run_uri(run, bucket)
+    _use_local_vertex(uri)
+    try:
+        cancelled = actions.cancel(uri)
+    except DroptuneError as exc:  # the run (ended, no job yet) or the call to Vertex AI
+        out.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    out.print(
+        f"asked Vertex AI to cancel {cancelled.job} (run {cancelled.run_id} was "
+        f"{cancelled.state}); the run ends CANCELLED once the job stops"
+    )
+
+
+def _use_local_vertex(uri: str) -> None:
+    """Runs of the running local stack are served by its Vertex AI server."""
+    from droptune.local.home import StackConfig, StackState
+
+    home = StackConfig.default().home
+    state = StackState.running(home)
+    if state is None:
+        return
+    local = not is_gcs(uri) and Path(uri).resolve().is_relative_to(home.resolve())
+    if local or uri.startswith(f"gs://{state.runs_bucket}/"):
+        os.environ["DROPTUNE_VERTEX_API"] = state.vertex

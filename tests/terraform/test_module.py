@@ -96,6 +96,7 @@ def test_upload_function_environment_names_the_topic_and_the_buckets():
     contract = {"DROPTUNE_DEFAULT_BACKEND", "DROPTUNE_DEFAULT_BASE_MODEL"}
     contract |= {"DROPTUNE_MAX_UPLOAD_BYTES", "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION"}
     assert contract <= set(env)
+    assert env["DROPTUNE_PRELOAD_TOKENIZER"] == "true"
 
 
 def test_upload_function_is_sized_for_a_1_gib_upload():

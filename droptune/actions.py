@@ -1,0 +1,125 @@
+"""What a user does to a run besides reading it: cancel its training, ask its tuned model.
+
+Both start from the run folder, the only place a run is known by: `status.json` names the
+training or tuning job, `endpoint.json` the endpoint the run deployed. Custom runs go through
+droptune's Vertex AI adapter (`droptune.cloud.vertex`), Gemini runs through google-genai
+(`droptune.cloud.genai`); `DROPTUNE_VERTEX_API` points both at the local Vertex AI server.
+
+    cancel("gs://my-runs/runs/tickets-1700000000123456-2cae3432")
+    ask("gs://my-runs/runs/tickets-1700000000123456-2cae3432", "My invoice is wrong")
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from droptune.errors import DroptuneError, SourceNotFound
+from droptune.runs import ENDED, RunFolder
+from droptune.storage import join, read_all
+
+MAX_NEW_TOKENS = 256
+
+
+class RunActionError(DroptuneError):
+    """The run cannot take the action now (ended, not started, nothing deployed); says why."""
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    run_id: str
+    job: str  # the training or tuning job asked to stop
+    state: str  # the run's state when asked
+
+
+def cancel(uri: str, env: Mapping[str, str] = os.environ) -> Cancelled:
+    """Ask Vertex AI to cancel the run's training (custom) or tuning (Gemini) job. The
+    workflow that waits on the job sees it end and ends the run CANCELLED; nothing after
+    training (evaluation, deployment) happens."""
+    run_id = RunFolder.at(uri).run_id
+    status = _read(uri, "status.json")
+    state = str(status.get("state"))
+    if state in ENDED:
+        raise RunActionError(f"run {run_id} already ended {state}: there is nothing to cancel")
+    job = status.get("training_job")
+    if not job:
+        raise RunActionError(
+            f"run {run_id} is {state} and its job has not been created yet; "
+            "run this again in a few seconds"
+        )
+    if "/tuningJobs/" in job:
+        from droptune.cloud import genai
+
+        try:
+            genai.cancel_tuning(genai.client(_gemini_settings(job, env)), job)
+        except Exception as exc:  # the SDK's APIError and transport errors alike
+            raise RunActionError(f"{job}: cancelling failed: {exc}") from exc
+    else:
+        from droptune.cloud import vertex
+
+        vertex.cancel_custom_job(vertex.VertexApi.for_resource(job, env), job)
+    return Cancelled(run_id, job, state)
+
+
+def ask(
+    uri: str,
+    prompt: str,
+    system: str | None = None,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    env: Mapping[str, str] = os.environ,
+) -> str:
+    """The answer of the run's deployed model to `prompt` (greedy), through the endpoint
+    named in the run's endpoint.json."""
+    card = _endpoint_card(uri)
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": prompt})
+    endpoint = card["endpoint"]
+    if card.get("backend") == "gemini":
+        from droptune.cloud import genai
+
+        client = genai.client(_gemini_settings(endpoint, env))
+        return genai.generate(client, endpoint, messages, max_output_tokens=max_new_tokens).text
+    from droptune.cloud import vertex
+
+    api = vertex.VertexApi.for_resource(endpoint, env)
+    (answer,) = vertex.predict(
+        api, endpoint, [{"messages": messages}], {"max_new_tokens": max_new_tokens}
+    )
+    return answer if isinstance(answer, str) else orjson.dumps(answer).decode()
+
+
+def _endpoint_card(uri: str) -> dict[str, Any]:
+    try:
+        return _read(uri, "endpoint.json")
+    except SourceNotFound:
+        run_id = RunFolder.at(uri).run_id
+        try:
+            state = _read(uri, "status.json").get("state")
+        except SourceNotFound:
+            state = None
+        why = f"it is {state}" if state else "it has no status.json"
+        raise RunActionError(
+            f"run {run_id} has no endpoint.json ({why}): only a SUCCEEDED run has a model to ask"
+        ) from None
+
+
+def _gemini_settings(resource: str, env: Mapping[str, str]) -> Any:
+    from droptune.cloud import genai
+    from droptune.cloud.vertex import RESOURCE
+
+    match = RESOURCE.match(resource)
+    if match is None:
+        raise RunActionError(f"{resource!r} is not a Vertex AI resource name")
+    return genai.GeminiSettings(
+        project=match["project"],
+        location=match["location"],
+        base_url=env.get("DROPTUNE_VERTEX_API") or None,
+    )
+
+
+def _read(uri: str, name: str) -> dict[str, Any]:
+    return orjson.loads(read_all(join(uri, name)))

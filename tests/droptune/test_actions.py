@@ -1,0 +1,119 @@
+"""Cancelling a run's job and asking its deployed model, from its run folder, through the real
+client libraries (aiplatform's REST clients, google-genai) on the local Vertex AI server."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+from typer.testing import CliRunner
+
+from droptune import actions
+from droptune.cli import app
+from droptune.cloud import genai
+from droptune.cloud import vertex as adapter
+from droptune.local.vertex import VertexServer
+from tests.droptune.local.vertex.conftest import ECHO_MODEL, PARENT, client_options, wait_until
+from tests.droptune.local.vertex.test_endpoints import DEDICATED, create_endpoint, upload
+from tests.droptune.local.vertex.test_jobs import custom_job
+from tests.support.gemini import Script, ScriptedTuner
+
+RUN_ID = "tickets-1700000000123456-2cae3432"
+
+
+@pytest.fixture
+def vertex(tmp_path, monkeypatch):
+    """The local Vertex AI server, Gemini played by a script; droptune is pointed at it."""
+    tuner = ScriptedTuner(
+        default=Script(states=["JOB_STATE_RUNNING"] * 100),
+        answer=lambda target, messages: f"{target.rsplit('/', 1)[1]}: {messages[-1]['content']}",
+    )
+    with VertexServer(tmp_path / "vertex", deploy_timeout=20, tuner=tuner) as server:
+        monkeypatch.setenv("DROPTUNE_VERTEX_API", server.url)
+        yield server
+
+
+def run_folder(tmp_path: Path, **files: dict) -> str:
+    folder = tmp_path / "runs" / RUN_ID
+    folder.mkdir(parents=True)
+    for name, content in files.items():
+        (folder / f"{name}.json").write_bytes(orjson.dumps(content))
+    return str(folder)
+
+
+def cli(*args: str):
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+def test_cancel_stops_the_training_job_and_says_what_happens_next(tmp_path, vertex):
+    api = adapter.VertexApi(vertex.url)
+    sleeper = custom_job([sys.executable, "-c", "import time; time.sleep(60)"])
+    job = adapter._clients(api)[0].create_custom_job(parent=PARENT, custom_job=sleeper).name
+    folder = run_folder(tmp_path, status={"state": "TRAINING", "training_job": job})
+    code, output = cli("runs", "cancel", folder)
+    assert code == 0, output
+    assert f"cancel {job} (run {RUN_ID} was TRAINING); the run ends CANCELLED" in output
+    assert wait_until(lambda: adapter.get_custom_job(api, job).state == "JOB_STATE_CANCELLED")
+
+
+def test_cancel_stops_a_gemini_tuning_job(tmp_path, vertex):
+    client = genai.client(genai.GeminiSettings("p", "us-central1", base_url=vertex.url))
+    request = genai.TuningRequest.for_run(
+        f"gs://runs/runs/{RUN_ID}/", RUN_ID, {"base_model": "gemini-2.5-flash"}
+    )
+    job = genai.start_tuning(client, request).name
+    folder = run_folder(tmp_path, status={"state": "TRAINING", "training_job": job})
+    assert actions.cancel(folder).job == job
+    assert genai.get_tuning(client, job).state == "JOB_STATE_CANCELLED"
+
+
+@pytest.mark.parametrize(
+    ("status", "words"),
+    [
+        ({"state": "SUCCEEDED"}, f"run {RUN_ID} already ended SUCCEEDED: there is nothing to"),
+        ({"state": "QUEUED"}, "is QUEUED and its job has not been created yet; run this again"),
+    ],
+)
+def test_a_run_without_a_running_job_cannot_be_cancelled(tmp_path, status, words):
+    code, output = cli("runs", "cancel", run_folder(tmp_path, status=status))
+    assert code == 1 and words in output
+
+
+def test_ask_sends_the_prompt_to_the_deployed_model(tmp_path, vertex):
+    from google.cloud import aiplatform_v1
+
+    endpoints = aiplatform_v1.EndpointServiceClient(**client_options(vertex))
+    models = aiplatform_v1.ModelServiceClient(**client_options(vertex))
+    model = upload(models, [sys.executable, str(ECHO_MODEL)])
+    endpoint = create_endpoint(endpoints)
+    endpoints.deploy_model(
+        endpoint=endpoint,
+        deployed_model={"model": model, "dedicated_resources": DEDICATED},
+        traffic_split={"0": 100},
+    ).result(timeout=30)
+    folder = run_folder(tmp_path, endpoint={"endpoint": endpoint, "model": model})
+    code, output = cli(
+        "runs", "ask", folder, "Hi", "--system", "Be brief.", "--max-new-tokens", "9"
+    )
+    assert code == 0, output
+    echoed = orjson.loads(output)  # the echo model answers with what it was sent
+    assert echoed["echo"]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hi"},
+    ]
+    assert echoed["parameters"] == {"max_new_tokens": 9}
+
+
+def test_ask_a_tuned_gemini_model(tmp_path, vertex):
+    endpoint = "projects/p/locations/us-central1/endpoints/42"
+    folder = run_folder(tmp_path, endpoint={"backend": "gemini", "endpoint": endpoint})
+    assert actions.ask(folder, "Where is my refund?") == "42: Where is my refund?"
+
+
+def test_a_run_with_nothing_deployed_cannot_be_asked(tmp_path):
+    code, output = cli("runs", "ask", run_folder(tmp_path, status={"state": "GATED"}), "Hi")
+    assert code == 1
+    assert f"run {RUN_ID} has no endpoint.json (it is GATED): only a SUCCEEDED run" in output
