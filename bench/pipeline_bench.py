@@ -6,8 +6,10 @@ into the uploads bucket `--runs` times, and for each run measures:
 - the time outside the training job (validation, queueing, workflow steps, deployment,
   the smoke prediction) against the whole run's wall time, goal <= 10%;
 - the whole run, goal <= 10 minutes on 2 CPU cores.
-The first run includes the upload function's cold start (its first tokenizer load); later
-runs show the warm path. The last line is JSON with every number.
+The stack's start-up is timed apart: it includes the upload function's instance start, which
+preloads the default model's tokenizer (as a Cloud Run instance does before its first event).
+The first run is the first upload that instance takes. The last line is JSON with every
+number.
 
     python bench/pipeline_bench.py [--runs 2]
 """
@@ -80,6 +82,7 @@ def main() -> None:
         started = time.time()
         with LocalStack(StackConfig(home=Path(home))) as stack:
             startup = time.time() - started
+            print(f"local stack up in {startup:.1f} s", flush=True)
             client = storage.Client(
                 project="droptune-local",
                 credentials=AnonymousCredentials(),

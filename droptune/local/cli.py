@@ -294,6 +294,7 @@ def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
         card = json.loads(card_file.read_text())
         body = json.dumps(card["request_example"])
         console.print("\ncall the tuned model:")
+        console.print(f'  droptune runs ask {run_dir.name} "Hello"', soft_wrap=True, markup=False)
         console.print(
             f"  curl -X POST {card['predict_url']} -H 'Content-Type: application/json' -d '{body}'",
             soft_wrap=True,

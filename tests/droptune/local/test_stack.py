@@ -15,6 +15,8 @@ import yaml
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
+from droptune import actions
+from droptune.errors import SourceNotFound
 from droptune.local.home import StackConfig
 from droptune.local.stack import LocalStack
 from droptune.runs import ENDED, run_id_for
@@ -68,6 +70,18 @@ def files(client: storage.Client, run_id: str) -> set[str]:
     return {b.name[len(prefix) :] for b in client.list_blobs("droptune-runs", prefix=prefix)}
 
 
+@pytest.fixture
+def droptune_on_stack(stack, monkeypatch) -> None:
+    """This process's droptune calls (`droptune.actions`) go to the stack's services."""
+    from droptune.cloud import gcs
+
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", stack.storage.url)
+    monkeypatch.setenv("DROPTUNE_VERTEX_API", stack.vertex.url)
+    gcs.client.cache_clear()
+    yield
+    gcs.client.cache_clear()
+
+
 def vertex_list(stack: LocalStack, collection: str, run_id: str) -> list[dict]:
     url = f"{stack.vertex.url}/v1/projects/droptune-local/locations/local/{collection}"
     response = requests.get(url, params={"filter": f"labels.run_id={run_id}"}, timeout=10)
@@ -85,7 +99,7 @@ def test_a_bad_file_is_rejected_with_a_report_and_starts_no_job(stack, client):
     assert vertex_list(stack, "customJobs", run_id) == []
 
 
-def test_a_dataset_is_tuned_evaluated_deployed_and_answers(stack, client):
+def test_a_dataset_is_tuned_evaluated_deployed_and_answers(stack, client, droptune_on_stack):
     settings = {"training": FAST, "gate": {"metric": "accuracy", "min_delta": -1.0}}
     run_id = drop(client, "good/tickets.jsonl", TICKETS.read_bytes(), settings)
     status = wait_for_end(client, run_id)
@@ -122,6 +136,9 @@ def test_a_dataset_is_tuned_evaluated_deployed_and_answers(stack, client):
     assert answer.status_code == 200, answer.text
     (prediction,) = answer.json()["predictions"]
     assert isinstance(prediction, str) and prediction
+    # `droptune runs ask` reaches the same model through the aiplatform client: same answer.
+    run_uri = f"gs://droptune-runs/runs/{run_id}"
+    assert actions.ask(run_uri, "Refund me!", system=system, max_new_tokens=4) == prediction
     assert stack.wait_idle(60)
     (execution,) = [e for key, e in stack.executions.items() if key.startswith(run_id)]
     assert execution.state == "SUCCEEDED"
@@ -150,7 +167,29 @@ def test_a_gate_that_cannot_be_met_deploys_nothing(stack, client):
     assert vertex_list(stack, "models", run_id) == []
 
 
-def test_a_gemini_run_is_emulated_offline_end_to_end(stack, client):
+def test_a_run_cancelled_in_training_ends_cancelled(stack, client, droptune_on_stack):
+    settings = {"training": {**FAST, "epochs": 50}}
+    run_id = drop(client, "cancelled/tickets.jsonl", TICKETS.read_bytes(), settings)
+    run_uri = f"gs://droptune-runs/runs/{run_id}"
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            cancelled = actions.cancel(run_uri)
+            break
+        except (SourceNotFound, actions.RunActionError):  # not yet claimed / no job yet
+            assert time.monotonic() < deadline, "the run's training job was never created"
+            time.sleep(0.5)
+    assert cancelled.state == "TRAINING" and "/customJobs/" in cancelled.job
+    status = wait_for_end(client, run_id)
+    assert status["state"] == "CANCELLED", status
+    (job,) = vertex_list(stack, "customJobs", run_id)
+    assert job["state"] == "JOB_STATE_CANCELLED"
+    assert "endpoint.json" not in files(client, run_id)
+    with pytest.raises(actions.RunActionError, match="already ended CANCELLED"):
+        actions.cancel(run_uri)
+
+
+def test_a_gemini_run_is_emulated_offline_end_to_end(stack, client, droptune_on_stack):
     settings = {
         "backend": "gemini",
         "epochs": 1,  # the tuning job's epochCount, which the emulation trains for
@@ -187,3 +226,4 @@ def test_a_gemini_run_is_emulated_offline_end_to_end(stack, client):
     reply = answer.json()
     assert reply["modelVersion"].startswith("emulated:")
     assert reply["candidates"][0]["content"]["parts"][0]["text"]
+    assert actions.ask(f"gs://droptune-runs/runs/{run_id}", "Hello", max_new_tokens=4)
