@@ -12,6 +12,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import IO, Any
@@ -50,6 +51,8 @@ HEADER_WORDS = frozenset(
 )
 # Header synonyms mapped onto the names formats use.
 COLUMN_SYNONYMS = {"sentence": "text", "review": "text", "class": "label", "category": "label"}
+_HEAD = 4096  # bytes a container is told from
+_LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # after a CR that no LF follows
 _ARRAY_CHUNK = 1 << 20
 _ARRAY_MAX_ELEMENT = 256 << 20
 
@@ -90,12 +93,29 @@ class RecordReader:
         self.column_map = column_map or {}
         self.bytes_read = 0
         self.pretty_printed = False
-        head = self.stream.peek(4096)[:4096]
+        self._record_start: int | None = None  # CSV: the line the record being read starts on
+        head = self._head()
         self.container = sniff_container(head)
         if head.startswith(BOM):
             self._issue("bom", "the file starts with a UTF-8 byte-order mark (ignored)", line=1)
             self.stream.read(len(BOM))
             self.bytes_read = len(BOM)
+
+    def _head(self) -> bytes:
+        """The first bytes, up to the first that is not white space. One peek() shows them
+        for a file; a pipe may hand out a few bytes at a time, so read on and put what was
+        read back in front of the stream."""
+        head = self.stream.peek(_HEAD)[:_HEAD]
+        if not head or head.removeprefix(BOM).strip():
+            return head
+        taken = b""
+        while not taken.removeprefix(BOM).strip() and len(taken) < _ARRAY_CHUNK:
+            chunk = self.stream.read1(_HEAD)
+            if not chunk:
+                break
+            taken += chunk
+        self.stream = io.BufferedReader(_Replay(taken, self.stream), _ARRAY_CHUNK)
+        return taken
 
     def __iter__(self) -> Iterator[Row]:
         if self.container == "json_array":
@@ -157,19 +177,36 @@ class RecordReader:
 
     # --- JSON array -----------------------------------------------------------------------
     def _json_array(self) -> Iterator[Row]:
-        reader = io.TextIOWrapper(self.stream, encoding="utf-8", errors="strict")
+        utf8 = codecs.getincrementaldecoder("utf-8")("strict")
         decoder = json.JSONDecoder()
         buf, pos, line, eof = "", 0, 1, False  # `line` is the line number at buf[0]
+        fed = self.bytes_read  # bytes handed to the UTF-8 decoder so far
+        bad_byte: Issue | None = None  # invalid UTF-8: where the readable text ends
 
         def fill() -> bool:
-            nonlocal buf, pos, line, eof
+            nonlocal buf, pos, line, eof, fed, bad_byte
+            if eof:
+                return False
+            raw = self.stream.read(_ARRAY_CHUNK)
+            pending = len(utf8.getstate()[0])  # bytes of a character split across chunks
             try:
-                chunk = reader.read(_ARRAY_CHUNK)
-            except UnicodeDecodeError as exc:
-                self._issue("invalid_utf8", f"not valid UTF-8: {exc.reason}", line=line)
-                eof, chunk = True, ""
-            if not chunk:
+                chunk = utf8.decode(raw, final=not raw)
+            except UnicodeDecodeError as exc:  # keep the text before the bad byte
+                chunk = exc.object[: exc.start].decode("utf-8")
+                eof, at = True, fed - pending + exc.start
+                text = buf + chunk
+                bad_byte = Issue(
+                    "invalid_utf8",
+                    f"byte 0x{exc.object[exc.start]:02x} at byte offset {at} is not valid UTF-8",
+                    file=self.name,
+                    line=line + text.count("\n", 0, len(text)),
+                    column=len(text) - text.rfind("\n"),
+                    byte_offset=at,
+                )
+            fed += len(raw)
+            if not raw:
                 eof = True
+            if not chunk:
                 return False
             line += buf.count("\n", 0, pos)
             buf, pos = buf[pos:] + chunk, 0
@@ -186,69 +223,102 @@ class RecordReader:
         def here(at: int) -> int:
             return line + buf.count("\n", 0, at)
 
-        if skip_ws() != "[":
-            self._issue("json_syntax", "expected a JSON array", line=here(pos))
-            return
-        pos += 1
-        if skip_ws() == "]":
-            return
-        while True:
-            start = pos
-            while True:
-                try:
-                    value, end = decoder.raw_decode(buf, start)
-                    break
-                except json.JSONDecodeError as exc:
-                    if eof or len(buf) - start > _ARRAY_MAX_ELEMENT or not fill():
-                        self._issue(
-                            "json_syntax",
-                            f"invalid JSON: {exc.msg}",
-                            line=here(exc.pos),
-                            column=exc.pos - buf.rfind("\n", 0, exc.pos),
-                        )
-                        return
-                    start = pos  # fill() dropped what was consumed
-            yield Row(here(start), value)
-            pos = end
-            char = skip_ws()
-            if char == "]":
-                return
-            if char != ",":
-                self._issue("json_syntax", "expected ',' or ']' after an element", line=here(pos))
+        def syntax(message: str, at: int) -> None:
+            # Past invalid UTF-8 the text is cut short: the bad byte is the one problem.
+            if bad_byte is None:
+                column = at - buf.rfind("\n", 0, at)
+                self._issue("json_syntax", message, line=here(at), column=column)
+
+        try:
+            if skip_ws() != "[":
+                syntax("expected a JSON array", pos)
                 return
             pos += 1
-            skip_ws()
+            if skip_ws() == "]":
+                pos += 1
+            else:
+                while True:
+                    start = pos
+                    while True:
+                        try:
+                            value, end = decoder.raw_decode(buf, start)
+                            break
+                        except json.JSONDecodeError as exc:
+                            if len(buf) - start > _ARRAY_MAX_ELEMENT or not fill():
+                                syntax(f"invalid JSON: {exc.msg}", exc.pos)
+                                return
+                            start = pos  # fill() dropped what was consumed
+                    yield Row(here(start), value)
+                    pos = end
+                    char = skip_ws()
+                    if char == "]":
+                        pos += 1
+                        break
+                    if char != ",":
+                        syntax("expected ',' or ']' after an element", pos)
+                        return
+                    pos += 1
+                    skip_ws()
+            if skip_ws():
+                syntax("text after the array's closing ']': a file holds one JSON array", pos)
+        finally:
+            if bad_byte is not None:
+                self.issues.add(bad_byte)
 
     # --- CSV / TSV ------------------------------------------------------------------------
     def _delimited(self) -> Iterator[Row]:
-        text = io.TextIOWrapper(self.stream, encoding="utf-8", errors="strict", newline="")
-        try:
-            first = text.readline()
-        except UnicodeDecodeError as exc:
-            self._issue("invalid_utf8", f"not valid UTF-8: {exc.reason}", line=1)
-            return
+        lines = self._text_lines()
+        first = next(lines, "")
+        if self._record_start not in (None, 1):
+            return  # the first line is unreadable (reported): the columns cannot be known
         delimiter = self._delimiter(first)
-        rows = csv.reader(io.StringIO(first), delimiter=delimiter)
-        first_row = next(rows, [])
+        first_row = next(csv.reader([first], delimiter=delimiter), [])
         columns = self._header(first_row)
         if columns is None:
             return
-        has_header = columns is not None and self._is_header(first_row)
-        reader = csv.reader(text, delimiter=delimiter)
-        offset_line = 1
-        if not has_header:
+        if not self._is_header(first_row):
             yield from self._rows([(1, first_row)], columns)
+        self._record_start = None
+        reader = csv.reader(lines, delimiter=delimiter)
+
+        def numbered() -> Iterator[tuple[int, list[str]]]:
+            # The reader takes exactly the lines of one record from `lines` (no read-ahead),
+            # so the first line handed out since the last record is where this one starts.
+            for row in reader:
+                yield self._record_start or 0, row
+                self._record_start = None
+
         try:
-            numbered = ((offset_line + reader.line_num, row) for row in reader)
-            yield from self._rows(numbered, columns)
-        except UnicodeDecodeError as exc:
-            self._issue(
-                "invalid_utf8", f"not valid UTF-8: {exc.reason}", line=offset_line + reader.line_num
-            )
+            yield from self._rows(numbered(), columns)
         except csv.Error as exc:
-            self._issue(
-                "csv_row_length", f"unreadable row: {exc}", line=offset_line + reader.line_num
-            )
+            self._issue("csv_row_length", f"unreadable row: {exc}", line=self._record_start)
+
+    def _text_lines(self) -> Iterator[str]:
+        """The stream's lines as text, line terminators kept (the csv module wants them). A
+        line that is not valid UTF-8 is reported where it is and left out."""
+        offset, number = self.bytes_read, 0
+        for raw in self.stream:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                number += 1
+                self._issue(
+                    "invalid_utf8",
+                    f"byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start} is not "
+                    "valid UTF-8 (line left out)",
+                    line=number,
+                    column=exc.start + 1,
+                    byte_offset=offset + exc.start,
+                )
+            else:
+                # Lines ending in a lone CR (classic Mac files) arrive as one: split them.
+                for piece in _LONE_CR.split(text) if "\r" in text[:-2] else (text,):
+                    number += 1
+                    if self._record_start is None:
+                        self._record_start = number
+                    yield piece
+            offset += len(raw)
+        self.bytes_read = offset
 
     def _delimiter(self, first_line: str) -> str:
         """Tab or comma: the file name's extension when it says, else the first line's tabs."""
@@ -296,3 +366,22 @@ class RecordReader:
                 )
                 continue
             yield Row(line, dict(zip(columns, row, strict=True)))
+
+
+class _Replay(io.RawIOBase):
+    """`head`, then the rest of `stream`: bytes read ahead, put back in front."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        self.head, self.stream = head, stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.stream.read1(len(buffer))  # type: ignore[attr-defined]
+        buffer[: len(data)] = data
+        return len(data)

@@ -184,22 +184,19 @@ def test_invalid_utf8_in_json_array_is_reported() -> None:
     assert "invalid_utf8" in issues.counts
 
 
-@pytest.mark.xfail(strict=True, reason="bug: text after the closing ] of a JSON array is ignored")
 def test_text_after_a_json_array_is_a_syntax_error() -> None:
     _, issues = read(b'[{"text": "a"}] {"text": "b"}', "data.json")
     assert "json_syntax" in issues.counts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: invalid UTF-8 in a JSON array loses every element of the 1 MiB chunk, is "
-    "reported at the chunk's first line, and adds a spurious json_syntax",
-)
 def test_invalid_utf8_late_in_a_json_array_keeps_earlier_elements() -> None:
     good = "".join(f'  {{"text": "row {i}"}},\n' for i in range(2, 10)).encode()
-    rows, issues = read(b"[\n" + good + b'  {"text": "caf\xe9"}\n]\n', "data.json")
+    data = b"[\n" + good + b'  {"text": "caf\xe9"}\n]\n'
+    rows, issues = read(data, "data.json")
     assert len(rows) == 8
     assert found(issues) == [("invalid_utf8", 10)]
+    (issue,) = issues.examples
+    assert (issue.byte_offset, issue.column) == (data.index(b"\xe9"), 16)
 
 
 # --- CSV / TSV -----------------------------------------------------------------------------
@@ -272,22 +269,23 @@ def test_invalid_utf8_in_csv_is_reported() -> None:
     assert "invalid_utf8" in issues.counts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the CSV reader decodes in chunks, so invalid UTF-8 is reported at the first "
-    "line of the chunk and the valid rows before it in that chunk are dropped",
-)
 def test_invalid_utf8_in_csv_is_reported_at_its_line() -> None:
     rows, issues = read(b"text,label\na,b\nc\xe9,d\n", "data.csv")
     assert rows == [(2, {"text": "a", "label": "b"})]
     assert found(issues) == [("invalid_utf8", 3)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a quoted field spanning lines gives the record the line it ends on, not the "
-    "line it starts on",
-)
+def test_csv_lines_may_end_in_crlf_or_a_lone_cr() -> None:
+    expected = [(2, {"text": "a", "label": "x"}), (3, {"text": "b", "label": "y"})]
+    assert read(b"text,label\r\na,x\r\nb,y\r\n", "data.csv")[0] == expected
+    assert read(b"text,label\ra,x\rb,y\r", "data.csv")[0] == expected
+
+
+def test_an_unreadable_header_line_stops_the_file_there() -> None:
+    rows, issues = read(b"t\xe9xt,label\na,b\n", "data.csv")
+    assert rows == [] and found(issues) == [("invalid_utf8", 1)]
+
+
 def test_multiline_csv_record_starts_where_it_starts() -> None:
     rows, _ = read(b'text,label\n"two\nlines",a\nnext,b\n', "data.csv")
     assert [line for line, _ in rows] == [2, 4]
@@ -316,14 +314,13 @@ def test_trickling_stream_reads_all_records() -> None:
     assert [row.line for row in rows] == list(range(1, 51))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the container is sniffed from one peek(), which on a pipe may return only "
-    "the first few bytes (here a blank line before the [)",
-)
 def test_trickling_stream_is_sniffed_from_its_first_content_byte() -> None:
     stream = io.BufferedReader(Trickle(b'\n[{"text": "a"}]\n', 1))
-    assert RecordReader(stream, "-", IssueLog()).container == "json_array"
+    issues = IssueLog()
+    reader = RecordReader(stream, "-", issues)
+    assert reader.container == "json_array"
+    assert [(row.line, row.value) for row in reader] == [(2, {"text": "a"})]  # nothing lost
+    assert not issues.counts
 
 
 def test_validate_reads_stdin(monkeypatch, estimate) -> None:
