@@ -127,6 +127,19 @@ class RecordReader:
     def _issue(self, code: str, message: str, **where: Any) -> None:
         self.issues.add(Issue(code, message, file=self.name, **where))
 
+    def _invalid_utf8(
+        self, exc: UnicodeDecodeError, line: int, line_offset: int, note: str = ""
+    ) -> None:
+        """The bad byte of a line that starts `line_offset` bytes into the file."""
+        at = line_offset + exc.start
+        self._issue(
+            "invalid_utf8",
+            f"byte 0x{exc.object[exc.start]:02x} at byte offset {at} is not valid UTF-8{note}",
+            line=line,
+            column=exc.start + 1,
+            byte_offset=at,
+        )
+
     # --- JSONL ----------------------------------------------------------------------------
     def _jsonl(self) -> Iterator[Row]:
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
@@ -152,14 +165,7 @@ class RecordReader:
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            self._issue(
-                "invalid_utf8",
-                f"byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start} is not valid "
-                "UTF-8",
-                line=line,
-                column=exc.start + 1,
-                byte_offset=offset + exc.start,
-            )
+            self._invalid_utf8(exc, line, offset)
             return
         try:
             json.loads(text)
@@ -302,14 +308,7 @@ class RecordReader:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 number += 1
-                self._issue(
-                    "invalid_utf8",
-                    f"byte 0x{raw[exc.start]:02x} at byte offset {offset + exc.start} is not "
-                    "valid UTF-8 (line left out)",
-                    line=number,
-                    column=exc.start + 1,
-                    byte_offset=offset + exc.start,
-                )
+                self._invalid_utf8(exc, number, offset, " (line left out)")
             else:
                 # Lines ending in a lone CR (classic Mac files) arrive as one: split them.
                 for piece in _LONE_CR.split(text) if "\r" in text[:-2] else (text,):

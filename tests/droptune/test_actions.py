@@ -15,8 +15,8 @@ from droptune.cli import app
 from droptune.cloud import genai
 from droptune.cloud import vertex as adapter
 from droptune.local.vertex import VertexServer
-from tests.droptune.local.vertex.conftest import ECHO_MODEL, PARENT, client_options, wait_until
-from tests.droptune.local.vertex.test_endpoints import DEDICATED, create_endpoint, upload
+from tests.droptune.local.vertex.conftest import PARENT, client_options, wait_until
+from tests.droptune.local.vertex.test_endpoints import deploy_echo
 from tests.droptune.local.vertex.test_jobs import custom_job
 from tests.support.gemini import Script, ScriptedTuner
 
@@ -87,13 +87,7 @@ def test_ask_sends_the_prompt_to_the_deployed_model(tmp_path, vertex):
 
     endpoints = aiplatform_v1.EndpointServiceClient(**client_options(vertex))
     models = aiplatform_v1.ModelServiceClient(**client_options(vertex))
-    model = upload(models, [sys.executable, str(ECHO_MODEL)])
-    endpoint = create_endpoint(endpoints)
-    endpoints.deploy_model(
-        endpoint=endpoint,
-        deployed_model={"model": model, "dedicated_resources": DEDICATED},
-        traffic_split={"0": 100},
-    ).result(timeout=30)
+    model, endpoint = deploy_echo(models, endpoints)
     folder = run_folder(tmp_path, endpoint={"endpoint": endpoint, "model": model})
     code, output = cli(
         "runs", "ask", folder, "Hi", "--system", "Be brief.", "--max-new-tokens", "9"

@@ -17,7 +17,7 @@ from tests.droptune.local.vertex.conftest import (  # noqa: F401 (fixtures)
     vertex,
     wait_until,
 )
-from tests.droptune.local.vertex.test_endpoints import DEDICATED, create_endpoint, upload
+from tests.droptune.local.vertex.test_endpoints import deploy_echo
 from tests.droptune.local.vertex.test_jobs import custom_job
 
 
@@ -47,13 +47,7 @@ def test_a_failed_job_says_why(api):
 
 
 def test_predict_sends_instances_and_parameters_as_json(api, models, endpoints):  # noqa: F811
-    model = upload(models, [sys.executable, str(ECHO_MODEL)])
-    endpoint = create_endpoint(endpoints)
-    endpoints.deploy_model(
-        endpoint=endpoint,
-        deployed_model={"model": model, "dedicated_resources": DEDICATED},
-        traffic_split={"0": 100},
-    ).result(timeout=30)
+    _, endpoint = deploy_echo(models, endpoints)
     instance = {"messages": [{"role": "user", "content": "Hi"}]}
     (answer,) = adapter.predict(api, endpoint, [instance], {"max_new_tokens": 8})
     assert answer["echo"] == instance and answer["parameters"] == {"max_new_tokens": 8}

@@ -32,6 +32,18 @@ def create_endpoint(endpoints, **fields) -> str:
     return operation.result(timeout=10).name
 
 
+def deploy_echo(models, endpoints) -> tuple[str, str]:
+    """(model, endpoint): the echo model deployed with all the traffic on a new endpoint."""
+    model = upload(models, [sys.executable, str(ECHO_MODEL)])
+    endpoint = create_endpoint(endpoints)
+    endpoints.deploy_model(
+        endpoint=endpoint,
+        deployed_model={"model": model, "dedicated_resources": DEDICATED},
+        traffic_split={"0": 100},
+    ).result(timeout=30)
+    return model, endpoint
+
+
 def deployed_pid(vertex, endpoint: str, deployed_id: str) -> int:
     state = vertex.endpoints._endpoints[endpoint]
     return state.serving[deployed_id].process.pid
