@@ -311,7 +311,8 @@ class RecordReader:
                 self._invalid_utf8(exc, number, offset, " (line left out)")
             else:
                 # Lines ending in a lone CR (classic Mac files) arrive as one: split them.
-                for piece in _LONE_CR.split(text) if "\r" in text[:-2] else (text,):
+                lone_cr = text.find("\r", 0, len(text) - 2) >= 0  # no copy of each line
+                for piece in _LONE_CR.split(text) if lone_cr else (text,):
                     number += 1
                     if self._record_start is None:
                         self._record_start = number

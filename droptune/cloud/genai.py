@@ -30,19 +30,11 @@ from typing import Any
 from google.genai import Client, types
 from google.genai.errors import ExperimentalWarning
 
+from droptune.cloud.vertex import ENDED_JOB_STATES
 from droptune.errors import ConfigError, DroptuneError
 from droptune.storage import join
 
 API_VERSION = "v1"
-ENDED_STATES = frozenset(
-    {
-        "JOB_STATE_SUCCEEDED",
-        "JOB_STATE_FAILED",
-        "JOB_STATE_CANCELLED",
-        "JOB_STATE_EXPIRED",
-        "JOB_STATE_PARTIALLY_SUCCEEDED",
-    }
-)
 RETRY_STATUS_CODES = (429, 503)  # throttled or briefly unavailable: nothing was done, try again
 
 
@@ -166,7 +158,7 @@ class TuningJob:
 
     @property
     def ended(self) -> bool:
-        return self.state in ENDED_STATES
+        return self.state in ENDED_JOB_STATES
 
     @property
     def succeeded(self) -> bool:
@@ -228,7 +220,10 @@ def get_tuning(genai: Client, name: str) -> TuningJob:
 
 
 def cancel_tuning(genai: Client, name: str) -> None:
-    genai.tunings.cancel(name=name)
+    try:
+        genai.tunings.cancel(name=name)
+    except Exception as exc:  # the SDK's APIError and transport errors alike, after retries
+        raise GeminiError(f"{name}: cancelling failed: {exc}") from exc
 
 
 # --- generation ---------------------------------------------------------------------------

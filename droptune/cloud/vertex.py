@@ -60,6 +60,12 @@ def location_of(name: str) -> str:
     return match["location"]
 
 
+# Where a job (custom or tuning: one JobState enum) stops; EXPIRED and PARTIALLY_SUCCEEDED too.
+ENDED_JOB_STATES = frozenset(
+    f"JOB_STATE_{s}" for s in ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PARTIALLY_SUCCEEDED")
+)
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
@@ -71,27 +77,33 @@ class Job:
         return self.state in ENDED_JOB_STATES
 
 
-ENDED_JOB_STATES = frozenset(
-    f"JOB_STATE_{s}" for s in ("SUCCEEDED", "FAILED", "CANCELLED", "EXPIRED", "PARTIALLY_SUCCEEDED")
-)
-
-
-@cache
-def _clients(api: VertexApi) -> tuple[Any, Any]:
-    """(JobServiceClient, PredictionServiceClient) for one API root, made once per process."""
+def _options(api: VertexApi) -> dict[str, Any]:
     from google.auth.credentials import AnonymousCredentials
-    from google.cloud import aiplatform_v1
 
     options: dict[str, Any] = {"transport": "rest", "client_options": {"api_endpoint": api.root}}
     if api.local:  # no Google credentials on a machine that runs droptune locally
         options["credentials"] = AnonymousCredentials()
-    return aiplatform_v1.JobServiceClient(**options), aiplatform_v1.PredictionServiceClient(
-        **options
-    )
+    return options
+
+
+@cache
+def jobs(api: VertexApi) -> Any:
+    """The JobServiceClient for one API root, made once per process."""
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.JobServiceClient(**_options(api))
+
+
+@cache
+def predictions(api: VertexApi) -> Any:
+    """The PredictionServiceClient for one API root, made once per process."""
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.PredictionServiceClient(**_options(api))
 
 
 def get_custom_job(api: VertexApi, name: str) -> Job:
-    job = _call(lambda: _clients(api)[0].get_custom_job(name=name), name)
+    job = _call(lambda: jobs(api).get_custom_job(name=name), name)
     return Job(job.name, job.state.name, job.error.message or None)
 
 
@@ -100,7 +112,7 @@ def cancel_custom_job(api: VertexApi, name: str) -> Job:
     workflow that waits on it then ends the run CANCELLED). Returns the job as it was."""
     job = get_custom_job(api, name)
     if not job.ended:
-        _call(lambda: _clients(api)[0].cancel_custom_job(name=name), name)
+        _call(lambda: jobs(api).cancel_custom_job(name=name), name)
     return job
 
 
@@ -118,7 +130,7 @@ def predict(
         return json_format.ParseDict(obj, struct_pb2.Value())
 
     response = _call(
-        lambda: _clients(api)[1].predict(
+        lambda: predictions(api).predict(
             endpoint=endpoint,
             instances=[value(dict(i)) for i in instances],
             parameters=value(dict(parameters or {})),

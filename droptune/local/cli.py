@@ -113,7 +113,7 @@ def status() -> None:
         out.print("the local stack is not running; start it with: droptune local up")
         raise typer.Exit(1)
     out.print(services_table(state, home))
-    _use_storage(state)
+    state.use()
     from droptune.cloud import gcs
 
     table = Table("run", "state", "detail", box=None)
@@ -157,7 +157,7 @@ def run(
         RunConfig.from_yaml(config)  # a mistake in it is reported now, not after the upload
     home = StackConfig.default().home
     state = ensure_up(home)
-    _use_storage(state)
+    state.use()
     console = err if as_json else out
     run_id = upload(state, file, backend, config)
     console.print(f"uploaded {file} -> run [bold]{run_id}[/]", soft_wrap=True)
@@ -299,14 +299,6 @@ def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
             f"  curl -X POST {card['predict_url']} -H 'Content-Type: application/json' -d '{body}'",
             soft_wrap=True,
         )
-
-
-def _use_storage(state: StackState) -> None:
-    """Point this process's Cloud Storage client at the local emulator."""
-    from droptune.cloud import gcs
-
-    os.environ["STORAGE_EMULATOR_HOST"] = state.storage
-    gcs.client.cache_clear()
 
 
 def _state(state: str) -> str:

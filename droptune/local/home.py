@@ -64,6 +64,15 @@ class StackState:
         state = cls.read(home)
         return state if state is not None and state.alive() else None
 
+    def use(self) -> None:
+        """Point this process's Cloud Storage and Vertex AI clients (droptune.cloud) at the
+        stack's emulator and Vertex AI server."""
+        from droptune.cloud import gcs
+
+        os.environ["STORAGE_EMULATOR_HOST"] = self.storage
+        os.environ["DROPTUNE_VERTEX_API"] = self.vertex
+        gcs.client.cache_clear()
+
     def alive(self) -> bool:
         try:
             os.kill(self.pid, 0)

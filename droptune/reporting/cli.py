@@ -150,7 +150,7 @@ def ask_command(
 ) -> None:
     """Ask the run's deployed model (the endpoint in its endpoint.json); print its answer."""
     uri = run_uri(run, bucket)
-    _use_local_vertex(uri)
+    _use_local_stack(uri)
     try:
         print(actions.ask(uri, prompt, system=system, max_new_tokens=max_new_tokens))
     except DroptuneError as exc:  # the run (nothing deployed) or the call to its endpoint
@@ -165,7 +165,7 @@ def cancel_command(
 ) -> None:
     """Stop the run's training or tuning job; the run then ends CANCELLED, nothing deployed."""
     uri = run_uri(run, bucket)
-    _use_local_vertex(uri)
+    _use_local_stack(uri)
     try:
         cancelled = actions.cancel(uri)
     except DroptuneError as exc:  # the run (ended, no job yet) or the call to Vertex AI
@@ -177,8 +177,9 @@ def cancel_command(
     )
 
 
-def _use_local_vertex(uri: str) -> None:
-    """Runs of the running local stack are served by its Vertex AI server."""
+def _use_local_stack(uri: str) -> None:
+    """A run of the running local stack (in its bucket, or copied under its folder) is
+    served by the stack's Vertex AI server."""
     from droptune.local.home import StackConfig, StackState
 
     home = StackConfig.default().home
@@ -187,4 +188,4 @@ def _use_local_vertex(uri: str) -> None:
         return
     local = not is_gcs(uri) and Path(uri).resolve().is_relative_to(home.resolve())
     if local or uri.startswith(f"gs://{state.runs_bucket}/"):
-        os.environ["DROPTUNE_VERTEX_API"] = state.vertex
+        state.use()

@@ -86,17 +86,14 @@ def runs_root(bucket: str | None, env: Mapping[str, str] = os.environ) -> str:
 
 
 def _local_stack_bucket() -> str | None:
-    """The runs bucket of the running local stack, with this process's Cloud Storage client
-    pointed at the stack's emulator; None when no stack is running."""
+    """The runs bucket of the running local stack, with this process's clients pointed at
+    the stack's services; None when no stack is running."""
     from droptune.local.home import StackConfig, StackState
 
     state = StackState.running(StackConfig.default().home)
     if state is None:
         return None
-    from droptune.cloud import gcs
-
-    os.environ["STORAGE_EMULATOR_HOST"] = state.storage
-    gcs.client.cache_clear()
+    state.use()
     return state.runs_bucket
 
 

@@ -51,7 +51,7 @@ def cli(*args: str):
 def test_cancel_stops_the_training_job_and_says_what_happens_next(tmp_path, vertex):
     api = adapter.VertexApi(vertex.url)
     sleeper = custom_job([sys.executable, "-c", "import time; time.sleep(60)"])
-    job = adapter._clients(api)[0].create_custom_job(parent=PARENT, custom_job=sleeper).name
+    job = adapter.jobs(api).create_custom_job(parent=PARENT, custom_job=sleeper).name
     folder = run_folder(tmp_path, status={"state": "TRAINING", "training_job": job})
     code, output = cli("runs", "cancel", folder)
     assert code == 0, output

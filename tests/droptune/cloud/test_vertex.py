@@ -28,7 +28,7 @@ def api(vertex, monkeypatch) -> adapter.VertexApi:  # noqa: F811
 
 
 def test_a_running_job_is_cancelled_and_an_ended_one_left_alone(api):
-    jobs = adapter._clients(api)[0]
+    jobs = adapter.jobs(api)
     sleeper = custom_job([sys.executable, "-c", "import time; time.sleep(60)"])
     name = jobs.create_custom_job(parent=PARENT, custom_job=sleeper).name
     wait_until(lambda: adapter.get_custom_job(api, name).state == "JOB_STATE_RUNNING")
@@ -39,7 +39,7 @@ def test_a_running_job_is_cancelled_and_an_ended_one_left_alone(api):
 
 
 def test_a_failed_job_says_why(api):
-    jobs = adapter._clients(api)[0]
+    jobs = adapter.jobs(api)
     failing = custom_job([sys.executable, "-c", "raise SystemExit('no data')"])
     name = jobs.create_custom_job(parent=PARENT, custom_job=failing).name
     job = wait_until(lambda: (j := adapter.get_custom_job(api, name)).ended and j)
