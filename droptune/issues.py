@@ -131,7 +131,7 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
     (
         "unknown_field",
         W,
-        "A field droptune does not use.",
+        "A top-level field the detected format does not read (one warning per field name).",
         "It is ignored; remove it or check its spelling.",
     ),
     (

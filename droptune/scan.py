@@ -24,7 +24,7 @@ from droptune.config import RunConfig
 from droptune.errors import TokenizerError
 from droptune.formats import BY_NAME, Example, Format, RecordProblem, classify
 from droptune.formats.export import group_sessions
-from droptune.formats.schema import load_schema
+from droptune.formats.schema import json_path, load_schema
 from droptune.issues import Issue, IssueLog
 from droptune.reader import RecordReader, Row
 from droptune.report import FormatDecision
@@ -67,6 +67,7 @@ class Scan:
         self.format = FormatDecision("jsonl", None, None, "not read yet")
         self.digests, self.lines, self.token_counts = array("Q"), array("L"), array("L")
         self.label_ids = array("H")
+        self.unknown_fields: dict[str, list[int]] = {}  # field -> [first line, records]
         self.labels: dict[str, int] = {}
         self.size: int | None = None
         self.bytes = 0
@@ -104,7 +105,11 @@ class Scan:
             self.records = len(sample) + sum(1 for _ in rows)
             return
         rows = self._renamed(chain(sample, rows), reader.container)
-        for line, example in self._examples(fmt, rows):
+        yield from self._checked(self._examples(fmt, rows))
+        self._report_unknown_fields(fmt)
+
+    def _checked(self, examples: Iterator[tuple[int, Example]]) -> Iterator[Scanned]:
+        for line, example in examples:
             if self._check(line, example):
                 try:
                     encoded = orjson.dumps(example.to_record())
@@ -133,7 +138,7 @@ class Scan:
     def _examples(self, fmt: Format, rows: Iterator[Row]) -> Iterator[tuple[int, Example]]:
         schema = load_schema(fmt.schema)
         is_valid, matches, to_chat = schema.is_valid, fmt.matches, fmt.to_chat
-        good_rows = self._good_rows(fmt, rows, is_valid, matches)
+        good_rows = self._good_rows(fmt, rows, is_valid, matches, schema.fields)
         if fmt.groups_records:
             good_rows = group_sessions(good_rows)
         for line, record in good_rows:
@@ -143,11 +148,15 @@ class Scan:
                 self.invalid += 1
                 self._issue(problem.code, problem.message, line, problem.path)
 
-    def _good_rows(self, fmt, rows, is_valid, matches) -> Iterator[tuple[int, dict]]:
+    def _good_rows(self, fmt, rows, is_valid, matches, fields) -> Iterator[tuple[int, dict]]:
+        unknown = self.unknown_fields
         for row in rows:
             self.records += 1
             record = row.value
             if type(record) is dict and matches(record) and is_valid(record):
+                if not fields.issuperset(record):
+                    for key in record.keys() - fields:
+                        unknown.setdefault(key, [row.line, 0])[1] += 1
                 yield row.line, record
             else:
                 self.invalid += 1
@@ -178,6 +187,18 @@ class Scan:
                 self._issue(
                     "format_mismatch", f"expected {fmt.title}, e.g. {fmt.example}", row.line, "$"
                 )
+
+    def _report_unknown_fields(self, fmt: Format) -> None:
+        """One warning per field the format does not read, at its first line."""
+        known = ", ".join(sorted(load_schema(fmt.schema).fields))
+        for key, (line, records) in self.unknown_fields.items():
+            self._issue(
+                "unknown_field",
+                f"{key!r} is not a field of {fmt.title} (it reads {known}), so it is ignored; "
+                f"{records} of {self.records} records have it",
+                line,
+                json_path([key]),
+            )
 
     def _check(self, line: int, example: Example) -> bool:
         if example.messages is None:

@@ -55,6 +55,7 @@ class RecordSchema:
     def __init__(self, schema: dict[str, Any]) -> None:
         self.schema = schema
         self.title: str = schema.get("title", "")
+        self.fields = frozenset(schema.get("properties", ()))  # top-level keys the format reads
         self._validator = jsonschema_rs.validator_for(schema)
         self.is_valid = self._validator.is_valid
 

@@ -62,6 +62,39 @@ def test_column_map_renames_jsonl_keys(validate_data) -> None:
     assert report.format.name == "prompt_response"
 
 
+# --- fields the format does not read ------------------------------------------------------
+def test_each_unknown_field_is_warned_once_at_its_first_line(validate_data) -> None:
+    records = [chat("1"), {**chat("2"), "id": 2}, {**chat("3"), "id": 3, "mesages": []}]
+    report = validate_data(jsonl(*records))
+    assert report.valid and report.counts["valid"] == 3  # ignored, not dropped
+    found = [(i.code, i.line, i.path, i.severity) for i in report.issues]
+    assert found == [
+        ("unknown_field", 2, "$.id", "warning"),
+        ("unknown_field", 3, "$.mesages", "warning"),
+    ]
+    assert report.issues[0].message == (
+        "'id' is not a field of Chat messages (OpenAI style) (it reads messages, tools), "
+        "so it is ignored; 2 of 3 records have it"
+    )
+
+
+def test_fields_a_converter_reads_are_known(validate_data) -> None:
+    records = [{"text": f"t{i}", "label": "a", "system": "s", "instruction": "i"} for i in range(2)]
+    export = [
+        {"session_id": 1, "id": 1, "role": "user", "content": "q"},
+        {"session_id": 1, "id": 2, "related_message": 1, "role": "assistant", "content": "a"},
+    ]
+    assert validate_data(jsonl(*records)).issues == []
+    assert validate_data(jsonl(*export)).issues == []
+
+
+def test_renamed_columns_are_not_unknown(validate_data) -> None:
+    report = validate_data(
+        "q,a,note\n2+2?,4,easy\n", name="data.csv", column_map={"q": "question", "a": "answer"}
+    )
+    assert [(i.code, i.path) for i in report.issues] == [("unknown_field", "$.note")]
+
+
 def test_preference_file_is_refused(validate_data) -> None:
     report = validate_data(jsonl({"prompt": "p", "chosen": "a", "rejected": "b"}))
     assert report.format.name is None
