@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
+from droptune.bpe_count import WordCounter
 from droptune.errors import TokenizerError
 from droptune.formats.base import Record
 from droptune.models import CACHE_DIR, ModelFiles, locate
@@ -79,18 +80,23 @@ def render_examples(tokenizer: Any, records: Sequence[Record]) -> list[str]:
 
 
 class ChatTemplateCounter:
-    """Exact counts: chat template rendered as the trainer renders it, then the fast tokenizer."""
+    """Exact counts: chat template rendered as the trainer renders it, then the tokenizer's
+    own BPE word by word (`droptune.bpe_count`) where that reproduces it, else its encoder."""
 
     method = "exact"
 
     def __init__(self, tokenizer: Any, files: ModelFiles) -> None:
         self.tokenizer = tokenizer
-        self._encode = tokenizer.backend_tokenizer.encode_batch_fast
         self.description = f"exact: tokenizer and chat template of {files.description}"
+        words = WordCounter.for_tokenizer(tokenizer.backend_tokenizer)
+        self._count_texts = words.count if words is not None else self._encode_texts
 
     def count(self, records: Sequence[Record]) -> list[int]:
-        texts = render_examples(self.tokenizer, records)
-        return [len(e.ids) for e in self._encode(texts, add_special_tokens=False)]
+        return self._count_texts(render_examples(self.tokenizer, records))
+
+    def _encode_texts(self, texts: list[str]) -> list[int]:
+        encode = self.tokenizer.backend_tokenizer.encode_batch_fast
+        return [len(e.ids) for e in encode(texts, add_special_tokens=False)]
 
 
 def load_tokenizer(model: str) -> tuple[Any, ModelFiles]:
