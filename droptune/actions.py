@@ -70,8 +70,11 @@ def ask(
     env: Mapping[str, str] = os.environ,
 ) -> str:
     """The answer of the run's deployed model to `prompt` (greedy), through the endpoint
-    named in the run's endpoint.json."""
+    named in the run's endpoint.json. `system` defaults to the run's `system_instruction`,
+    which the model was tuned with; "" sends none."""
     card = _endpoint_card(uri)
+    if system is None:
+        system = _system_instruction(uri)
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
     endpoint = card["endpoint"]
@@ -87,6 +90,13 @@ def ask(
         api, endpoint, [{"messages": messages}], {"max_new_tokens": max_new_tokens}
     )
     return answer if isinstance(answer, str) else orjson.dumps(answer).decode()
+
+
+def _system_instruction(uri: str) -> str | None:
+    try:
+        return _read(uri, "run.json").get("config", {}).get("system_instruction")
+    except SourceNotFound:
+        return None
 
 
 def _endpoint_card(uri: str) -> dict[str, Any]:

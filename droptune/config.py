@@ -93,6 +93,11 @@ class RunConfig(Settings):
         "detection, e.g. {query: prompt, reply: completion}.",
         default_factory=dict,
     )
+    system_instruction: str | None = setting(
+        "A system turn given to every conversation that has none, e.g. the task and its labels "
+        "for text + label data; `droptune runs ask` sends it too.",
+        default=None,
+    )
     max_length: int = setting(
         "Custom backend: tokens per example; longer ones are truncated.", default=2048
     )
@@ -184,6 +189,8 @@ class RunConfig(Settings):
                 "validation_fraction + test_fraction must leave examples for training"
             )
         _check_gate(self.gate)
+        if self.system_instruction is not None and not self.system_instruction.strip():
+            raise ConfigError("system_instruction is blank; give it text or leave it out")
         if self.adapter_size is not None and self.adapter_size not in ADAPTER_SIZES:
             raise ConfigError(
                 f"adapter_size must be one of {', '.join(ADAPTER_SIZES)}; got {self.adapter_size!r}"

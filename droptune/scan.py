@@ -141,12 +141,17 @@ class Scan:
         good_rows = self._good_rows(fmt, rows, is_valid, matches, schema.fields)
         if fmt.groups_records:
             good_rows = group_sessions(good_rows)
+        system = self.config.system_instruction
         for line, record in good_rows:
             try:
-                yield line, to_chat(record)
+                example = to_chat(record)
             except RecordProblem as problem:
                 self.invalid += 1
                 self._issue(problem.code, problem.message, line, problem.path)
+                continue
+            if system:
+                example.give_system(system)
+            yield line, example
 
     def _good_rows(self, fmt, rows, is_valid, matches, fields) -> Iterator[tuple[int, dict]]:
         unknown = self.unknown_fields

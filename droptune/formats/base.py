@@ -41,6 +41,16 @@ class Example:
     label: str | None = None
     lines: list[int] | None = None  # per message, for formats that group several records
 
+    def give_system(self, text: str) -> None:
+        """Open the conversation with a system turn of `text` unless it has one; the turn
+        comes from the run configuration, so its origin is the record as a whole."""
+        if self.messages is None or (self.messages and self.messages[0]["role"] == "system"):
+            return
+        self.messages.insert(0, {"role": "system", "content": text})
+        self.origins.insert(0, "$")
+        if self.lines:
+            self.lines.insert(0, self.lines[0])
+
     def to_record(self) -> Record:
         """The JSON object written to data/*.jsonl."""
         if self.text is not None:

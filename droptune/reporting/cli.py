@@ -141,7 +141,11 @@ def ask_command(
     run: Annotated[str, typer.Argument(help="Run id, gs:// run folder, or a local run folder.")],
     prompt: Annotated[str, typer.Argument(help="What to ask the run's tuned model.")],
     system: Annotated[
-        str | None, typer.Option("--system", help="A system instruction to send first.")
+        str | None,
+        typer.Option(
+            "--system",
+            help="A system instruction to send first (default: the run's system_instruction).",
+        ),
     ] = None,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Longest answer, in tokens.")

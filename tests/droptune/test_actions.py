@@ -101,6 +101,23 @@ def test_ask_sends_the_prompt_to_the_deployed_model(tmp_path, vertex):
     assert echoed["parameters"] == {"max_new_tokens": 9}
 
 
+def test_ask_sends_the_system_instruction_the_run_was_tuned_with(tmp_path, vertex):
+    from google.cloud import aiplatform_v1
+
+    endpoints = aiplatform_v1.EndpointServiceClient(**client_options(vertex))
+    models = aiplatform_v1.ModelServiceClient(**client_options(vertex))
+    model, endpoint = deploy_echo(models, endpoints)
+    run = {"config": {"system_instruction": "Label the ticket."}}
+    folder = run_folder(tmp_path, endpoint={"endpoint": endpoint, "model": model}, run=run)
+    sent = [
+        orjson.loads(actions.ask(folder, "Refund?", **kw))["echo"] for kw in ({}, {"system": ""})
+    ]
+    assert [[m["content"] for m in echo["messages"]] for echo in sent] == [
+        ["Label the ticket.", "Refund?"],
+        ["Refund?"],  # "" sends none
+    ]
+
+
 def test_ask_a_tuned_gemini_model(tmp_path, vertex):
     endpoint = "projects/p/locations/us-central1/endpoints/42"
     folder = run_folder(tmp_path, endpoint={"backend": "gemini", "endpoint": endpoint})

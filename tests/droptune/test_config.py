@@ -138,3 +138,8 @@ def test_gemini_settings_out_of_range_say_what_is_allowed(settings, words) -> No
 def test_a_strict_gate_on_macro_f1_is_kept_for_the_evaluators() -> None:
     gate = {"metric": "macro_f1", "min_delta": 0.05, "require_significance": True}
     assert RunConfig.from_mapping({"gate": gate}).to_dict()["gate"] == gate
+
+
+def test_a_blank_system_instruction_is_refused() -> None:
+    with pytest.raises(ConfigError, match="system_instruction is blank"):
+        RunConfig(system_instruction="  ")

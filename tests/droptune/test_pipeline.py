@@ -121,3 +121,29 @@ def test_convert_to_gemini_and_chat(tmp_path):
     chat = tmp_path / "chat.jsonl"
     pipeline.convert(str(out), RunConfig(), "chat", str(chat), counter=EstimateCounter())
     assert read_jsonl(chat)[0]["messages"][1] == {"role": "assistant", "content": "0"}
+
+
+def test_system_instruction_opens_every_conversation_without_one(tmp_path):
+    rows = [{"text": f"ticket {i}", "label": "billing" if i % 2 else "bug"} for i in range(20)]
+    rows[0]["system"] = "Its own system turn."
+    source = tmp_path / "tickets.csv"
+    source.write_text(
+        "text,label,system\n"
+        + "".join(f"{r['text']},{r['label']},{r.get('system', '')}\n" for r in rows)
+    )
+    config = RunConfig(system_instruction="Label the ticket: billing or bug.", test_fraction=0)
+    run = tmp_path / "run"
+    assert pipeline.prepare(str(source), config, str(run), counter=EstimateCounter()).valid
+    firsts = [r["messages"][0] for r in read_jsonl(run / "data" / "train.jsonl")]
+    firsts += [r["messages"][0] for r in read_jsonl(run / "data" / "validation.jsonl")]
+    assert sorted(m["content"] for m in firsts if m["role"] == "system") == [
+        "Its own system turn.",
+        *["Label the ticket: billing or bug."] * 19,
+    ]
+    gemini = RunConfig(**{**config.to_dict(), "backend": "gemini"})
+    assert pipeline.prepare(str(source), gemini, str(tmp_path / "g")).valid
+    record = read_jsonl(tmp_path / "g" / "data" / "gemini" / "train.jsonl")[0]
+    assert record["systemInstruction"]["parts"][0]["text"] in {
+        "Its own system turn.",
+        "Label the ticket: billing or bug.",
+    }
