@@ -7,14 +7,16 @@ peers, timed on prefixes because they are slow
   - naive:     per line `json.loads` + `jsonschema.validate(record, chat.json)` (droptune's own
                chat schema); `validate` re-checks the schema on every call, as scripts do
   - compiled:  the same with `Draft202012Validator(chat.json)` built once: the stronger peer,
-               and the one the goals are judged against
+               and the one the goals are judged against (median of --repeat runs)
   - per-line tokens: compiled check + `tokenizer.apply_chat_template(messages)` (tokenized) per
                line, with the same tokenizer droptune uses
 droptune
   - `pipeline.validate(path, RunConfig(), count_tokens=False)` on the whole file (median of
     --repeat runs), single process
   - `pipeline.validate(path, RunConfig())`: exact counts with the default base model's
-    tokenizer and chat template, on a prefix; the tokenizer load is timed apart and excluded
+    tokenizer and chat template, on a 100 MB prefix, counted in worker processes on every
+    usable core as `droptune validate` does for inputs over 8 MB; the tokenizer load is timed
+    apart and excluded
   - peak RSS (VmHWM) of the no-token validation in fresh processes: a --rss-mb prefix and the
     whole file; "flat" here: the whole file's peak is within 10% of the prefix's (the scan keeps
     ~24 bytes per example by design: hash, line, token count)
@@ -199,6 +201,12 @@ def peer_jsonschema(path: Path, compiled: bool, tokenizer: Any = None) -> dict:
     return out
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The run of median speed, with every run's speed beside it (this machine is noisy)."""
+    ordered = sorted(runs, key=lambda r: r["mb_s"])
+    return {**ordered[len(ordered) // 2], "runs_mb_s": [r["mb_s"] for r in runs]}
+
+
 def bench_droptune(path: Path, counter: Any = None, repeat: int = 1) -> dict:
     from droptune import pipeline
     from droptune.config import RunConfig
@@ -217,6 +225,21 @@ def bench_droptune(path: Path, counter: Any = None, repeat: int = 1) -> dict:
     if report.tokens is not None:
         out.update(counter=report.tokens.method, tokens_total=report.tokens.total)
     return out
+
+
+def bench_encoder_alone(path: Path, counter: Any) -> dict:
+    """Exact counts as droptune made them before word counts and worker processes: the
+    tokenizer's `encode_batch_fast` (Rust, on every core) in the scanning process."""
+    from droptune import counting
+    from droptune.tokens import ChatTemplateCounter
+
+    encoder = ChatTemplateCounter(counter.tokenizer, counter.files, word_counts=False)
+    pool_from = counting.PARALLEL_MIN_BYTES
+    counting.PARALLEL_MIN_BYTES = 1 << 62
+    try:
+        return bench_droptune(path, encoder)
+    finally:
+        counting.PARALLEL_MIN_BYTES = pool_from
 
 
 def child_main(path: str | None) -> None:
@@ -284,10 +307,15 @@ def main() -> None:
     )
     add("--naive-mb", type=float, default=2, help="prefix for the naive jsonschema.validate peer")
     add("--baseline-mb", type=float, default=20, help="prefix for the compiled jsonschema peer")
-    add("--tokens-mb", type=float, default=20, help="prefix for droptune with token counts")
+    add("--tokens-mb", type=float, default=100, help="prefix for droptune with token counts")
     add("--token-peer-mb", type=float, default=5, help="prefix for the per-line token peer")
     add("--rss-mb", type=float, default=100, help="the smaller file of the RSS pair")
-    add("--repeat", type=int, default=3, help="runs of droptune without tokens (median)")
+    add(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of droptune without tokens and of the compiled peer (median)",
+    )
     add("--keep", action="store_true", help="keep the temporary folder")
     add("--child", metavar="PATH", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -331,8 +359,13 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
 
     say(f"peer: json.loads + jsonschema.validate, {args.naive_mb:g} MB")
     naive = peer_jsonschema(prefix(args.naive_mb, "naive.jsonl"), compiled=False)
-    say(f"peer: json.loads + compiled Draft202012Validator, {args.baseline_mb:g} MB")
-    compiled = peer_jsonschema(prefix(args.baseline_mb, "compiled.jsonl"), compiled=True)
+    say(
+        f"peer: json.loads + compiled Draft202012Validator, {args.baseline_mb:g} MB x {args.repeat}"
+    )
+    compiled_file = prefix(args.baseline_mb, "compiled.jsonl")
+    compiled = median_run(
+        [peer_jsonschema(compiled_file, compiled=True) for _ in range(args.repeat)]
+    )
     say(f"droptune without tokens, {size / MB:.0f} MB x {args.repeat}")
     fast = bench_droptune(data, repeat=args.repeat)
 
@@ -346,6 +379,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     say(f"droptune with exact token counts, {args.tokens_mb:g} MB")
     tokens = bench_droptune(prefix(args.tokens_mb, "tokens.jsonl"), counter)
     tokens["tokenizer_load_s"] = load_s
+    say(f"droptune with the Rust encoder in one process (ablation), {args.tokens_mb:g} MB")
+    encoder = bench_encoder_alone(prefix(args.tokens_mb, "tokens.jsonl"), counter)
     say(f"peer: compiled jsonschema + apply_chat_template per line, {args.token_peer_mb:g} MB")
     token_peer_file = prefix(args.token_peer_mb, "token_peer.jsonl")
     token_peer = peer_jsonschema(token_peer_file, compiled=True, tokenizer=counter.tokenizer)
@@ -359,11 +394,18 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         "full": peak_rss(data),
     }
     say("done")
-    report(gen, naive, compiled, fast, tokens, token_peer, rss)
+    report(gen, naive, compiled, fast, tokens, token_peer, rss, encoder)
 
 
 def report(
-    gen: dict, naive: dict, compiled: dict, fast: dict, tokens: dict, token_peer: dict, rss: dict
+    gen: dict,
+    naive: dict,
+    compiled: dict,
+    fast: dict,
+    tokens: dict,
+    token_peer: dict,
+    rss: dict,
+    encoder: dict,
 ) -> None:
     def ratio(a: dict, b: dict) -> float:
         return round(a["mb_s"] / b["mb_s"], 1)
@@ -374,6 +416,7 @@ def report(
         "compiled_vs_naive": ratio(compiled, naive),
         "tokens_vs_per_line_tokens": ratio(tokens, token_peer),
         "tokens_vs_compiled": ratio(tokens, compiled),
+        "tokens_vs_encoder_alone": ratio(tokens, encoder),
         "rss_full_vs_small": round(rss["full"]["rss_mb"] / rss["small"]["rss_mb"], 2),
     }
     more = (rss["full"]["valid"] or 0) - (rss["small"]["valid"] or 0)
@@ -391,6 +434,7 @@ def report(
         ("peer: json.loads + compiled validator", compiled, 1.0),
         ("droptune validate --no-tokens", fast, ratios["no_tokens_vs_compiled"]),
         ("peer: compiled + apply_chat_template/line", token_peer, ratio(token_peer, compiled)),
+        ("droptune, Rust encoder alone (ablation)", encoder, ratio(encoder, compiled)),
         ("droptune validate (exact tokens)", tokens, ratios["tokens_vs_compiled"]),
     ]
     print(f"\n{'run':44} {'MB':>7} {'s':>7} {'MB/s':>8} {'vs compiled':>12}")
@@ -399,7 +443,8 @@ def report(
     print(
         f"no tokens: {ratios['no_tokens_vs_naive']}x the naive loop, "
         f"{ratios['no_tokens_vs_compiled']}x the compiled one; exact tokens: "
-        f"{ratios['tokens_vs_per_line_tokens']}x the per-line tokenizing loop "
+        f"{ratios['tokens_vs_per_line_tokens']}x the per-line tokenizing loop and "
+        f"{ratios['tokens_vs_encoder_alone']}x the Rust encoder alone "
         f"(tokenizer load {tokens['tokenizer_load_s']:.1f} s, excluded)"
     )
     print(
@@ -420,6 +465,7 @@ def report(
                 "droptune_no_tokens": fast,
                 "peer_per_line_tokens": token_peer,
                 "droptune_tokens": tokens,
+                "droptune_encoder_alone": encoder,
                 "rss": rss,
                 "ratios": ratios,
                 "goals": goals,

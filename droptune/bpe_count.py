@@ -25,7 +25,7 @@ import regex
 
 # The pattern the ByteLevel pre-tokenizer applies when `use_regex` is true (GPT-2's).
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-MAX_WORDS = 200_000  # cached word counts; the cache starts again past this, so memory stays flat
+MAX_WORDS = 100_000  # cached word counts; the cache starts again past this, so memory stays flat
 PROBE = (
     "Hello world! It's 2026: we'll test  spaces,\ttabs\r\nand\n\n\nnewlines. "
     "Ünïcödé — “quotes” 日本語のテキスト 🤖🚀 ١٢٣ 12345678 x\x85y\xa0z\u2028w\u3000v\u200bu "
@@ -102,7 +102,9 @@ class WordCounter:
             return None
         counter = cls(backend.model, pattern, [t["content"] for t in added], normalize)
         probe = [PROBE, PROBE.join(t["content"] for t in added[:8]) + PROBE]
-        expected = [len(e.ids) for e in backend.encode_batch_fast(probe, add_special_tokens=False)]
+        # one text at a time: a batch would start the Rust thread pool, which a later fork
+        # (droptune.counting) warns about
+        expected = [len(backend.encode(text, add_special_tokens=False).ids) for text in probe]
         return counter if counter.count(probe) == expected else None
 
     def count(self, texts: list[str]) -> list[int]:

@@ -21,6 +21,7 @@ import orjson
 
 from droptune import checks
 from droptune.config import RunConfig
+from droptune.counting import OrderedCounts, worth_a_pool
 from droptune.errors import TokenizerError
 from droptune.formats import BY_NAME, Example, Format, RecordProblem, classify
 from droptune.formats.export import group_sessions
@@ -75,25 +76,34 @@ class Scan:
     # --- the pass -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Scanned]:
         stream, self.size = open_input(self.uri)
+        counts: OrderedCounts | None = None
         try:
             reader = RecordReader(stream, self.uri, self.issues, self.config.column_map)
             self.format.container = reader.container
             pending: list[Scanned] = []
             keep, progress = self._keep, self.progress
             for n, scanned in enumerate(self._valid(reader)):
-                if self.count_tokens:  # counted in batches: the tokenizer encodes many at once
+                if self.count_tokens:  # counted in batches: the tokenizer takes many at once
                     pending.append(scanned)
                     if len(pending) == TOKEN_BATCH:
-                        yield from self._flush(pending)
+                        counts = counts or self._counts()
+                        counts.add([s.encoded for s in pending], pending)
+                        yield from self._counted(counts.done())
                         pending = []
                 else:  # nothing to wait for: no batch, no per-batch objects kept alive
                     keep(scanned)
                     yield scanned
                 if progress and n % 8192 == 0:
                     progress(_tell(stream), self.size)
-            yield from self._flush(pending)
+            if pending:
+                counts = counts or self._counts()
+                counts.add([s.encoded for s in pending], pending)
+            if counts is not None:
+                yield from self._counted(counts.done(wait=True))
             self.bytes = _tell(stream) or reader.bytes_read
         finally:
+            if counts is not None:
+                counts.close()
             if stream is not sys.stdin.buffer:
                 stream.close()
 
@@ -233,14 +243,12 @@ class Scan:
         i = max(0, min(i, len(example.origins) - 1))
         return (example.lines[i] if example.lines else line), example.origins[i]
 
-    def _flush(self, batch: list[Scanned]) -> Iterator[Scanned]:
-        if not batch:
-            return
-        counts = self._count_tokens([s.example.to_record() for s in batch])
-        for scanned, n in zip(batch, counts, strict=True):
-            scanned.tokens = n
-            self._keep(scanned)
-            yield scanned
+    def _counted(self, batches: Iterator[tuple[list[Scanned], list[int]]]) -> Iterator[Scanned]:
+        for batch, counts in batches:
+            for scanned, n in zip(batch, counts, strict=True):
+                scanned.tokens = n
+                self._keep(scanned)
+                yield scanned
 
     def _keep(self, scanned: Scanned) -> None:
         """Record the few numbers the dataset-level checks need."""
@@ -251,14 +259,16 @@ class Scan:
         if label is not None:
             self.label_ids.append(self.labels.setdefault(label, len(self.labels)))
 
-    def _count_tokens(self, records: list[dict]) -> list[int]:
+    def _counts(self) -> OrderedCounts:
+        """The batch counter: the exact one where it loads (in worker processes for big
+        inputs), else a labelled estimate."""
         if self.counter is None:
             try:
                 self.counter = counter_for(self.config.backend, self.config.base_model)
             except TokenizerError as exc:
                 self._issue("tokenizer_unavailable", str(exc), None, None)
                 self.counter = EstimateCounter()
-        return self.counter.count(records)
+        return OrderedCounts(self.counter, worth_a_pool(self.counter, self.size))
 
     def _issue(self, code: str, message: str, line: int | None, path: str | None) -> None:
         self.issues.add(Issue(code, message, line=line, path=path, file=self.uri))

@@ -1,8 +1,9 @@
 """Token counts per example: the base model's real tokenizer where possible, else an estimate.
 
 For the custom backend the example is rendered with the tokenizer's own chat template
-(`render_example`, the very function the trainer uses) and encoded by the Rust tokenizer in
-batches. Gemini's tokenizer does not run offline, so Gemini counts are a labelled estimate.
+(`render_example`, the very function the trainer uses) and counted with the tokenizer's own
+BPE, word by word (`droptune.bpe_count`), or encoded by the Rust tokenizer where that would not
+be exact. Gemini's tokenizer does not run offline, so Gemini counts are a labelled estimate.
 """
 
 from __future__ import annotations
@@ -52,8 +53,17 @@ def render_example(tokenizer: Any, record: Record) -> str:
     """The exact text the trainer tokenizes for one canonical record."""
     if "text" in record:
         return record["text"] + (tokenizer.eos_token or "")
-    messages = [{k: v for k, v in m.items() if k != "weight"} for m in record["messages"]]
-    return tokenizer.apply_chat_template(messages, tools=record.get("tools"), tokenize=False)
+    return tokenizer.apply_chat_template(
+        template_messages(record), tools=record.get("tools"), tokenize=False
+    )
+
+
+def template_messages(record: Record) -> list[dict[str, Any]]:
+    """The record's messages as the chat template sees them: without droptune's `weight`."""
+    messages = record["messages"]
+    if not any("weight" in m for m in messages):
+        return messages
+    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
 
 
 def render_examples(tokenizer: Any, records: Sequence[Record]) -> list[str]:
@@ -68,9 +78,7 @@ def render_examples(tokenizer: Any, records: Sequence[Record]) -> list[str]:
         if "text" in record or record.get("tools") is not None:
             texts[i] = render_example(tokenizer, record)
         else:
-            batch.append(
-                [{k: v for k, v in m.items() if k != "weight"} for m in record["messages"]]
-            )
+            batch.append(template_messages(record))
             where.append(i)
     if batch:
         rendered = tokenizer.apply_chat_template(batch, tools=None, tokenize=False)
@@ -85,10 +93,10 @@ class ChatTemplateCounter:
 
     method = "exact"
 
-    def __init__(self, tokenizer: Any, files: ModelFiles) -> None:
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer: Any, files: ModelFiles, word_counts: bool = True) -> None:
+        self.tokenizer, self.files = tokenizer, files
         self.description = f"exact: tokenizer and chat template of {files.description}"
-        words = WordCounter.for_tokenizer(tokenizer.backend_tokenizer)
+        words = WordCounter.for_tokenizer(tokenizer.backend_tokenizer) if word_counts else None
         self._count_texts = words.count if words is not None else self._encode_texts
 
     def count(self, records: Sequence[Record]) -> list[int]:

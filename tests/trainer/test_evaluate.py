@@ -13,7 +13,7 @@ from pathlib import Path
 import orjson
 import pytest
 import torch
-from droptune_trainer.evaluate import batches, evaluate
+from droptune_trainer.evaluate import LABEL_SLACK, answer_budget, batches, evaluate
 
 from droptune.log import get_logger
 
@@ -23,6 +23,18 @@ def test_batches_group_prompts_by_length_under_the_budget():
     groups = batches(lengths, budget=40)
     assert groups == [[1, 4, 3], [2], [0]]  # 3 x 12 = 36 tokens padded; 40 alone; 50 alone
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+
+
+class OneTokenPerWord:
+    def __call__(self, texts: list[str], add_special_tokens: bool) -> dict:
+        return {"input_ids": [text.split() for text in texts]}
+
+
+def test_labelled_answers_generate_only_what_the_longest_label_needs():
+    labels = ["World", "Science and technology"]
+    assert answer_budget(OneTokenPerWord(), labels, 256) == 3 + LABEL_SLACK
+    assert answer_budget(OneTokenPerWord(), labels, 2) == 2  # a smaller setting still wins
+    assert answer_budget(OneTokenPerWord(), None, 256) == 256  # free text: the setting
 
 
 @pytest.mark.slow

@@ -31,6 +31,17 @@ from droptune_trainer.generation import generate, render
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
 PROMPT_TOKENS_PER_BATCH = 16_384
+LABEL_SLACK = 4  # tokens after the longest label: an end-of-turn token, punctuation
+
+
+def answer_budget(tokenizer: Any, labels: list[str] | None, max_new_tokens: int) -> int:
+    """Tokens to generate per test answer. A classifier's answer is a label, and accuracy
+    reads the label the answer starts with, so for labelled data no more than the longest
+    label's tokens plus a little slack: a base model that would ramble on stops there."""
+    if not labels:
+        return max_new_tokens
+    longest = max(len(ids) for ids in tokenizer(labels, add_special_tokens=False)["input_ids"])
+    return min(max_new_tokens, longest + LABEL_SLACK)
 
 
 def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
@@ -98,6 +109,7 @@ def evaluate(
     with labelled(run_id=run_id_of(run_dir)):
         items = cases(read_split(run_dir, "test", required=True))
         labels = labels_of(str(run_dir))
+        max_new_tokens = answer_budget(tokenizer, labels, max_new_tokens)
         baseline = answer_all(
             baseline_model or model,
             tokenizer,
