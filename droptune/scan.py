@@ -1,7 +1,7 @@
 """One streaming pass over a source: records in, valid canonical examples out.
 
     records (reader) -> format detection -> schema -> to_chat -> turn checks
-        -> tokens (batched) -> content hash
+        -> content hash -> tokens (batched; in worker processes for big inputs)
 
 Problems go to the issue log. Nothing is kept per example but a few numbers (hash, line,
 token count, label id), so memory stays flat as files grow; `droptune.summary` turns them
@@ -86,8 +86,7 @@ class Scan:
                 if self.count_tokens:  # counted in batches: the tokenizer takes many at once
                     pending.append(scanned)
                     if len(pending) == TOKEN_BATCH:
-                        counts = counts or self._counts()
-                        counts.add([s.encoded for s in pending], pending)
+                        counts = self._submit(counts, pending)
                         yield from self._counted(counts.done())
                         pending = []
                 else:  # nothing to wait for: no batch, no per-batch objects kept alive
@@ -96,8 +95,7 @@ class Scan:
                 if progress and n % 8192 == 0:
                     progress(_tell(stream), self.size)
             if pending:
-                counts = counts or self._counts()
-                counts.add([s.encoded for s in pending], pending)
+                counts = self._submit(counts, pending)
             if counts is not None:
                 yield from self._counted(counts.done(wait=True))
             self.bytes = _tell(stream) or reader.bytes_read
@@ -258,6 +256,11 @@ class Scan:
         label = scanned.example.label
         if label is not None:
             self.label_ids.append(self.labels.setdefault(label, len(self.labels)))
+
+    def _submit(self, counts: OrderedCounts | None, batch: list[Scanned]) -> OrderedCounts:
+        counts = counts or self._counts()
+        counts.add([s.encoded for s in batch], batch)
+        return counts
 
     def _counts(self) -> OrderedCounts:
         """The batch counter: the exact one where it loads (in worker processes for big
