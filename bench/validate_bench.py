@@ -14,8 +14,8 @@ droptune
   - `pipeline.validate(path, RunConfig(), count_tokens=False)` on the whole file (median of
     --repeat runs), single process
   - `pipeline.validate(path, RunConfig())`: exact counts with the default base model's
-    tokenizer and chat template, on a 100 MB prefix, counted in worker processes on every
-    usable core as `droptune validate` does for inputs over 8 MB; the tokenizer load is timed
+    tokenizer and chat template, on a 100 MB prefix, counted in worker processes on the
+    usable cores as `droptune validate` does for inputs over 8 MB; the tokenizer load is timed
     apart and excluded
   - peak RSS (VmHWM) of the no-token validation in fresh processes: a --rss-mb prefix and the
     whole file; "flat" here: the whole file's peak is within 10% of the prefix's (the scan keeps

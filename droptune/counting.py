@@ -1,4 +1,4 @@
-"""Token counting for a scan, in batches, on every core the process may use.
+"""Token counting for a scan, in batches, on the cores the process may use (up to eight).
 
 Counting exact tokens (chat template, then BPE) costs about ten times what reading,
 validating and converting an example does, so on big inputs the scan hands batches of
@@ -23,6 +23,8 @@ import orjson
 from droptune.tokens import TokenCounter
 
 PARALLEL_MIN_BYTES = 8_000_000  # below this (when the size is known) one process is enough
+BYTES_PER_WORKER = 4_000_000  # a worker counts ~7 MB/s: fewer bytes than this keep it idle
+MAX_WORKERS = 8  # each one is a fork of the scanning process, with its own word cache
 _worker_counter: TokenCounter | None = None  # set in the parent; forked workers inherit it
 
 
@@ -43,7 +45,8 @@ def worth_a_pool(counter: TokenCounter, size: int | None) -> int:
         or (size is not None and size < PARALLEL_MIN_BYTES)
     ):
         return 0
-    return cpus
+    fits = MAX_WORKERS if size is None else max(2, size // BYTES_PER_WORKER)
+    return min(cpus, MAX_WORKERS, fits)
 
 
 class OrderedCounts:

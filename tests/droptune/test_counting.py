@@ -60,6 +60,9 @@ def test_a_pool_only_where_it_pays(monkeypatch) -> None:
     assert worth_a_pool(CharCounter(), None) == 4  # stdin: no size, may be big
     assert worth_a_pool(CharCounter(), 1_000_000) == 0  # small: start-up would cost more
     assert worth_a_pool(EstimateCounter(), 100_000_000) == 0  # estimates are cheap
+    monkeypatch.setattr(counting, "usable_cpus", lambda: 64)
+    assert worth_a_pool(CharCounter(), 10_000_000) == 2  # not 64 forks for a few batches
+    assert worth_a_pool(CharCounter(), 10**10) == counting.MAX_WORKERS
     monkeypatch.setattr(counting, "usable_cpus", lambda: 1)
     assert worth_a_pool(CharCounter(), 100_000_000) == 0
 
