@@ -39,7 +39,6 @@ def log_step(writer: Any, history: History, step: int) -> None:
 
 
 def metrics_of(s: Setup, history: History) -> dict[str, Any]:
-    peak = torch.cuda.max_memory_allocated() / 1e6 if torch.cuda.is_available() else _peak_rss_mb()
     return {
         "base_model": s.config.base_model,
         "method": s.config.method,
@@ -53,7 +52,7 @@ def metrics_of(s: Setup, history: History) -> dict[str, Any]:
         "tokens": history.tokens,
         "tokens_per_second": history.tokens / max(history.seconds, 1e-9),
         "wall_seconds": history.seconds,
-        "peak_memory_mb": peak,
+        "peak_memory_mb": history.peak_memory_mb,  # of training, before the evaluation
         "device": s.device.type,
         "resumed_from": history.resumed_from,
         "stopped_early": history.stopped_early,
@@ -61,7 +60,10 @@ def metrics_of(s: Setup, history: History) -> dict[str, Any]:
     }
 
 
-def _peak_rss_mb() -> float:
+def peak_memory_mb() -> float:
+    """Peak GPU memory allocated, or on CPU the process's peak RSS, so far."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 1e6
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -38,7 +38,13 @@ from droptune_trainer.data import (
     run_id_of,
     tokenize,
 )
-from droptune_trainer.report import log_step, metrics_of, plot_losses, tensorboard_writer
+from droptune_trainer.report import (
+    log_step,
+    metrics_of,
+    peak_memory_mb,
+    plot_losses,
+    tensorboard_writer,
+)
 from droptune_trainer.vertex import Place, env_uri, local_run_dir, place, publish_results
 
 log = get_logger("droptune.trainer")
@@ -72,6 +78,7 @@ class History:
     resumed_from: int | None = None
     stopped_early: bool = False
     step_end: list[tuple[float, int]] = field(default_factory=list)  # (seconds, tokens) so far
+    peak_memory_mb: float = 0.0  # read when training ends, before the evaluation adds its own
 
 
 # --- setup --------------------------------------------------------------------------------
@@ -299,6 +306,7 @@ def train(s: Setup) -> History:
     if writer is not None:
         writer.close()
         s.tensorboard.publish()
+    history.peak_memory_mb = peak_memory_mb()
     return history
 
 
