@@ -18,9 +18,9 @@ from typing import Any
 
 import orjson
 
-from droptune.errors import DroptuneError, SourceNotFound
+from droptune.errors import DroptuneError
+from droptune.reporting.files import RunFiles, load_run
 from droptune.runs import ENDED, RunFolder
-from droptune.storage import join, read_all
 
 MAX_NEW_TOKENS = 256
 
@@ -41,7 +41,9 @@ def cancel(uri: str, env: Mapping[str, str] = os.environ) -> Cancelled:
     workflow that waits on the job sees it end and ends the run CANCELLED; nothing after
     training (evaluation, deployment) happens."""
     run_id = RunFolder.at(uri).run_id
-    status = _read(uri, "status.json")
+    status = _run_files(uri, "status").status
+    if status is None:
+        raise RunActionError(f"run {run_id} has no status.json: no workflow has taken it up")
     state = str(status.get("state"))
     if state in ENDED:
         raise RunActionError(f"run {run_id} already ended {state}: there is nothing to cancel")
@@ -72,9 +74,10 @@ def ask(
     """The answer of the run's deployed model to `prompt` (greedy), through the endpoint
     named in the run's endpoint.json. `system` defaults to the run's `system_instruction`,
     which the model was tuned with; "" sends none."""
-    card = _endpoint_card(uri)
+    files = _run_files(uri, "run", "status", "endpoint")
+    card = _endpoint_card(files)
     if system is None:
-        system = _system_instruction(uri)
+        system = (files.run or {}).get("config", {}).get("system_instruction")
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
     endpoint = card["endpoint"]
@@ -92,26 +95,27 @@ def ask(
     return answer if isinstance(answer, str) else orjson.dumps(answer).decode()
 
 
-def _system_instruction(uri: str) -> str | None:
-    try:
-        return _read(uri, "run.json").get("config", {}).get("system_instruction")
-    except SourceNotFound:
-        return None
-
-
-def _endpoint_card(uri: str) -> dict[str, Any]:
-    try:
-        return _read(uri, "endpoint.json")
-    except SourceNotFound:
-        run_id = RunFolder.at(uri).run_id
-        try:
-            state = _read(uri, "status.json").get("state")
-        except SourceNotFound:
-            state = None
-        why = f"it is {state}" if state else "it has no status.json"
+def _run_files(uri: str, *names: str) -> RunFiles:
+    """The run folder's `names` (keys of `droptune.reporting.files.JSON_FILES`); a file that
+    is there but unreadable stops the action with its name and why."""
+    files = load_run(uri, names)
+    if files.problems:
         raise RunActionError(
-            f"run {run_id} has no endpoint.json ({why}): only a SUCCEEDED run has a model to ask"
-        ) from None
+            f"run {RunFolder.at(uri).run_id}: {'; '.join(files.problems)}; "
+            "the run folder's files are written by droptune: restore them or start a new run"
+        )
+    return files
+
+
+def _endpoint_card(files: RunFiles) -> dict[str, Any]:
+    if files.endpoint is not None:
+        return files.endpoint
+    state = (files.status or {}).get("state")
+    why = f"it is {state}" if state else "it has no status.json"
+    raise RunActionError(
+        f"run {RunFolder.at(files.uri).run_id} has no endpoint.json ({why}): "
+        "only a SUCCEEDED run has a model to ask"
+    )
 
 
 def _gemini_settings(resource: str, env: Mapping[str, str]) -> Any:
@@ -126,7 +130,3 @@ def _gemini_settings(resource: str, env: Mapping[str, str]) -> Any:
         location=match["location"],
         base_url=env.get("DROPTUNE_VERTEX_API") or None,
     )
-
-
-def _read(uri: str, name: str) -> dict[str, Any]:
-    return orjson.loads(read_all(join(uri, name)))

@@ -118,6 +118,20 @@ def test_ask_sends_the_system_instruction_the_run_was_tuned_with(tmp_path, verte
     ]
 
 
+@pytest.mark.parametrize("action", [("cancel",), ("ask", "Hi")])
+def test_an_unreadable_run_file_is_named(tmp_path, action):
+    folder = run_folder(tmp_path)
+    (Path(folder) / "status.json").write_text('{"state": ')
+    code, output = cli("runs", *action[:1], folder, *action[1:])
+    assert code == 1
+    assert f"run {RUN_ID}: status.json: unreadable" in output and "restore them" in output
+
+
+def test_a_run_nobody_took_up_cannot_be_cancelled(tmp_path):
+    code, output = cli("runs", "cancel", run_folder(tmp_path))
+    assert code == 1 and f"run {RUN_ID} has no status.json" in output
+
+
 def test_ask_a_tuned_gemini_model(tmp_path, vertex):
     endpoint = "projects/p/locations/us-central1/endpoints/42"
     folder = run_folder(tmp_path, endpoint={"backend": "gemini", "endpoint": endpoint})
