@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from validate_bench import MB, _peak_rss_mb, make_data  # noqa: E402
+from common import MB, make_data, peak_rss_mb  # noqa: E402
 
 
 def child(mode: str, target: str, tokens: str) -> None:
@@ -71,7 +71,7 @@ def child(mode: str, target: str, tokens: str) -> None:
     # token-counting workers (droptune.counting) are forks of this process, waited for by now
     workers_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(json.dumps({
-        "seconds": seconds, "tokenizer_s": load, "rss_mb": _peak_rss_mb(),
+        "seconds": seconds, "tokenizer_s": load, "rss_mb": peak_rss_mb(),
         "worker_rss_mb": workers_mb, **result,
     }))  # fmt: skip
 

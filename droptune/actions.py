@@ -60,7 +60,12 @@ def cancel(uri: str, env: Mapping[str, str] = os.environ) -> Cancelled:
     else:
         from droptune.cloud import vertex
 
-        vertex.cancel_custom_job(vertex.VertexApi.for_resource(job, env), job)
+        was = vertex.cancel_custom_job(vertex.VertexApi.for_resource(job, env), job)
+        if was.ended:
+            raise RunActionError(
+                f"run {run_id}'s job {job} already ended {was.state}; "
+                "the run records it at the workflow's next poll"
+            )
     return Cancelled(run_id, job, state)
 
 

@@ -57,6 +57,9 @@ def test_cancel_stops_the_training_job_and_says_what_happens_next(tmp_path, vert
     assert code == 0, output
     assert f"cancel {job} (run {RUN_ID} was TRAINING); the run ends CANCELLED" in output
     assert wait_until(lambda: adapter.get_custom_job(api, job).state == "JOB_STATE_CANCELLED")
+    code, output = cli("runs", "cancel", folder)  # status.json still says TRAINING
+    assert code == 1
+    assert f"job {job} already ended JOB_STATE_CANCELLED; the run records it" in output
 
 
 def test_cancel_stops_a_gemini_tuning_job(tmp_path, vertex):
