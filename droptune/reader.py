@@ -131,12 +131,18 @@ class RecordReader:
         self, exc: UnicodeDecodeError, line: int, line_offset: int, note: str = ""
     ) -> None:
         """The bad byte of a line that starts `line_offset` bytes into the file."""
-        at = line_offset + exc.start
-        self._issue(
+        self.issues.add(self._utf8_issue(exc, line_offset + exc.start, line, exc.start + 1, note))
+
+    def _utf8_issue(
+        self, exc: UnicodeDecodeError, at: int, line: int, column: int, note: str = ""
+    ) -> Issue:
+        """`invalid_utf8` for the byte where `exc` failed, `at` bytes into the file."""
+        return Issue(
             "invalid_utf8",
             f"byte 0x{exc.object[exc.start]:02x} at byte offset {at} is not valid UTF-8{note}",
+            file=self.name,
             line=line,
-            column=exc.start + 1,
+            column=column,
             byte_offset=at,
         )
 
@@ -200,15 +206,10 @@ class RecordReader:
             except UnicodeDecodeError as exc:  # keep the text before the bad byte
                 chunk = exc.object[: exc.start].decode("utf-8")
                 eof, at = True, fed - pending + exc.start
-                text = buf + chunk
-                bad_byte = Issue(
-                    "invalid_utf8",
-                    f"byte 0x{exc.object[exc.start]:02x} at byte offset {at} is not valid UTF-8",
-                    file=self.name,
-                    line=line + text.count("\n", 0, len(text)),
-                    column=len(text) - text.rfind("\n"),
-                    byte_offset=at,
-                )
+                last = chunk.rfind("\n")  # where the bad byte's line starts, without buf + chunk
+                column = len(chunk) - last if last >= 0 else len(buf) + len(chunk) - buf.rfind("\n")
+                newlines = buf.count("\n") + chunk.count("\n")
+                bad_byte = self._utf8_issue(exc, at, line + newlines, column)
             fed += len(raw)
             if not raw:
                 eof = True
