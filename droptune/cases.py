@@ -21,6 +21,7 @@ from typing import Any
 
 from droptune import evaluation
 from droptune.errors import DroptuneError
+from droptune.formats.base import without_weights
 from droptune.storage import join, read_all
 
 
@@ -51,9 +52,7 @@ class Answer:
 def cases(records: Iterable[dict[str, Any]]) -> list[Case]:
     out = []
     for record in records:
-        messages = [
-            {k: v for k, v in m.items() if k != "weight"} for m in record.get("messages", [])
-        ]
+        messages = without_weights(record.get("messages", []))
         if (
             messages
             and messages[-1]["role"] == "assistant"

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from droptune.storage import join, open_output
+from droptune.storage import join, open_output, write_all
 
 _EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$", re.UNICODE)
 _SPACE = re.compile(r"\s+")
@@ -338,8 +338,8 @@ PREDICTION_COLUMNS = ["user_input", "reference", "baseline_response", "tuned_res
 def write_results(folder_uri: str, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Write `metrics.json` and `predictions.csv` into `folder_uri` (a local folder or a
     gs:// prefix such as `gs://runs/runs/<run_id>/evaluation`)."""
-    with open_output(join(folder_uri, "metrics.json")) as out:
-        out.write(orjson.dumps(metrics, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY))
+    options = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+    write_all(join(folder_uri, "metrics.json"), orjson.dumps(metrics, option=options))
     columns = list(dict.fromkeys(key for row in rows for key in row)) or PREDICTION_COLUMNS
     with open_output(join(folder_uri, "predictions.csv")) as out:
         text = io.TextIOWrapper(out, encoding="utf-8", newline="")

@@ -26,7 +26,7 @@ from droptune.issues import IssueLog
 from droptune.report import Report, render_markdown
 from droptune.scan import Progress, Scan
 from droptune.split import SPLITS, TRAIN, VALIDATION, assign_splits
-from droptune.storage import join, open_output
+from droptune.storage import join, open_output, write_all
 from droptune.summary import build_report
 from droptune.tokens import TokenCounter
 
@@ -148,7 +148,6 @@ def _write_splits(
 
 
 def write_report(report: Report, run_dir: str) -> None:
-    with open_output(join(run_dir, "validation", "report.json")) as out:
-        out.write(orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2))
-    with open_output(join(run_dir, "validation", "report.md")) as out:
-        out.write(render_markdown(report).encode())
+    report_json = orjson.dumps(report.to_dict(), option=orjson.OPT_INDENT_2)
+    write_all(join(run_dir, "validation", "report.json"), report_json)
+    write_all(join(run_dir, "validation", "report.md"), render_markdown(report).encode())

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from droptune.bpe_count import WordCounter
 from droptune.errors import TokenizerError
-from droptune.formats.base import Record
+from droptune.formats.base import Record, without_weights
 from droptune.models import CACHE_DIR, ModelFiles, locate
 
 
@@ -54,16 +54,8 @@ def render_example(tokenizer: Any, record: Record) -> str:
     if "text" in record:
         return record["text"] + (tokenizer.eos_token or "")
     return tokenizer.apply_chat_template(
-        template_messages(record), tools=record.get("tools"), tokenize=False
+        without_weights(record["messages"]), tools=record.get("tools"), tokenize=False
     )
-
-
-def template_messages(record: Record) -> list[dict[str, Any]]:
-    """The record's messages as the chat template sees them: without droptune's `weight`."""
-    messages = record["messages"]
-    if not any("weight" in m for m in messages):
-        return messages
-    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
 
 
 def render_examples(tokenizer: Any, records: Sequence[Record]) -> list[str]:
@@ -78,7 +70,7 @@ def render_examples(tokenizer: Any, records: Sequence[Record]) -> list[str]:
         if "text" in record or record.get("tools") is not None:
             texts[i] = render_example(tokenizer, record)
         else:
-            batch.append(template_messages(record))
+            batch.append(without_weights(record["messages"]))
             where.append(i)
     if batch:
         rendered = tokenizer.apply_chat_template(batch, tools=None, tokenize=False)

@@ -75,6 +75,14 @@ class Format:
     groups_records: bool = False  # True when several records form one example
 
 
+def without_weights(messages: list[Message]) -> list[Message]:
+    """The messages as a chat template or a model sees them: without droptune's per-turn
+    `weight` (copied only when a message has one)."""
+    if not any("weight" in m for m in messages):
+        return messages
+    return [{k: v for k, v in m.items() if k != "weight"} for m in messages]
+
+
 def text_of(message: Message) -> str:
     """The text of a canonical message ("" when it only carries tool calls)."""
     content = message.get("content")

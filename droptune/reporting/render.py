@@ -14,7 +14,7 @@ from droptune.reporting import plots
 from droptune.reporting.files import RunFiles, load_run
 from droptune.reporting.page import to_html
 from droptune.reporting.summary import RunSummary, summarize
-from droptune.storage import join, open_output
+from droptune.storage import join, write_all
 
 log = get_logger("droptune.reporting")
 
@@ -43,11 +43,9 @@ def render_run(run_uri: str) -> str:
     holds; return the report's URI."""
     report = build_report(load_run(run_uri))
     for name, png in report.plots.items():
-        with open_output(join(run_uri, PLOTS, f"{name}.png")) as out:
-            out.write(png)
+        write_all(join(run_uri, PLOTS, f"{name}.png"), png)
     target = join(run_uri, REPORT)
-    with open_output(target) as out:
-        out.write(report.html.encode("utf-8"))
+    write_all(target, report.html.encode("utf-8"))
     return target
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from droptune.formats.base import without_weights
 from droptune.tokens import render_example
 from droptune_trainer.errors import RunFolderError
 
@@ -105,7 +106,7 @@ def read_split(run_dir: Path, name: str, required: bool = False) -> list[dict[st
 
 
 def _messages(record: dict[str, Any], upto: int) -> list[dict[str, Any]]:
-    return [{k: v for k, v in m.items() if k != "weight"} for m in record["messages"][:upto]]
+    return without_weights(record["messages"][:upto])
 
 
 def assistant_spans(
