@@ -289,6 +289,7 @@ def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:
         "int": (int, "an integer"),
         "float": ((int, float), "a number"),
         "dict": (dict, "a mapping"),
+        "str": (str, "text"),
     }
     for prefix, (types, noun) in expected.items():
         if kind.startswith(prefix) and not isinstance(value, types):

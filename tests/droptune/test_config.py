@@ -143,3 +143,9 @@ def test_a_strict_gate_on_macro_f1_is_kept_for_the_evaluators() -> None:
 def test_a_blank_system_instruction_is_refused() -> None:
     with pytest.raises(ConfigError, match="system_instruction is blank"):
         RunConfig(system_instruction="  ")
+
+
+@pytest.mark.parametrize("key", ["system_instruction", "validation_file", "base_model"])
+def test_a_text_setting_given_something_else_is_refused(key) -> None:
+    with pytest.raises(ConfigError, match=rf"^droptune.yaml: {key} must be text; got 5$"):
+        RunConfig.from_mapping({key: 5}, source="droptune.yaml")
