@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +27,12 @@ from tests.support.dropzone import DropZone
 from tests.support.emulators import PubSubEmulator, Topic, create_topic
 
 Validate = Callable[..., Report]
+
+
+def pytest_report_header() -> str:
+    """Free space where tests write: the trainer and local-stack tests need a few GiB."""
+    where = tempfile.gettempdir()
+    return f"droptune: {shutil.disk_usage(where).free / 2**30:.1f} GiB free in {where}"
 
 
 @pytest.fixture

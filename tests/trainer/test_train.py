@@ -135,7 +135,7 @@ def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path, run_dir: Pa
 
 
 def test_a_gs_run_folder_gets_its_results_and_the_runs_settings_apply(
-    run_dir: Path, gcs_bucket, monkeypatch
+    run_dir: Path, gcs_bucket, monkeypatch, tmp_path: Path
 ):
     record = json.loads((run_dir / "run.json").read_text())
     record["config"]["training"] = {**FAST, "max_steps": 1}
@@ -145,6 +145,9 @@ def test_a_gs_run_folder_gets_its_results_and_the_runs_settings_apply(
     for path in (run_dir / "data").rglob("*.jsonl"):
         gcs_bucket.blob(f"{prefix}/{path.relative_to(run_dir)}").upload_from_filename(path)
     monkeypatch.setenv("AIP_MODEL_DIR", f"gs://{gcs_bucket.name}/{prefix}/model/")
+    scratch = tmp_path / "scratch"  # where the job stages what it uploads
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
 
     run(f"gs://{gcs_bucket.name}/{prefix}")
 
@@ -157,6 +160,24 @@ def test_a_gs_run_folder_gets_its_results_and_the_runs_settings_apply(
     names = {b.name for b in gcs_bucket.list_blobs(prefix=prefix)}
     assert {f"{prefix}/evaluation/predictions.csv", f"{prefix}/training/loss.png"} <= names
     assert f"{prefix}/model/adapter/adapter_model.safetensors" in names
+    assert f"{prefix}/training/checkpoints/latest" in names  # in the run folder, to resume from
+    assert not list(scratch.iterdir()), "staged copies are removed once uploaded"
+
+    # A restarted job (no /gcs/ mount) brings its newest checkpoint down and goes on from it.
+    run(f"gs://{gcs_bucket.name}/{prefix}", overrides={"max_steps": 2})
+    metrics = read("training/metrics.json")
+    assert metrics["steps"] == 2 and metrics["resumed_from"] == 1
+    assert not list(scratch.iterdir())
+
+    # `evaluate` fetches the adapter from AIP_MODEL_DIR.
+    blob = gcs_bucket.blob(f"{prefix}/evaluation/metrics.json")
+    blob.delete()
+    result = subprocess.run(
+        [sys.executable, "-m", "droptune_trainer", "evaluate", "--run-dir", f"gs://{gcs_bucket.name}/{prefix}"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read("evaluation/metrics.json")["n"] == 2
 
 
 def assert_every_line_labelled(stderr: str, **labels: str) -> None:

@@ -55,21 +55,25 @@ def evaluate(
     from droptune_trainer.data import run_id_of
     from droptune_trainer.evaluate import evaluate as compare
     from droptune_trainer.train import device_and_dtype, load_config, load_model
-    from droptune_trainer.vertex import env_uri, local_run_dir, place, publish_results
+    from droptune_trainer.vertex import local_run_dir, publish_results, run_output
 
-    local = local_run_dir(run_dir)
-    config = load_config(local, None, parse_pairs(set_ or [], "--set"))
-    adapter = place(env_uri("AIP_MODEL_DIR"), local / "model").local / "adapter"
-    if not adapter.is_dir():
-        raise typer.BadParameter(
-            f"{adapter}: no adapter to evaluate; train first", param_hint="--run-dir"
-        )
-    with labelled(run_id=run_id_of(local)):  # model loading logs too
-        device, dtype = device_and_dtype(config)
-        tokenizer, base = load_model(replace(config, method="full"), device, dtype)
-        tuned = PeftModel.from_pretrained(base, str(adapter)).to(device)
-        compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
-        publish_results(run_dir, local, "evaluation")
+    with local_run_dir(run_dir) as local:
+        config = load_config(local, None, parse_pairs(set_ or [], "--set"))
+        model = run_output("AIP_MODEL_DIR", run_dir, local, "model")
+        try:
+            if not model.fetch("adapter"):
+                raise typer.BadParameter(
+                    f"{model.uri}: no adapter/ to evaluate; train first", param_hint="--run-dir"
+                )
+            with labelled(run_id=run_id_of(local)):  # model loading logs too
+                device, dtype = device_and_dtype(config)
+                tokenizer, base = load_model(replace(config, method="full"), device, dtype)
+                adapter = str(model.local / "adapter")
+                tuned = PeftModel.from_pretrained(base, adapter).to(device)
+                compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
+                publish_results(run_dir, local, "evaluation")
+        finally:
+            model.discard()
 
 
 @app.command()

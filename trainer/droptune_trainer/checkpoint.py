@@ -71,11 +71,17 @@ def save(
     return final
 
 
-def load_latest(folder: Path) -> dict[str, Any] | None:
+def latest_name(folder: Path) -> str | None:
+    """The newest checkpoint's folder name, as `latest` names it."""
     pointer = folder / LATEST
-    if not pointer.is_file():
+    return pointer.read_text().strip() if pointer.is_file() else None
+
+
+def load_latest(folder: Path) -> dict[str, Any] | None:
+    name = latest_name(folder)
+    if name is None:
         return None
-    path = folder / pointer.read_text().strip() / "state.pt"
+    path = folder / name / "state.pt"
     if not path.is_file():
         return None
     return torch.load(path, map_location="cpu", weights_only=False)

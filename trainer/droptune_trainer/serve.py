@@ -19,8 +19,8 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
+import tempfile
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,7 +33,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from droptune.log import get_logger
-from droptune.models import CACHE_DIR
 from droptune_trainer.errors import RunFolderError
 from droptune_trainer.generation import generate, render
 
@@ -155,12 +154,13 @@ class Model:
                 start += len(p.texts)
 
 
-def model_folder(uri: str) -> Path:
-    """The checkpoint to serve: `merged/` inside a run's model folder, or the folder itself."""
+def model_folder(uri: str, scratch: Path) -> Path:
+    """The checkpoint to serve: `merged/` inside a run's model folder, or the folder itself;
+    a `gs://` folder is downloaded into `scratch` first."""
     if uri.startswith("gs://"):
         from droptune.cloud.gcs import download_prefix
 
-        local = CACHE_DIR / "serving" / hashlib.sha256(uri.encode()).hexdigest()[:16]
+        local = scratch
         download_prefix(uri, local)
     else:
         local = Path(uri)
@@ -180,11 +180,14 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
     if not uri:
         raise SystemExit("set AIP_STORAGE_URI to the model folder (local path or gs://)")
 
-    folder = model_folder(uri)
+    # A downloaded copy is only read while the model loads: removed once it is in memory.
+    scratch = tempfile.TemporaryDirectory(prefix="droptune-serve-")
+    folder = model_folder(uri, Path(scratch.name))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.model = Model(folder)
+        scratch.cleanup()
         task = asyncio.create_task(app.state.model.worker())
         log.info(f"serving {uri} on {predict_route}")
         yield

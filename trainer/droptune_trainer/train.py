@@ -45,7 +45,7 @@ from droptune_trainer.report import (
     plot_losses,
     tensorboard_writer,
 )
-from droptune_trainer.vertex import Place, env_uri, local_run_dir, place, publish_results
+from droptune_trainer.vertex import Place, env_uri, local_run_dir, publish_results, run_output
 
 log = get_logger("droptune.trainer")
 
@@ -160,9 +160,9 @@ def setup(
     overrides: dict[str, Any] | None = None,
     local: Path | None = None,
 ) -> Setup:
-    """Everything a training loop needs; `local` is the run folder on disk when the caller
-    has already placed it (`local_run_dir`)."""
-    local = local or local_run_dir(run_dir)
+    """Everything a training loop needs; `local` is the run folder on disk (`run` brings a
+    `gs://` one there with `local_run_dir`), by default `run_dir` itself."""
+    local = local or Path(run_dir)
     config = load_config(local, recipe, overrides or {})
     torch.manual_seed(config.seed)
     device, dtype = device_and_dtype(config)
@@ -170,7 +170,6 @@ def setup(
     train_rows = rows_for(config, tokenizer, read_split(local, "train", required=True))
     if not train_rows:
         raise ConfigError(f"{run_dir}: data/train.jsonl has no example with a label to learn")
-    tensorboard = env_uri("AIP_TENSORBOARD_LOG_DIR")
     return Setup(
         config=config,
         run_dir=local,
@@ -180,9 +179,13 @@ def setup(
         model=model,
         train_rows=train_rows,
         eval_rows=rows_for(config, tokenizer, read_split(local, "validation")),
-        model_out=place(env_uri("AIP_MODEL_DIR"), local / "model"),
-        checkpoints=place(env_uri("AIP_CHECKPOINT_DIR"), local / "training" / "checkpoints"),
-        tensorboard=place(tensorboard, local / "training" / "tensorboard") if tensorboard else None,
+        model_out=run_output("AIP_MODEL_DIR", run_dir, local, "model"),
+        checkpoints=run_output("AIP_CHECKPOINT_DIR", run_dir, local, "training/checkpoints"),
+        tensorboard=(
+            run_output("AIP_TENSORBOARD_LOG_DIR", run_dir, local, "training/tensorboard")
+            if env_uri("AIP_TENSORBOARD_LOG_DIR")
+            else None
+        ),
     )
 
 
@@ -253,6 +256,10 @@ def train(s: Setup) -> History:
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))
     history, start = History(), 0
+    if s.checkpoints.fetch(checkpoint.LATEST):  # staged: bring the newest one down to resume
+        newest = checkpoint.latest_name(s.checkpoints.local)
+        if newest:
+            s.checkpoints.fetch(newest)
     saved = checkpoint.load_latest(s.checkpoints.local)
     if saved is not None:
         checkpoint.restore(saved, model, optimizer, scheduler)
@@ -288,7 +295,7 @@ def train(s: Setup) -> History:
             history.stopped_early = not improved and 0 < patience <= history.evals_without_gain
         if done % checkpoint_every == 0 or done == total or history.stopped_early:
             loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
-            checkpoint.save(
+            saved_to = checkpoint.save(
                 s.checkpoints.local,
                 done,
                 model,
@@ -297,7 +304,7 @@ def train(s: Setup) -> History:
                 loop,
                 config.keep_checkpoints,
             )
-            s.checkpoints.publish()
+            s.checkpoints.publish(saved_to.name, checkpoint.LATEST)  # the pointer last
         if history.stopped_early:
             log.info(
                 f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"
@@ -352,20 +359,24 @@ def run(
 ) -> dict[str, Any]:
     """Setup, train, save: what `python -m droptune_trainer train` does. Every line it logs
     carries the run's id as a label, so Cloud Logging filters the job's lines by run."""
-    local = local_run_dir(run_dir)
-    with labelled(run_id=run_id_of(local)):
+    with local_run_dir(run_dir) as local, labelled(run_id=run_id_of(local)):
         s = setup(run_dir, recipe, overrides, local)
-        log.info(
-            f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type}"
-        )
-        history = train(s)
-        evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters it turns off
-        metrics = save(s, history)
-        if evaluation is not None:  # again, now that training/metrics.json has the loss curves
-            from droptune.reporting import try_render_run
+        try:
+            log.info(
+                f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type}"
+            )
+            history = train(s)
+            evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters
+            metrics = save(s, history)
+            if evaluation is not None:  # again, now that training/metrics.json has the curves
+                from droptune.reporting import try_render_run
 
-            try_render_run(str(s.run_dir))
-        publish_results(run_dir, s.run_dir, "training", "evaluation")
+                try_render_run(str(s.run_dir))
+            publish_results(run_dir, s.run_dir, "training", "evaluation")
+        finally:
+            for staged in (s.model_out, s.checkpoints, s.tensorboard):
+                if staged is not None:
+                    staged.discard()
         log.info(f"trained {metrics['steps']} steps; {metrics['tokens_per_second']:.0f} tokens/s")
     return {**metrics, "evaluation": evaluation}
 

@@ -2,8 +2,10 @@
 
 Vertex sets `AIP_MODEL_DIR`, `AIP_CHECKPOINT_DIR` and `AIP_TENSORBOARD_LOG_DIR` to `gs://`
 URIs and mounts Cloud Storage at `/gcs/` (Cloud Storage FUSE). A `gs://bucket/path` is used
-through `/gcs/bucket/path` when that mount exists; otherwise files are written to a local
-staging folder and uploaded by `Place.publish()`. Local runs use plain paths.
+through `/gcs/bucket/path` when that mount exists; otherwise files are written to a temporary
+staging folder, uploaded by `Place.publish()`, and the folder is removed by `Place.discard()`
+when the job is done with it (a merged model is as large as the base model: a staging copy
+left behind per run would fill the disk). Local runs use plain paths.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from droptune.errors import SourceNotFound
-from droptune.storage import is_gcs, join, open_output
+from droptune.errors import SourceError, SourceNotFound
+from droptune.storage import is_gcs, join, open_input, open_output
 
 FUSE_ROOT = Path("/gcs")
 UPLOAD_CHUNK = 64 << 20  # model files are large: fewer, larger upload requests (memory: 64 MiB)
@@ -27,18 +31,47 @@ class Place:
     local: Path
     staged: bool = False  # written locally, uploaded to `uri` by publish()
 
-    def publish(self) -> None:
+    def fetch(self, name: str) -> bool:
+        """Bring `uri/name` (a file or a folder) into the staging folder; whether it exists.
+        Unstaged places are already where `uri` is."""
+        if not self.staged:
+            return (self.local / name).exists()
+        from droptune.cloud.gcs import download_prefix
+
+        target = self.local / name
+        try:
+            stream, _ = open_input(join(self.uri, name))
+        except SourceNotFound:
+            try:
+                download_prefix(join(self.uri, name), target)
+            except SourceError:
+                return False
+            return True
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with stream, target.open("wb") as out:
+            shutil.copyfileobj(stream, out, 8 << 20)
+        return True
+
+    def publish(self, *names: str) -> None:
+        """Upload the staging folder, or only the files and folders `names` inside it."""
         if not self.staged:
             return
-        for path in sorted(self.local.rglob("*")):
-            if path.is_file():
-                with (
-                    path.open("rb") as src,
-                    open_output(
-                        join(self.uri, str(path.relative_to(self.local))), UPLOAD_CHUNK
-                    ) as dst,
-                ):
-                    shutil.copyfileobj(src, dst, 8 << 20)
+        roots = [self.local / n for n in names] if names else [self.local]
+        for root in roots:
+            for path in sorted(root.rglob("*")) if root.is_dir() else [root]:
+                if path.is_file():
+                    with (
+                        path.open("rb") as src,
+                        open_output(
+                            join(self.uri, str(path.relative_to(self.local))), UPLOAD_CHUNK
+                        ) as dst,
+                    ):
+                        shutil.copyfileobj(src, dst, 8 << 20)
+
+    def discard(self) -> None:
+        """Remove the staging folder (published or not); plain and /gcs/ places are kept."""
+        if self.staged:
+            shutil.rmtree(self.local, ignore_errors=True)
 
 
 def place(uri: str | None, default: Path) -> Place:
@@ -53,27 +86,40 @@ def place(uri: str | None, default: Path) -> Place:
     return Place(uri, Path(tempfile.mkdtemp(prefix="droptune-out-")), staged=True)
 
 
-def local_run_dir(run_dir: str) -> Path:
-    """The run folder on local disk: as it is, through /gcs/, or downloaded (run.json, data/)."""
+def run_output(env: str, run_dir: str, local: Path, name: str) -> Place:
+    """Where an output goes: the `gs://` URI in `$env` when Vertex sets it, else `name` in the
+    run folder (`local` is the run folder on disk)."""
+    uri = env_uri(env)
+    if uri is None and is_gcs(run_dir) and not local.is_relative_to(FUSE_ROOT):
+        uri = join(run_dir, name)
+    return place(uri, local / name)
+
+
+@contextmanager
+def local_run_dir(run_dir: str) -> Iterator[Path]:
+    """The run folder on local disk for the length of the block: as it is, through /gcs/, or
+    downloaded (run.json, data/, the validation report) into a folder removed afterwards."""
     if not is_gcs(run_dir):
-        return Path(run_dir)
+        yield Path(run_dir)
+        return
     fused = FUSE_ROOT / run_dir[len("gs://") :]
     if FUSE_ROOT.is_dir() and fused.is_dir():
-        return fused
+        yield fused
+        return
     from droptune.cloud.gcs import download_prefix
-    from droptune.storage import open_input
 
-    target = Path(tempfile.mkdtemp(prefix="droptune-run-"))
-    download_prefix(join(run_dir, "data"), target / "data")
-    # run.json: the settings; the validation report: the label set that accuracy is scored on
-    for name in ("run.json", "validation/report.json"):
-        try:
-            stream, _ = open_input(join(run_dir, name))
-        except SourceNotFound:
-            continue
-        with stream, open_output(str(target / name)) as out:
-            shutil.copyfileobj(stream, out)
-    return target
+    with tempfile.TemporaryDirectory(prefix="droptune-run-") as folder:
+        target = Path(folder)
+        download_prefix(join(run_dir, "data"), target / "data")
+        # run.json: the settings; the validation report: the label set accuracy is scored on
+        for name in ("run.json", "validation/report.json"):
+            try:
+                stream, _ = open_input(join(run_dir, name))
+            except SourceNotFound:
+                continue
+            with stream, open_output(str(target / name)) as out:
+                shutil.copyfileobj(stream, out)
+        yield target
 
 
 def publish_results(run_dir: str, local: Path, *folders: str) -> None:
@@ -81,9 +127,9 @@ def publish_results(run_dir: str, local: Path, *folders: str) -> None:
     of a `gs://` run (through /gcs/ or for local runs they are written in place)."""
     if not is_gcs(run_dir) or local.is_relative_to(FUSE_ROOT):
         return
-    for folder in folders:
-        if (local / folder).is_dir():
-            Place(join(run_dir, folder), local / folder, staged=True).publish()
+    present = [folder for folder in folders if (local / folder).is_dir()]
+    if present:
+        Place(run_dir, local, staged=True).publish(*present)
 
 
 def env_uri(name: str) -> str | None:

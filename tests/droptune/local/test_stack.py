@@ -6,6 +6,7 @@ serving entry point, and ends in the state its data and settings call for."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -28,8 +29,10 @@ FAST = {"epochs": 1, "max_length": 128, "tokens_per_batch": 512, "eval_max_new_t
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, pulled_model):
-    with LocalStack(StackConfig(home=tmp_path_factory.mktemp("local"))) as running:
+    home = tmp_path_factory.mktemp("local")
+    with LocalStack(StackConfig(home=home)) as running:
         yield running
+    shutil.rmtree(home)  # its runs' models: hundreds of MB
 
 
 @pytest.fixture(scope="module")

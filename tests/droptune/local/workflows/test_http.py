@@ -3,6 +3,7 @@ the http functions and long-running operations, fake-gcs-server for the Cloud St
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -49,7 +50,8 @@ class Api(BaseHTTPRequestHandler):
             self.reply(404, json.dumps({"error": "no such thing"}).encode())
         elif path == "/slow":
             time.sleep(1.0)
-            self.reply(200, b"{}")
+            with contextlib.suppress(BrokenPipeError):  # the caller has timed out and gone
+                self.reply(200, b"{}")
         elif path.startswith("/v1/projects/p/locations/l/operations/"):
             Api.polls += 1
             done = Api.polls >= 2
