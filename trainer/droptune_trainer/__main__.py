@@ -32,8 +32,12 @@ def train(
         list[str] | None, typer.Option("--set", help="key=value overrides; repeat for more.")
     ] = None,
 ) -> None:
-    """Fine-tune the run's base model on its data/; write model, checkpoints and metrics."""
+    """Fine-tune the run's base model on its data/; write model, checkpoints and metrics.
+    With several GPUs, or machines in CLUSTER_SPEC, it runs data-parallel under torchrun."""
+    from droptune_trainer.cluster import relaunch_if_parallel
     from droptune_trainer.train import run
+
+    relaunch_if_parallel(sys.argv[1:])
 
     recipe = yaml.safe_load(config.read_text()) if config else None
     run(run_dir, recipe, parse_pairs(set_ or [], "--set"))

@@ -54,6 +54,7 @@ def metrics_of(s: Setup, history: History) -> dict[str, Any]:
         "wall_seconds": history.seconds,
         "peak_memory_mb": history.peak_memory_mb,  # of training, before the evaluation
         "device": s.device.type,
+        "processes": s.group.world,  # data-parallel training processes (GPUs, or machines)
         "resumed_from": history.resumed_from,
         "stopped_early": history.stopped_early,
         "config": s.config.to_dict(),

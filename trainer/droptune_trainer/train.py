@@ -12,8 +12,11 @@ share of the rows, and the vocabulary-sized logits are most of the memory.
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from torch.nn import functional
 from droptune.errors import ConfigError
 from droptune.log import get_logger, labelled
 from droptune.models import locate
-from droptune_trainer import checkpoint
+from droptune_trainer import checkpoint, cluster
 from droptune_trainer.config import TrainConfig
 from droptune_trainer.data import (
     IGNORE,
@@ -63,6 +66,7 @@ class Setup:
     model_out: Place
     checkpoints: Place
     tensorboard: Place | None
+    group: cluster.Group = field(default_factory=cluster.Group)
 
 
 @dataclass
@@ -137,8 +141,8 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
     return tokenizer, get_peft_model(model, lora).to(device)
 
 
-def device_and_dtype(config: TrainConfig) -> tuple[torch.device, torch.dtype]:
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+def device_and_dtype(config: TrainConfig, local_rank: int = 0) -> tuple[torch.device, torch.dtype]:
+    device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     bf16 = device.type == "cuda" and config.bf16 and torch.cuda.is_bf16_supported()
     return device, torch.bfloat16 if bf16 else torch.float32
 
@@ -159,13 +163,15 @@ def setup(
     recipe: dict[str, Any] | None = None,
     overrides: dict[str, Any] | None = None,
     local: Path | None = None,
+    group: cluster.Group | None = None,
 ) -> Setup:
     """Everything a training loop needs; `local` is the run folder on disk (`run` brings a
     `gs://` one there with `local_run_dir`), by default `run_dir` itself."""
     local = local or Path(run_dir)
+    group = group or cluster.Group()
     config = load_config(local, recipe, overrides or {})
     torch.manual_seed(config.seed)
-    device, dtype = device_and_dtype(config)
+    device, dtype = device_and_dtype(config, group.local_rank)
     tokenizer, model = load_model(config, device, dtype)
     train_rows = rows_for(config, tokenizer, read_split(local, "train", required=True))
     if not train_rows:
@@ -186,19 +192,21 @@ def setup(
             if env_uri("AIP_TENSORBOARD_LOG_DIR")
             else None
         ),
+        group=group,
     )
 
 
 # --- the loop -------------------------------------------------------------------------------
-def loss_sum(s: Setup, row: Row) -> tuple[torch.Tensor, int]:
-    """Summed cross-entropy over the row's label tokens, and how many there were."""
+def loss_sum(s: Setup, row: Row, module: Any = None) -> tuple[torch.Tensor, int]:
+    """Summed cross-entropy over the row's label tokens, and how many there were; `module`
+    runs the forward pass (the data-parallel wrapper when training), `s.model` by default."""
     batch = {
         k: v.to(s.device)
         for k, v in collate(row, s.config.packing, s.tokenizer.pad_token_id).items()
     }
     targets = batch.pop("labels")[:, 1:]
     keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
-    logits = s.model(**batch, use_cache=False, logits_to_keep=keep).logits
+    logits = (module or s.model)(**batch, use_cache=False, logits_to_keep=keep).logits
     chosen = targets[:, keep]
     total = functional.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]),
@@ -211,14 +219,16 @@ def loss_sum(s: Setup, row: Row) -> tuple[torch.Tensor, int]:
 
 @torch.no_grad()
 def evaluate_loss(s: Setup) -> float | None:
+    """Validation loss per label token; each rank scores its share of the rows."""
     if not s.eval_rows:
         return None
     s.model.eval()
     total, count = 0.0, 0
-    for row in s.eval_rows:
+    for row in s.eval_rows[s.group.rank :: s.group.world]:
         loss, n = loss_sum(s, row)
         total, count = total + float(loss), count + n
     s.model.train()
+    total, count = s.group.sum([total, count], s.device)
     return total / max(count, 1)
 
 
@@ -235,18 +245,34 @@ def schedule(config: TrainConfig, total_steps: int) -> Any:
 
 
 def rows_of_step(s: Setup, step: int) -> list[Row]:
-    per_epoch = len(s.train_rows)
+    """This rank's micro-batches of optimizer step `step`. A step takes accumulation × world
+    rows in the epoch's order and each rank every world-th of them, so that W processes with
+    accumulation A follow the same path as one process with accumulation W × A."""
+    per_epoch, world = len(s.train_rows), s.group.world
+    per_step = s.config.gradient_accumulation * world
     rows = []
     for j in range(s.config.gradient_accumulation):
-        index = step * s.config.gradient_accumulation + j
+        index = step * per_step + j * world + s.group.rank
         epoch, position = divmod(index, per_epoch)
         rows.append(s.train_rows[epoch_order(s.train_rows, s.config.seed, epoch)[position]])
     return rows
 
 
+def parallel(s: Setup) -> Any:
+    """The model wrapped for data parallelism (DDP: gradients averaged over the ranks while
+    backward runs), or the model itself in a single process."""
+    if s.group.world == 1:
+        return s.model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [s.device.index] if s.device.type == "cuda" else None
+    return DistributedDataParallel(s.model, device_ids=ids)
+
+
 def train(s: Setup) -> History:
     config, model = s.config, s.model
-    steps_per_epoch = math.ceil(len(s.train_rows) / config.gradient_accumulation)
+    per_step = config.gradient_accumulation * s.group.world
+    steps_per_epoch = math.ceil(len(s.train_rows) / per_step)
     total = config.max_steps or steps_per_epoch * config.epochs
     eval_every = config.eval_every or steps_per_epoch
     checkpoint_every = config.checkpoint_every or steps_per_epoch
@@ -266,24 +292,33 @@ def train(s: Setup) -> History:
         history = History(**{**saved["loop"], "resumed_from": saved["step"]})
         start = saved["step"]
         log.info(f"resumed from the checkpoint at step {start}", step=start)
-    writer = tensorboard_writer(s)
+    writer = tensorboard_writer(s) if s.group.primary else None
+    module = parallel(s)
     model.train()
     started = time.perf_counter() - history.seconds
     for step in range(start, total):
         rows = rows_of_step(s, step)
-        label_tokens = sum(row.label_tokens for row in rows)
+        label_tokens, tokens = s.group.sum(
+            [sum(row.label_tokens for row in rows), sum(row.tokens for row in rows)], s.device
+        )
+        # Gradients are averaged over ranks: scaled by world, each step is the loss summed
+        # over every rank's label tokens divided by their count, as in one process.
+        scale = s.group.world / max(label_tokens, 1)
         step_loss = 0.0
-        for row in rows:
-            loss, _ = loss_sum(s, row)
-            (loss / max(label_tokens, 1)).backward()
+        for i, row in enumerate(rows):
+            last = i == len(rows) - 1
+            with nullcontext() if last or module is model else module.no_sync():
+                loss, _ = loss_sum(s, row, module)
+                (loss * scale).backward()
             step_loss += float(loss.detach())
+        step_loss = s.group.sum([step_loss], s.device)[0]
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         done = step + 1
-        history.label_tokens += label_tokens
-        history.tokens += sum(row.tokens for row in rows)
+        history.label_tokens += int(label_tokens)
+        history.tokens += int(tokens)
         history.seconds = time.perf_counter() - started
         history.step_end.append((history.seconds, history.tokens))
         history.train_loss.append((done, step_loss / max(label_tokens, 1)))
@@ -293,7 +328,8 @@ def train(s: Setup) -> History:
             improved = record_eval(s, history, done, writer)
             patience = config.early_stopping_patience
             history.stopped_early = not improved and 0 < patience <= history.evals_without_gain
-        if done % checkpoint_every == 0 or done == total or history.stopped_early:
+        checkpoint_due = done % checkpoint_every == 0 or done == total or history.stopped_early
+        if checkpoint_due and s.group.primary:
             loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
             saved_to = checkpoint.save(
                 s.checkpoints.local,
@@ -359,13 +395,20 @@ def run(
 ) -> dict[str, Any]:
     """Setup, train, save: what `python -m droptune_trainer train` does. Every line it logs
     carries the run's id as a label, so Cloud Logging filters the job's lines by run."""
-    with local_run_dir(run_dir) as local, labelled(run_id=run_id_of(local)):
-        s = setup(run_dir, recipe, overrides, local)
+    group = cluster.join(os.environ)
+    if not group.primary:  # rank 0 tells the story; the others say only what goes wrong
+        logging.getLogger("droptune.trainer").setLevel(logging.WARNING)
+    labels = {"rank": str(group.rank)} if group.world > 1 else {}
+    with local_run_dir(run_dir) as local, labelled(run_id=run_id_of(local), **labels):
+        s = setup(run_dir, recipe, overrides, local, group)
         try:
             log.info(
-                f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type}"
+                f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type} x {group.world}"
             )
             history = train(s)
+            cluster.leave(group)  # the rest is rank 0's alone
+            if not group.primary:
+                return {"rank": group.rank}
             evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters
             metrics = save(s, history)
             if evaluation is not None:  # again, now that training/metrics.json has the curves
