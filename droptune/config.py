@@ -141,6 +141,11 @@ class RunConfig(Settings):
         default="NVIDIA_L4",
     )
     accelerator_count: int = setting("Custom backend: GPUs per training job.", default=1)
+    training_machines: int = setting(
+        "Custom backend: machines that train data-parallel, each a machine_type with "
+        "accelerator_count GPUs (one process per GPU on every machine).",
+        default=1,
+    )
     serving_machine_type: str = setting(
         "Custom backend: machine type of the endpoint that serves the tuned model.",
         default="g2-standard-8",
@@ -184,6 +189,8 @@ class RunConfig(Settings):
         for name in ("accelerator_count", "serving_accelerator_count"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more; got {getattr(self, name)}")
+        if self.training_machines < 1:
+            raise ConfigError(f"training_machines must be at least 1; got {self.training_machines}")
         if self.validation_fraction + self.test_fraction >= 1:
             raise ConfigError(
                 "validation_fraction + test_fraction must leave examples for training"

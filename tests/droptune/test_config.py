@@ -69,6 +69,7 @@ def test_metadata_strings_are_coerced() -> None:
         ({"test_fraction": -0.1}, "test_fraction must be in [0, 1)"),
         ({"validation_fraction": 0.5, "test_fraction": 0.5}, "must leave examples for training"),
         ({"min_examples": 0}, "min_examples must be at least 1"),
+        ({"training_machines": 0}, "training_machines must be at least 1"),
         ({"max_length": "0"}, "max_length must be at least 1"),
         ({"gate": {"metric": "f1"}}, "gate.metric must be one of accuracy, macro_f1,"),
         ({"gate": {"min_delta": "0.1"}}, "gate.min_delta must be a number"),

@@ -184,6 +184,16 @@ def states(bucket: Any, run_id: str) -> list[str]:
     return [h["state"] for h in status_of(bucket, run_id)["history"]]
 
 
+def test_more_training_machines_are_a_workers_pool_beside_the_primary(vertex, gcs_server):
+    queue_run(vertex.bucket, "multi", training_machines=3, accelerator_count=8)
+    execute(vertex, gcs_server, "multi")
+    primary, workers = next(iter(vertex.jobs.values()))["jobSpec"]["workerPoolSpecs"]
+    assert primary["replicaCount"] == 1 and workers["replicaCount"] == 2
+    assert workers["machineSpec"] == primary["machineSpec"]
+    assert workers["machineSpec"]["acceleratorCount"] == 8
+    assert workers["containerSpec"] == primary["containerSpec"]
+
+
 def test_a_run_trains_passes_the_gate_and_is_deployed(vertex, gcs_server):
     queue_run(vertex.bucket, "r1")
     execution = execute(vertex, gcs_server, "r1")

@@ -1,20 +1,26 @@
-"""CustomJobs: create, get, list, cancel; each job runs worker pool 0 as a local process.
+"""CustomJobs: create, get, list, cancel; each replica of a job runs as a local process.
 
-Vertex AI runs every replica of every worker pool; locally a job runs exactly one replica
-(workerpool0-0), and a request for more pools or replicas is refused with a 400 rather than
-run smaller than asked. The process gets the environment Vertex gives a training container
-(`AIP_MODEL_DIR`, `AIP_CHECKPOINT_DIR`, `AIP_TENSORBOARD_LOG_DIR`, `CLUSTER_SPEC`,
-`CLOUD_ML_JOB_ID`); its output goes to `root/jobs/ID/workerpool0-0.log` and, when the job
-ends, to `<baseOutputDirectory>/training/job.log` too.
+Vertex AI runs every replica of every worker pool on machines of its own; locally each
+replica of pools 0 (the primary, one replica) and 1 (the other workers) is a process on this
+machine, addressed as 127.0.0.1 with a port of its own in `CLUSTER_SPEC`, so data-parallel
+training runs as it would on several machines. Pools 2 and 3 (reduction servers, evaluators)
+are refused with a 400 rather than run smaller than asked. Each process gets the environment
+Vertex gives a training container (`AIP_MODEL_DIR`, `AIP_CHECKPOINT_DIR`,
+`AIP_TENSORBOARD_LOG_DIR`, `CLUSTER_SPEC`, `CLOUD_ML_JOB_ID`); its output goes to
+`root/jobs/ID/<replica>.log` (`workerpool0-0.log` for the primary) and, when the job ends,
+into `<baseOutputDirectory>/training/`: `job.log` for the primary, `job-<replica>.log` for
+the others.
 
-States move as Vertex reports them: PENDING -> RUNNING -> SUCCEEDED | FAILED, or
-CANCELLING -> CANCELLED after `:cancel`; `endTime` is set on every end state.
+States move as Vertex reports them: PENDING -> RUNNING -> SUCCEEDED (every replica exited
+0) | FAILED (one did not: the others are stopped), or CANCELLING -> CANCELLED after `:cancel`;
+`endTime` is set on every end state.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +28,7 @@ from typing import Any
 from google.cloud.aiplatform_v1.types import CustomJob, JobState
 
 from droptune.local.processes import Process
+from droptune.local.storage_emulator import free_port
 from droptune.local.vertex import ids, outputs, schema
 from droptune.local.vertex.errors import invalid, not_found, precondition
 from droptune.local.vertex.filters import matches
@@ -32,12 +39,15 @@ from droptune.storage import join
 
 log = get_logger("droptune.local.vertex")
 ENDED = {JobState.JOB_STATE_SUCCEEDED, JobState.JOB_STATE_FAILED, JobState.JOB_STATE_CANCELLED}
-REPLICA = "workerpool0-0"
+PRIMARY = "workerpool0-0"
+POOLS = ("workerpool0", "workerpool1")  # the primary and the workers; 2 and 3 are not run
+POLL_SECONDS = 0.2
 
 
-def job_log(root: Path, job_id: str) -> Path:
-    """Where the output of job `job_id` (the last part of its name) goes, under the server's root."""
-    return root / "jobs" / job_id / f"{REPLICA}.log"
+def job_log(root: Path, job_id: str, replica: str = PRIMARY) -> Path:
+    """Where the output of a replica of job `job_id` (the last part of its name) goes, under
+    the server's root."""
+    return root / "jobs" / job_id / f"{replica}.log"
 
 
 CODE_FAILED = 3  # google.rpc.Code Vertex AI reports when a replica exits non-zero
@@ -49,7 +59,7 @@ class Job:
     """A job's resource (the proto the API returns) and the process that runs it."""
 
     resource: Any  # aiplatform.v1.CustomJob (raw protobuf message)
-    process: Process | None = None
+    processes: dict[str, Process] = field(default_factory=dict)  # by replica: "workerpool1-0"
     cancel_requested: bool = False
     runner: threading.Thread | None = field(default=None, repr=False)
 
@@ -113,15 +123,15 @@ class CustomJobs:
                 raise precondition(f"Cannot cancel CustomJob {job.resource.name} in state {state}.")
             job.cancel_requested = True
             self._set_state(job, JobState.JOB_STATE_CANCELLING)
-            process = job.process
-        if process is not None:  # the runner marks it CANCELLED once the process is gone
+            processes = list(job.processes.values())
+        for process in processes:  # the runner marks it CANCELLED once they are gone
             threading.Thread(target=process.stop, daemon=True).start()
         return {}
 
     def stop_all(self, grace: float) -> None:
         """Stop every job's process (the server is stopping); waits for them."""
         with self._lock:
-            running = [j.process for j in self._jobs.values() if j.process is not None]
+            running = [p for j in self._jobs.values() for p in j.processes.values()]
         stoppers = [threading.Thread(target=p.stop, args=(grace,)) for p in running]
         for stopper in stoppers:
             stopper.start()
@@ -130,47 +140,80 @@ class CustomJobs:
 
     # --- the process ---------------------------------------------------------------------
     def _run(self, job: Job) -> None:
-        log_path = job_log(self.runtime.root, job.id)
-        folder = log_path.parent
         with self._lock:
             if job.cancel_requested or self.runtime.stopping.is_set():
                 self._end(job, JobState.JOB_STATE_CANCELLED, CODE_CANCELLED, "CANCELED")
                 return
-            spec = job.resource.job_spec.worker_pool_specs[0].container_spec
-            env = process_env(self.runtime.env, schema.env_list(spec.env), vertex_env(job))
-            argv = container_argv(list(spec.command), list(spec.args), env)
-            try:
-                job.process = Process.start(argv, env, log_path, folder / "work")
-            except OSError as exc:
-                message = f"The replica {REPLICA} could not start: {exc}"
-                self._end(job, JobState.JOB_STATE_FAILED, CODE_FAILED, message)
-                return
+            cluster = local_cluster(job.resource)
+            for pool, addresses in cluster.items():
+                spec = job.resource.job_spec.worker_pool_specs[POOLS.index(pool)].container_spec
+                for index in range(len(addresses)):
+                    replica = f"{pool}-{index}"
+                    task = {"type": pool, "index": index}
+                    env = process_env(
+                        self.runtime.env, schema.env_list(spec.env), vertex_env(job, cluster, task)
+                    )
+                    argv = container_argv(list(spec.command), list(spec.args), env)
+                    log_path = job_log(self.runtime.root, job.id, replica)
+                    try:
+                        job.processes[replica] = Process.start(
+                            argv, env, log_path, log_path.parent / "work" / replica
+                        )
+                    except OSError as exc:
+                        for started in job.processes.values():
+                            started.stop()
+                        message = f"The replica {replica} could not start: {exc}"
+                        self._end(job, JobState.JOB_STATE_FAILED, CODE_FAILED, message)
+                        return
             job.resource.start_time.CopyFrom(schema.now())
             self._set_state(job, JobState.JOB_STATE_RUNNING)
-        status = job.process.wait()
-        self._copy_log(job)
+        failed = self._wait(job)
+        self._copy_logs(job)
         with self._lock:
             if job.cancel_requested or self.runtime.stopping.is_set():
                 self._end(job, JobState.JOB_STATE_CANCELLED, CODE_CANCELLED, "CANCELED")
-            elif status == 0:
+            elif failed is None:
                 self._end(job, JobState.JOB_STATE_SUCCEEDED)
             else:
+                replica, status = failed
                 message = (
-                    f"The replica {REPLICA} exited with a non-zero status of {status}. "
-                    f"Last lines of its output:\n{job.process.tail()}"
+                    f"The replica {replica} exited with a non-zero status of {status}. "
+                    f"Last lines of its output:\n{job.processes[replica].tail()}"
                 )
                 self._end(job, JobState.JOB_STATE_FAILED, CODE_FAILED, message)
 
-    def _copy_log(self, job: Job) -> None:
-        """The replica's log into the run folder, before the job says it has ended."""
+    @staticmethod
+    def _wait(job: Job) -> tuple[str, int] | None:
+        """Until every replica has exited (None) or one has failed: that one and its status,
+        once the others are stopped, as Vertex ends a job when a replica fails."""
+        while True:
+            running = False
+            for replica, process in job.processes.items():
+                status = process.poll()
+                if status is None:
+                    running = True
+                elif status != 0:
+                    for other in job.processes.values():
+                        other.stop()
+                    return replica, status
+            if not running:
+                return None
+            time.sleep(POLL_SECONDS)
+
+    def _copy_logs(self, job: Job) -> None:
+        """The replicas' logs into the run folder, before the job says it has ended."""
         prefix = job.resource.job_spec.base_output_directory.output_uri_prefix
-        if not prefix or job.process is None or self.runtime.stopping.is_set():
+        if not prefix or self.runtime.stopping.is_set():
             return
-        target = join(prefix, "training", "job.log")
-        try:
-            outputs.write(target, job.process.log_path.read_bytes(), self.runtime.env)
-        except Exception as exc:  # a lost log copy must not hide the job's own outcome
-            log.warning("job log not copied", job=job.resource.name, target=target, error=str(exc))
+        for replica, process in job.processes.items():
+            name = "job.log" if replica == PRIMARY else f"job-{replica}.log"
+            target = join(prefix, "training", name)
+            try:
+                outputs.write(target, process.log_path.read_bytes(), self.runtime.env)
+            except Exception as exc:  # a lost log copy must not hide the job's own outcome
+                log.warning(
+                    "job log not copied", job=job.resource.name, target=target, error=str(exc)
+                )
 
     def _end(self, job: Job, state: JobState, code: int = 0, message: str = "") -> None:
         if code:
@@ -196,42 +239,52 @@ def check_spec(resource: Any) -> None:
     """Refuse, with a message saying what is missing, what Vertex or this server can't run."""
     if not resource.display_name:
         raise invalid("customJob.displayName is required.")
-    pools = [p for p in resource.job_spec.worker_pool_specs if p.ByteSize()]
-    if not resource.job_spec.worker_pool_specs:
+    specs = resource.job_spec.worker_pool_specs
+    if not specs:
         raise invalid("customJob.jobSpec.workerPoolSpecs is required: give at least one pool.")
-    first = resource.job_spec.worker_pool_specs[0]
-    if len(pools) > 1 or not first.ByteSize():
+    if not specs[0].ByteSize():
+        raise invalid("workerPoolSpecs[0] (the primary replica) is required.")
+    if any(pool.ByteSize() for pool in specs[len(POOLS) :]):
         raise invalid(
-            "The local Vertex AI server runs one worker pool: give workerPoolSpecs[0] only."
+            "The local Vertex AI server runs workerPoolSpecs[0] and [1] (primary and workers): "
+            "reduction servers (2) and evaluators (3) are not run locally."
         )
-    if first.replica_count != 1:
+    if specs[0].replica_count != 1:
         raise invalid(
-            f"workerPoolSpecs[0].replicaCount is {first.replica_count}: the local Vertex AI "
-            "server runs exactly one replica (replicaCount: 1)."
+            f"workerPoolSpecs[0].replicaCount is {specs[0].replica_count}: the primary pool has "
+            "exactly one replica (replicaCount: 1); put more machines in workerPoolSpecs[1]."
         )
-    if not first.machine_spec.machine_type:
-        raise invalid("workerPoolSpecs[0].machineSpec.machineType is required.")
-    if first.HasField("python_package_spec"):
-        raise invalid(
-            "workerPoolSpecs[0].pythonPackageSpec is not supported locally: use containerSpec."
-        )
-    if not first.container_spec.image_uri:
-        raise invalid("workerPoolSpecs[0].containerSpec.imageUri is required.")
+    for number, pool in enumerate(specs[: len(POOLS)]):
+        if not pool.ByteSize():
+            continue
+        where = f"workerPoolSpecs[{number}]"
+        if pool.replica_count < 1:
+            raise invalid(f"{where}.replicaCount must be at least 1.")
+        if not pool.machine_spec.machine_type:
+            raise invalid(f"{where}.machineSpec.machineType is required.")
+        if pool.HasField("python_package_spec"):
+            raise invalid(f"{where}.pythonPackageSpec is not supported locally: use containerSpec.")
+        if not pool.container_spec.image_uri:
+            raise invalid(f"{where}.containerSpec.imageUri is required.")
 
 
-def vertex_env(job: Job) -> dict[str, str]:
-    """The environment Vertex AI gives the container of replica workerpool0-0."""
+def local_cluster(resource: Any) -> dict[str, list[str]]:
+    """`CLUSTER_SPEC`'s cluster for this machine: every replica at 127.0.0.1, each its port."""
+    specs = resource.job_spec.worker_pool_specs
+    return {
+        pool: [f"127.0.0.1:{free_port()}" for _ in range(specs[number].replica_count)]
+        for number, pool in enumerate(POOLS)
+        if number < len(specs) and specs[number].ByteSize()
+    }
+
+
+def vertex_env(job: Job, cluster: dict[str, list[str]], task: dict[str, Any]) -> dict[str, str]:
+    """The environment Vertex AI gives the container of replica `task` (type and index)."""
     project = job.resource.name.split("/")[1]
     env = {
         "CLOUD_ML_JOB_ID": job.id,
         "CLOUD_ML_PROJECT_ID": project,
-        "CLUSTER_SPEC": json.dumps(
-            {
-                "cluster": {"workerpool0": ["127.0.0.1:2222"]},
-                "environment": "cloud",
-                "task": {"type": "workerpool0", "index": 0},
-            }
-        ),
+        "CLUSTER_SPEC": json.dumps({"cluster": cluster, "environment": "cloud", "task": task}),
     }
     prefix = job.resource.job_spec.base_output_directory.output_uri_prefix
     if prefix:

@@ -170,6 +170,23 @@ def test_a_gate_that_cannot_be_met_deploys_nothing(stack, client):
     assert vertex_list(stack, "models", run_id) == []
 
 
+def test_two_training_machines_train_together(stack, client):
+    settings = {
+        "training_machines": 2,
+        "training": {**FAST, "max_steps": 2},
+        "gate": {"metric": "accuracy", "min_delta": 2},  # not deployed: the test ends sooner
+    }
+    run_id = drop(client, "pair/tickets.jsonl", TICKETS.read_bytes(), settings)
+    status = wait_for_end(client, run_id)
+    assert status["state"] == "GATED", status.get("error")
+    (job,) = vertex_list(stack, "customJobs", run_id)
+    assert [pool["replicaCount"] for pool in job["jobSpec"]["workerPoolSpecs"]] == ["1", "1"]
+    runs = client.bucket("droptune-runs")
+    metrics = json.loads(runs.blob(f"runs/{run_id}/training/metrics.json").download_as_bytes())
+    assert metrics["processes"] == 2 and metrics["steps"] == 2, status
+    assert {"training/job.log", "training/job-workerpool1-0.log"} <= files(client, run_id)
+
+
 def test_a_run_cancelled_in_training_ends_cancelled(stack, client, droptune_on_stack):
     settings = {"training": {**FAST, "epochs": 50}}
     run_id = drop(client, "cancelled/tickets.jsonl", TICKETS.read_bytes(), settings)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -119,6 +120,64 @@ def gone(pid: int) -> bool:
         return True
 
 
+REPORT_REPLICA = textwrap.dedent(
+    """
+    import json, os, pathlib, sys
+    spec = json.loads(os.environ["CLUSTER_SPEC"])
+    task = spec["task"]
+    name = f"{task['type']}-{task['index']}"
+    pathlib.Path(os.environ["OUT"], name).write_text(json.dumps(spec["cluster"]))
+    print("replica", name)
+    sys.exit(int(os.environ.get("FAIL_" + name.replace("-", "_"), "0")))
+    """
+)
+
+
+def two_pools(tmp_path: Path, workers: int, **env: str) -> dict:
+    """A job whose primary and `workers` workers each write their CLUSTER_SPEC to OUT."""
+    variables = [{"name": k, "value": v} for k, v in {"OUT": str(tmp_path), **env}.items()]
+    job = custom_job(["python", "-c", REPORT_REPLICA], str(tmp_path / "run"), env=variables)
+    pools = job["job_spec"]["worker_pool_specs"]
+    pools.append({**pools[0], "replica_count": workers})
+    return job
+
+
+def test_the_workers_pool_runs_each_replica_with_the_whole_cluster(jobs, tmp_path):
+    created = jobs.create_custom_job(parent=PARENT, custom_job=two_pools(tmp_path, 2))
+    job = finished(jobs, created.name)
+    assert job.state == JobState.JOB_STATE_SUCCEEDED, job.error.message
+    seen = {
+        name: json.loads((tmp_path / name).read_text())
+        for name in ("workerpool0-0", "workerpool1-0", "workerpool1-1")
+    }
+    cluster = seen["workerpool0-0"]
+    assert all(other == cluster for other in seen.values())  # one cluster, as every replica sees it
+    assert len(cluster["workerpool0"]) == 1 and len(cluster["workerpool1"]) == 2
+    addresses = [*cluster["workerpool0"], *cluster["workerpool1"]]
+    assert len(set(addresses)) == 3 and all(a.startswith("127.0.0.1:") for a in addresses)
+    assert "replica workerpool0-0" in (tmp_path / "run/training/job.log").read_text()
+    assert "replica workerpool1-1" in (tmp_path / "run/training/job-workerpool1-1.log").read_text()
+
+
+def test_a_failing_worker_fails_the_job_and_stops_the_others(jobs, tmp_path):
+    slow_primary = REPORT_REPLICA.replace(
+        "sys.exit(",
+        "import time; time.sleep(60 if task['type'] == 'workerpool0' else 0); sys.exit(",
+    )
+    job = two_pools(tmp_path, 1, FAIL_workerpool1_0="4")
+    job["job_spec"]["worker_pool_specs"][0]["container_spec"]["command"] = [
+        "python",
+        "-c",
+        slow_primary,
+    ]
+    started = time.monotonic()
+    created = jobs.create_custom_job(parent=PARENT, custom_job=job)
+    job = finished(jobs, created.name)
+    assert job.state == JobState.JOB_STATE_FAILED
+    assert "The replica workerpool1-0 exited with a non-zero status of 4." in job.error.message
+    assert time.monotonic() - started < 30  # the primary was stopped, not waited for
+
+
 def test_get_and_list_with_a_label_filter(jobs):
     a = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(["python", "-c", "pass"]))
     other = custom_job(["python", "-c", "pass"]) | {"labels": {"run_id": "r2"}}
@@ -194,10 +253,19 @@ def test_unknown_and_mistyped_fields_are_refused(vertex):
             lambda b: b["jobSpec"]["workerPoolSpecs"][0]["containerSpec"].pop("imageUri"),
             ["imageUri"],
         ),
-        (lambda b: b["jobSpec"]["workerPoolSpecs"][0].update(replicaCount=2), ["replicaCount"]),
         (
-            lambda b: b["jobSpec"]["workerPoolSpecs"].append(b["jobSpec"]["workerPoolSpecs"][0]),
-            ["one worker pool"],
+            lambda b: b["jobSpec"]["workerPoolSpecs"][0].update(replicaCount=2),
+            ["workerPoolSpecs[0].replicaCount is 2", "workerPoolSpecs[1]"],
+        ),
+        (
+            lambda b: b["jobSpec"]["workerPoolSpecs"].extend(
+                [{}, {}, b["jobSpec"]["workerPoolSpecs"][0]]
+            ),
+            ["evaluators (3) are not run locally"],
+        ),
+        (
+            lambda b: b["jobSpec"]["workerPoolSpecs"].append({"replicaCount": 1}),
+            ["workerPoolSpecs[1].machineSpec.machineType"],
         ),
         (lambda b: b.pop("displayName"), ["displayName"]),
     ],
