@@ -275,6 +275,15 @@ def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
 _BOOLEANS = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
 
 
+def parse_flag(text: str) -> bool | None:
+    """true/false, yes/no or 1/0 in any case as a bool; None for any other text.
+
+    >>> parse_flag(" Yes "), parse_flag("0"), parse_flag("maybe")
+    (True, False, None)
+    """
+    return _BOOLEANS.get(text.strip().lower())
+
+
 def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:
     """Values from metadata arrive as strings: turn '0.2' into 0.2 where the key wants a number."""
     kind = str(spec.type)
@@ -289,8 +298,8 @@ def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:
         pass
     if value is None and "None" in kind:
         return value
-    if isinstance(value, str) and kind.startswith("bool") and value.lower() in _BOOLEANS:
-        return _BOOLEANS[value.lower()]
+    if isinstance(value, str) and kind.startswith("bool") and parse_flag(value) is not None:
+        return parse_flag(value)
     expected = {
         "bool": (bool, "true or false"),
         "int": (int, "an integer"),

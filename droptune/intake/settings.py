@@ -9,6 +9,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from droptune.config import parse_flag
 from droptune.errors import ConfigError
 
 
@@ -50,7 +51,7 @@ class IntakeSettings:
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
-    value = (env.get(name) or "false").strip().lower()
-    if value not in ("true", "1", "false", "0"):
+    value = parse_flag(env.get(name) or "false")
+    if value is None:
         raise ConfigError(f"{name} must be true or false; got {env[name]!r}")
-    return value in ("true", "1")
+    return value
