@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -60,6 +61,15 @@ def run_id_for(bucket: str, name: str, generation: int) -> str:
     return f"{slug}-{generation}-{digest}"
 
 
+def run_id_from(record: Mapping[str, Any] | None, folder: str) -> str:
+    """A run's id: the one its run.json `record` holds, else its folder's name.
+
+    >>> run_id_from({"run_id": "chat-17-ab12"}, "/tmp/x"), run_id_from(None, "gs://b/runs/r-1/")
+    ('chat-17-ab12', 'r-1')
+    """
+    return (record or {}).get("run_id") or folder.rstrip("/").rsplit("/", 1)[-1]
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """The URIs of one run's files (`gs://runs/runs/<run_id>/...` or a local directory)."""
@@ -84,7 +94,7 @@ class RunFolder:
         >>> RunFolder.at("gs://runs/runs/chat-17-ab12/").run_id
         'chat-17-ab12'
         """
-        return self.root.rsplit("/", 1)[-1]
+        return run_id_from(None, self.root)
 
     @property
     def uri(self) -> str:

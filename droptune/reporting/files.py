@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from droptune.errors import SourceError, SourceNotFound
+from droptune.runs import run_id_from
 from droptune.storage import join, read_all
 
 JSON_FILES = {
@@ -47,7 +48,7 @@ class RunFiles:
     @property
     def run_id(self) -> str:
         """The id recorded in run.json, else the folder's name."""
-        return (self.run or {}).get("run_id") or self.uri.rstrip("/").rsplit("/", 1)[-1]
+        return run_id_from(self.run, self.uri)
 
 
 def read_bytes(uri: str) -> bytes | None:

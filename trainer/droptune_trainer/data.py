@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from droptune.formats.base import without_weights
+from droptune.runs import run_id_from
 from droptune.tokens import render_example
 from droptune_trainer.errors import RunFolderError
 
@@ -79,9 +80,10 @@ def read_run(run_dir: Path) -> dict[str, Any]:
 def run_id_of(run_dir: Path) -> str:
     """The run's id (run.json), else the folder's name: every log line of the run has it."""
     try:
-        return read_run(run_dir).get("run_id") or run_dir.name
+        record = read_run(run_dir)
     except RunFolderError:
-        return run_dir.name
+        record = None
+    return run_id_from(record, str(run_dir))
 
 
 def read_split(run_dir: Path, name: str, required: bool = False) -> list[dict[str, Any]]:
