@@ -100,6 +100,8 @@ def test_training_ends_with_an_evaluation_of_base_and_tuned(run_dir: Path):
         "tuned_rouge_l",
     } <= rows[0].keys()
     assert all(0 < float(r["baseline_output_tokens"]) <= 16 for r in rows)
+    # One report, rendered after training/metrics.json was written: it shows the training.
+    assert "<h2>Training</h2>" in (run_dir / "evaluation" / "report.html").read_text()
 
 
 def test_evaluate_command_loads_the_saved_adapter(run_dir: Path):

@@ -370,7 +370,19 @@ def record_eval(s: Setup, history: History, step: int, writer: Any) -> bool:
 
 
 # --- save ---------------------------------------------------------------------------------
-def save(s: Setup, history: History) -> dict[str, Any]:
+def write_training_metrics(s: Setup, history: History) -> dict[str, Any]:
+    """training/metrics.json and the loss curve, written before the evaluation so that its
+    report shows them."""
+    metrics = metrics_of(s, history)
+    training = s.run_dir / "training"
+    training.mkdir(parents=True, exist_ok=True)
+    (training / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_losses(history, training / "loss.png")
+    return metrics
+
+
+def save_model(s: Setup) -> None:
+    """The adapter and the merged model (or the fully tuned one), tokenizer beside them."""
     out = s.model_out.local
     out.mkdir(parents=True, exist_ok=True)
     if s.config.method == "full":
@@ -382,12 +394,6 @@ def save(s: Setup, history: History) -> dict[str, Any]:
             merged.save_pretrained(out / "merged", safe_serialization=True)
     s.tokenizer.save_pretrained(out / "merged")
     s.model_out.publish()
-    metrics = metrics_of(s, history)
-    training = s.run_dir / "training"
-    training.mkdir(parents=True, exist_ok=True)
-    (training / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_losses(history, training / "loss.png")
-    return metrics
 
 
 def run(
@@ -409,12 +415,9 @@ def run(
             cluster.leave(group)  # the rest is rank 0's alone
             if not group.primary:
                 return {"rank": group.rank}
-            evaluation = evaluate_tuned(s)  # before save(): merging removes the adapters
-            metrics = save(s, history)
-            if evaluation is not None:  # again, now that training/metrics.json has the curves
-                from droptune.reporting import try_render_run
-
-                try_render_run(str(s.run_dir))
+            metrics = write_training_metrics(s, history)
+            evaluation = evaluate_tuned(s)  # before save_model(): merging removes the adapters
+            save_model(s)
             publish_results(run_dir, s.run_dir, "training", "evaluation")
         finally:
             for staged in (s.model_out, s.checkpoints, s.tensorboard):
