@@ -120,6 +120,14 @@ def bench_encoder_alone(path: Path, counter: Any) -> dict:
         counting.PARALLEL_MIN_BYTES = pool_from
 
 
+def bench_jinja_render(path: Path, counter: Any) -> dict:
+    """Exact counts with every conversation rendered by Jinja (`apply_chat_template`), not
+    joined (`droptune.chat_render`): the rest as droptune runs it."""
+    from droptune.tokens import ChatTemplateCounter
+
+    return bench_droptune(path, ChatTemplateCounter(counter.tokenizer, counter.files, joined=False))
+
+
 def child_main(path: str | None) -> None:
     """`--child PATH`: validate without tokens in this fresh process; print seconds and peak RSS.
 
@@ -248,6 +256,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     tokens["tokenizer_load_s"] = load_s
     say(f"droptune with the Rust encoder in one process (ablation), {args.tokens_mb:g} MB")
     encoder = bench_encoder_alone(prefix(args.tokens_mb, "tokens.jsonl"), counter)
+    say(f"droptune with every conversation rendered by Jinja (ablation), {args.tokens_mb:g} MB")
+    jinja = bench_jinja_render(prefix(args.tokens_mb, "tokens.jsonl"), counter)
     say(f"peer: compiled jsonschema + apply_chat_template per line, {args.token_peer_mb:g} MB")
     token_peer_file = prefix(args.token_peer_mb, "token_peer.jsonl")
     token_peer = peer_jsonschema(token_peer_file, compiled=True, tokenizer=counter.tokenizer)
@@ -261,7 +271,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         "full": peak_rss(data),
     }
     say("done")
-    report(gen, naive, compiled, fast, tokens, token_peer, rss, encoder)
+    report(gen, naive, compiled, fast, tokens, token_peer, rss, encoder, jinja)
 
 
 def report(
@@ -273,6 +283,7 @@ def report(
     token_peer: dict,
     rss: dict,
     encoder: dict,
+    jinja: dict,
 ) -> None:
     def ratio(a: dict, b: dict) -> float:
         return round(a["mb_s"] / b["mb_s"], 1)
@@ -284,6 +295,7 @@ def report(
         "tokens_vs_per_line_tokens": ratio(tokens, token_peer),
         "tokens_vs_compiled": ratio(tokens, compiled),
         "tokens_vs_encoder_alone": ratio(tokens, encoder),
+        "tokens_vs_jinja_render": ratio(tokens, jinja),
         "rss_full_vs_small": round(rss["full"]["rss_mb"] / rss["small"]["rss_mb"], 2),
     }
     more = (rss["full"]["valid"] or 0) - (rss["small"]["valid"] or 0)
@@ -302,6 +314,7 @@ def report(
         ("droptune validate --no-tokens", fast, ratios["no_tokens_vs_compiled"]),
         ("peer: compiled + apply_chat_template/line", token_peer, ratio(token_peer, compiled)),
         ("droptune, Rust encoder alone (ablation)", encoder, ratio(encoder, compiled)),
+        ("droptune, Jinja render only (ablation)", jinja, ratio(jinja, compiled)),
         ("droptune validate (exact tokens)", tokens, ratios["tokens_vs_compiled"]),
     ]
     print(f"\n{'run':44} {'MB':>7} {'s':>7} {'MB/s':>8} {'vs compiled':>12}")
@@ -311,7 +324,8 @@ def report(
         f"no tokens: {ratios['no_tokens_vs_naive']}x the naive loop, "
         f"{ratios['no_tokens_vs_compiled']}x the compiled one; exact tokens: "
         f"{ratios['tokens_vs_per_line_tokens']}x the per-line tokenizing loop and "
-        f"{ratios['tokens_vs_encoder_alone']}x the Rust encoder alone "
+        f"{ratios['tokens_vs_encoder_alone']}x the Rust encoder alone, "
+        f"{ratios['tokens_vs_jinja_render']}x rendering every conversation with Jinja "
         f"(tokenizer load {tokens['tokenizer_load_s']:.1f} s, excluded)"
     )
     print(
@@ -333,6 +347,7 @@ def report(
                 "peer_per_line_tokens": token_peer,
                 "droptune_tokens": tokens,
                 "droptune_encoder_alone": encoder,
+                "droptune_jinja_render": jinja,
                 "rss": rss,
                 "ratios": ratios,
                 "goals": goals,

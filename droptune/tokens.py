@@ -16,6 +16,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from droptune.bpe_count import WordCounter
+from droptune.chat_render import SegmentRenderer
 from droptune.errors import TokenizerError
 from droptune.formats.base import Record, without_weights
 from droptune.models import CACHE_DIR, ModelFiles, locate
@@ -80,19 +81,40 @@ def render_examples(tokenizer: Any, records: Sequence[Record]) -> list[str]:
 
 
 class ChatTemplateCounter:
-    """Exact counts: chat template rendered as the trainer renders it, then the tokenizer's
-    own BPE word by word (`droptune.bpe_count`) where that reproduces it, else its encoder."""
+    """Exact counts: chat template rendered as the trainer renders it (joined text where
+    `droptune.chat_render` proves that the same, else Jinja), then the tokenizer's own BPE
+    word by word (`droptune.bpe_count`) where that reproduces it, else its encoder.
+    `word_counts` and `joined` off are the plain paths, for benchmarks and checks."""
 
     method = "exact"
 
-    def __init__(self, tokenizer: Any, files: ModelFiles, word_counts: bool = True) -> None:
+    def __init__(
+        self, tokenizer: Any, files: ModelFiles, word_counts: bool = True, joined: bool = True
+    ) -> None:
         self.tokenizer, self.files = tokenizer, files
         self.description = f"exact: tokenizer and chat template of {files.description}"
         words = WordCounter.for_tokenizer(tokenizer.backend_tokenizer) if word_counts else None
         self._count_texts = words.count if words is not None else self._encode_texts
+        self._segments = SegmentRenderer.probe(tokenizer) if joined else None
 
     def count(self, records: Sequence[Record]) -> list[int]:
-        return self._count_texts(render_examples(self.tokenizer, records))
+        return self._count_texts(self.render(records))
+
+    def render(self, records: Sequence[Record]) -> list[str]:
+        """`render_examples`, joining the texts of the conversations the template allows."""
+        if self._segments is None:
+            return render_examples(self.tokenizer, records)
+        texts: list[str | None] = [None] * len(records)
+        rest, where = [], []
+        for i, record in enumerate(records):
+            if "text" not in record and record.get("tools") is None:
+                texts[i] = self._segments.render(without_weights(record["messages"]))
+            if texts[i] is None:
+                rest.append(record)
+                where.append(i)
+        for i, text in zip(where, render_examples(self.tokenizer, rest), strict=True):
+            texts[i] = text
+        return texts  # type: ignore[return-value]  # every one is set by now
 
     def _encode_texts(self, texts: list[str]) -> list[int]:
         encode = self.tokenizer.backend_tokenizer.encode_batch_fast
