@@ -56,16 +56,16 @@ def cancel(uri: str, env: Mapping[str, str] = os.environ) -> Cancelled:
     if "/tuningJobs/" in job:
         from droptune.cloud import genai
 
-        genai.cancel_tuning(genai.client(_gemini_settings(job, env)), job)
+        was = genai.cancel_tuning(genai.client(_gemini_settings(job, env)), job)
     else:
         from droptune.cloud import vertex
 
         was = vertex.cancel_custom_job(vertex.VertexApi.for_resource(job, env), job)
-        if was.ended:
-            raise RunActionError(
-                f"run {run_id}'s job {job} already ended {was.state}; "
-                "the run records it at the workflow's next poll"
-            )
+    if was.ended:
+        raise RunActionError(
+            f"run {run_id}'s job {job} already ended {was.state}; "
+            "the run records it at the workflow's next poll"
+        )
     return Cancelled(run_id, job, state)
 
 

@@ -219,11 +219,16 @@ def get_tuning(genai: Client, name: str) -> TuningJob:
     return TuningJob.of(genai.tunings.get(name=name))
 
 
-def cancel_tuning(genai: Client, name: str) -> None:
+def cancel_tuning(genai: Client, name: str) -> TuningJob:
+    """Ask for the tuning job to be cancelled unless it has already ended; the job as it was
+    (`ended` says whether there was anything to cancel)."""
     try:
-        genai.tunings.cancel(name=name)
+        job = get_tuning(genai, name)
+        if not job.ended:
+            genai.tunings.cancel(name=name)
     except Exception as exc:  # the SDK's APIError and transport errors alike, after retries
         raise GeminiError(f"{name}: cancelling failed: {exc}") from exc
+    return job
 
 
 # --- generation ---------------------------------------------------------------------------

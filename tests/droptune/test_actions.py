@@ -71,6 +71,8 @@ def test_cancel_stops_a_gemini_tuning_job(tmp_path, vertex):
     folder = run_folder(tmp_path, status={"state": "TRAINING", "training_job": job})
     assert actions.cancel(folder).job == job
     assert genai.get_tuning(client, job).state == "JOB_STATE_CANCELLED"
+    with pytest.raises(actions.RunActionError, match="already ended JOB_STATE_CANCELLED"):
+        actions.cancel(folder)  # status.json still says TRAINING
 
 
 @pytest.mark.parametrize(
