@@ -142,6 +142,7 @@ def test_a_gemini_run_tunes_evaluates_and_records_the_tuned_endpoint(
     assert job["name"] == job_name and job["data_stats"]["truncated_examples"] == 2
     spec = job["resource"]["supervisedTuningSpec"]
     assert spec["trainingDatasetUri"] == f"gs://{gcs_bucket.name}/runs/g1/data/gemini/train.jsonl"
+    assert spec["validationDatasetUri"] == spec["trainingDatasetUri"].replace("train", "validation")
     assert spec["hyperParameters"] == {"epochCount": 3, "learningRateMultiplier": 0.5}
     assert job["resource"]["labels"]["run_id"] == "g1"
     # Base and tuned answered every test example; the tuned one in fewer tokens.
@@ -201,9 +202,11 @@ def test_a_tuned_model_that_loses_is_gated_with_no_endpoint_card(
     clock, server, tuner, gcs_server, gcs_bucket
 ):
     tuner.answer = lambda target, messages: "no idea" if "/endpoints/" in target else dict(TESTS)[messages[-1]["content"]]  # fmt: skip
-    queue_gemini_run(gcs_bucket, "worse")
+    queue_gemini_run(gcs_bucket, "worse", validation_fraction=0)
     execution, _ = execute(clock, server, gcs_server, gcs_bucket, "worse")
     assert execution.result["state"] == "GATED"
+    job = json.loads(gcs_bucket.blob("runs/worse/training/tuning_job.json").download_as_bytes())
+    assert job["resource"]["supervisedTuningSpec"].get("validationDatasetUri") is None
     status = status_of(gcs_bucket, "worse")
     assert not status["gate"]["passed"] and "misses" in status["detail"]
     assert gcs_bucket.blob("runs/worse/endpoint.json").exists() is False
