@@ -304,14 +304,14 @@ def train(s: Setup) -> History:
         # Gradients are averaged over ranks: scaled by world, each step is the loss summed
         # over every rank's label tokens divided by their count, as in one process.
         scale = s.group.world / max(label_tokens, 1)
-        step_loss = 0.0
+        summed = torch.zeros((), device=s.device)  # read once a step: one device sync
         for i, row in enumerate(rows):
             last = i == len(rows) - 1
             with nullcontext() if last or module is model else module.no_sync():
                 loss, _ = loss_sum(s, row, module)
                 (loss * scale).backward()
-            step_loss += float(loss.detach())
-        step_loss = s.group.sum([step_loss], s.device)[0]
+            summed += loss.detach()
+        step_loss = s.group.sum([float(summed)], s.device)[0]
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
