@@ -55,7 +55,16 @@ def drop(client: storage.Client, name: str, data: bytes, settings: dict | None =
     return run_id_for("droptune-uploads", name, blob.generation)
 
 
-def wait_for_end(client: storage.Client, run_id: str, timeout: float = 900) -> dict:
+STALLED: list[str] = []  # runs that never ended: the stack is stuck, so later tests stop at once
+
+
+@pytest.fixture(autouse=True)
+def _stack_not_stalled() -> None:
+    if STALLED:
+        pytest.fail(f"the local stack stalled earlier (run {STALLED[0]} never ended)")
+
+
+def wait_for_end(client: storage.Client, run_id: str, timeout: float = 600) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         # A new Blob each time: one that has downloaded remembers (and asks for) that generation.
@@ -65,6 +74,7 @@ def wait_for_end(client: storage.Client, run_id: str, timeout: float = 900) -> d
             if status["state"] in ENDED:
                 return status
         time.sleep(0.5)
+    STALLED.append(run_id)
     raise AssertionError(f"run {run_id} did not end in {timeout} s")
 
 
