@@ -66,7 +66,9 @@ class Scan:
         self.counter = counter
         self.records = self.invalid = 0
         self.format = FormatDecision("jsonl", None, None, "not read yet")
-        self.digests, self.lines, self.token_counts = array("Q"), array("L"), array("L")
+        # 8 + 4 + 4 + 2 bytes an example: all the scan keeps of it (lines and token counts
+        # fit 32 bits: 4 billion lines, or tokens in one example, are beyond any file here)
+        self.digests, self.lines, self.token_counts = array("Q"), array("I"), array("I")
         self.label_ids = array("H")
         self.unknown_fields: dict[str, list[int]] = {}  # field -> [first line, records]
         self.labels: dict[str, int] = {}

@@ -29,7 +29,7 @@ def find_duplicates(scan: Scan) -> None:
     digests = np.frombuffer(scan.digests, dtype=np.uint64)
     if len(digests) < 2:
         return
-    lines = np.frombuffer(scan.lines, dtype=np.uint64 if scan.lines.itemsize == 8 else np.uint32)
+    lines = np.frombuffer(scan.lines, dtype=np.uint32)
     order = np.argsort(digests, kind="stable")
     ordered = digests[order]
     same = ordered[1:] == ordered[:-1]
@@ -76,13 +76,11 @@ def check_labels(scan: Scan) -> dict[str, int]:
 def token_stats(scan: Scan, config: RunConfig, train_mask: np.ndarray | None) -> TokenStats | None:
     if not len(scan.token_counts) or scan.counter is None or not scan.count_tokens:
         return None
-    counts = np.frombuffer(
-        scan.token_counts, dtype=np.uint64 if scan.token_counts.itemsize == 8 else np.uint32
-    )
+    counts = np.frombuffer(scan.token_counts, dtype=np.uint32)
     gemini = config.backend == "gemini"
     limit = GEMINI_LIMITS["tokens_per_example"] if gemini else config.max_length
     over = np.flatnonzero(counts > limit)
-    lines = np.frombuffer(scan.lines, dtype=counts.dtype)
+    lines = np.frombuffer(scan.lines, dtype=np.uint32)
     for i in over:
         code = "over_token_limit" if gemini else "over_max_length"
         scan.issues.add(
