@@ -128,6 +128,16 @@ def write_bytes(
     return int(blob.generation)
 
 
+def delete_prefix(uri: str) -> int:
+    """Delete every object under a gs:// folder; how many there were."""
+    bucket, prefix = split_uri(uri)
+    prefix = prefix.rstrip("/") + "/"
+    blobs = list(client().list_blobs(bucket, prefix=prefix, retry=RETRY))
+    for blob in blobs:
+        blob.delete(retry=RETRY)
+    return len(blobs)
+
+
 def download_prefix(uri: str, target: Path) -> None:
     """Copy every object under a gs:// folder into `target` (skipped when already there)."""
     bucket, prefix = split_uri(uri)

@@ -45,7 +45,6 @@ def save(
     optimizer: Any,
     scheduler: Any,
     loop: dict[str, Any],
-    keep: int,
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
@@ -66,9 +65,15 @@ def save(
     pointer = folder / f".{LATEST}.partial"
     pointer.write_text(final.name + "\n")
     pointer.replace(folder / LATEST)
-    for old in sorted(folder.glob("step-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def prune(folder: Path, keep: int) -> list[str]:
+    """Remove all but the newest `keep` checkpoints; the names of those removed."""
+    removed = sorted(folder.glob("step-*"))[:-keep]
+    for old in removed:
+        shutil.rmtree(old, ignore_errors=True)
+    return [old.name for old in removed]
 
 
 def latest_name(folder: Path) -> str | None:

@@ -331,16 +331,10 @@ def train(s: Setup) -> History:
         checkpoint_due = done % checkpoint_every == 0 or done == total or history.stopped_early
         if checkpoint_due and s.group.primary:
             loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
-            saved_to = checkpoint.save(
-                s.checkpoints.local,
-                done,
-                model,
-                optimizer,
-                scheduler,
-                loop,
-                config.keep_checkpoints,
-            )
+            saved_to = checkpoint.save(s.checkpoints.local, done, model, optimizer, scheduler, loop)
+            removed = checkpoint.prune(s.checkpoints.local, config.keep_checkpoints)
             s.checkpoints.publish(saved_to.name, checkpoint.LATEST)  # the pointer last
+            s.checkpoints.remove(*removed)  # staged: the bucket keeps no more than the disk
         if history.stopped_early:
             log.info(
                 f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"

@@ -68,6 +68,16 @@ class Place:
                     ):
                         shutil.copyfileobj(src, dst, 8 << 20)
 
+    def remove(self, *names: str) -> None:
+        """Delete `uri/name` (files or folders) that were published; unstaged places have
+        nothing more to delete than their own files."""
+        if not self.staged:
+            return
+        from droptune.cloud.gcs import delete_prefix
+
+        for name in names:
+            delete_prefix(join(self.uri, name))
+
     def discard(self) -> None:
         """Remove the staging folder (published or not); plain and /gcs/ places are kept."""
         if self.staged:
