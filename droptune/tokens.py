@@ -59,19 +59,28 @@ def render_example(tokenizer: Any, record: Record) -> str:
     )
 
 
-def render_examples(tokenizer: Any, records: Sequence[Record]) -> list[str]:
+def render_examples(
+    tokenizer: Any, records: Sequence[Record], segments: SegmentRenderer | None = None
+) -> list[str]:
     """`render_example` for many records at once, with exactly the same texts.
 
-    Conversations without tools go to `apply_chat_template` as one batch: transformers renders
-    each conversation of a batch as it renders one alone, and pays its per-call set-up once.
+    Conversations without tools are joined by `segments` where it can (the template's text
+    without Jinja: `droptune.chat_render`); the rest go to `apply_chat_template` as one batch:
+    transformers renders each conversation of a batch as it renders one alone, and pays its
+    per-call set-up once.
     """
     texts: list[str] = [""] * len(records)
     batch, where = [], []
     for i, record in enumerate(records):
         if "text" in record or record.get("tools") is not None:
             texts[i] = render_example(tokenizer, record)
+            continue
+        messages = without_weights(record["messages"])
+        joined = segments.render(messages) if segments is not None else None
+        if joined is not None:
+            texts[i] = joined
         else:
-            batch.append(without_weights(record["messages"]))
+            batch.append(messages)
             where.append(i)
     if batch:
         rendered = tokenizer.apply_chat_template(batch, tools=None, tokenize=False)
@@ -101,20 +110,8 @@ class ChatTemplateCounter:
         return self._count_texts(self.render(records))
 
     def render(self, records: Sequence[Record]) -> list[str]:
-        """`render_examples`, joining the texts of the conversations the template allows."""
-        if self._segments is None:
-            return render_examples(self.tokenizer, records)
-        texts: list[str | None] = [None] * len(records)
-        rest, where = [], []
-        for i, record in enumerate(records):
-            if "text" not in record and record.get("tools") is None:
-                texts[i] = self._segments.render(without_weights(record["messages"]))
-            if texts[i] is None:
-                rest.append(record)
-                where.append(i)
-        for i, text in zip(where, render_examples(self.tokenizer, rest), strict=True):
-            texts[i] = text
-        return texts  # type: ignore[return-value]  # every one is set by now
+        """The texts the trainer tokenizes, joined where the template allows."""
+        return render_examples(self.tokenizer, records, self._segments)
 
     def _encode_texts(self, texts: list[str]) -> list[int]:
         encode = self.tokenizer.backend_tokenizer.encode_batch_fast

@@ -141,6 +141,16 @@ class Group:
     def primary(self) -> bool:
         return self.rank == 0
 
+    def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+        """`model` for data parallelism (DDP: gradients averaged over the ranks while
+        backward runs), or `model` itself in a single process."""
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
     def sum(self, values: Sequence[float], device: torch.device) -> list[float]:
         """Element-wise sums over all ranks (NCCL needs the tensor on the GPU)."""
         if self.world == 1:

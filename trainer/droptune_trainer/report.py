@@ -4,6 +4,7 @@ report (`evaluation/report.html`, drawn by the core from whatever the run folder
 
 from __future__ import annotations
 
+import json
 import math
 import resource
 from pathlib import Path
@@ -85,3 +86,14 @@ def plot_losses(history: History, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_training_metrics(s: Setup, history: History) -> dict[str, Any]:
+    """training/metrics.json and the loss curve, written before the evaluation so that its
+    report shows them."""
+    metrics = metrics_of(s, history)
+    training = s.run_dir / "training"
+    training.mkdir(parents=True, exist_ok=True)
+    (training / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    plot_losses(history, training / "loss.png")
+    return metrics

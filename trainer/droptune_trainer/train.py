@@ -11,7 +11,6 @@ share of the rows, and the vocabulary-sized logits are most of the memory.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -43,10 +42,9 @@ from droptune_trainer.data import (
 )
 from droptune_trainer.report import (
     log_step,
-    metrics_of,
     peak_memory_mb,
-    plot_losses,
     tensorboard_writer,
+    write_training_metrics,
 )
 from droptune_trainer.vertex import Place, env_uri, local_run_dir, publish_results, run_output
 
@@ -258,17 +256,6 @@ def rows_of_step(s: Setup, step: int) -> list[Row]:
     return rows
 
 
-def parallel(s: Setup) -> Any:
-    """The model wrapped for data parallelism (DDP: gradients averaged over the ranks while
-    backward runs), or the model itself in a single process."""
-    if s.group.world == 1:
-        return s.model
-    from torch.nn.parallel import DistributedDataParallel
-
-    ids = [s.device.index] if s.device.type == "cuda" else None
-    return DistributedDataParallel(s.model, device_ids=ids)
-
-
 def train(s: Setup) -> History:
     config, model = s.config, s.model
     per_step = config.gradient_accumulation * s.group.world
@@ -293,7 +280,7 @@ def train(s: Setup) -> History:
         start = saved["step"]
         log.info(f"resumed from the checkpoint at step {start}", step=start)
     writer = tensorboard_writer(s) if s.group.primary else None
-    module = parallel(s)
+    module = s.group.wrap(model, s.device)
     model.train()
     started = time.perf_counter() - history.seconds
     for step in range(start, total):
@@ -364,17 +351,6 @@ def record_eval(s: Setup, history: History, step: int, writer: Any) -> bool:
 
 
 # --- save ---------------------------------------------------------------------------------
-def write_training_metrics(s: Setup, history: History) -> dict[str, Any]:
-    """training/metrics.json and the loss curve, written before the evaluation so that its
-    report shows them."""
-    metrics = metrics_of(s, history)
-    training = s.run_dir / "training"
-    training.mkdir(parents=True, exist_ok=True)
-    (training / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    plot_losses(history, training / "loss.png")
-    return metrics
-
-
 def save_model(s: Setup) -> None:
     """The adapter and the merged model (or the fully tuned one), tokenizer beside them."""
     out = s.model_out.local
