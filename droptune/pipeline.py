@@ -7,7 +7,8 @@
   `validation/report.json` and `report.md`. Data files are written only for valid datasets.
 
 All three stream: examples flow through as they are read; `prepare` spools canonical lines to
-a local temporary file because a split by content hash is known only once every hash is.
+a local temporary file because a split by content hash is known only once every hash is, then
+places each line by the split plan as it reads the spool back.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import IO, Literal
 
-import numpy as np
 import orjson
 
 from droptune.config import RunConfig
@@ -25,7 +26,7 @@ from droptune.formats.gemini import to_gemini
 from droptune.issues import IssueLog
 from droptune.report import Report, render_markdown
 from droptune.scan import Progress, Scan
-from droptune.split import SPLITS, TRAIN, VALIDATION, assign_splits
+from droptune.split import SPLITS, plan_split
 from droptune.storage import join, open_output, write_all
 from droptune.summary import build_report
 from droptune.tokens import TokenCounter
@@ -41,10 +42,10 @@ def validate(
     count_tokens: bool = True,
 ) -> Report:
     started = time.perf_counter()
-    scan = Scan(uri, config, counter, progress, count_tokens=count_tokens)
-    for _ in scan:
-        pass
-    return build_report(scan, config, time.perf_counter() - started)
+    with Scan(uri, config, counter, progress, count_tokens=count_tokens) as scan:
+        for _ in scan:
+            pass
+        return build_report(scan, config, time.perf_counter() - started)
 
 
 def convert(
@@ -59,14 +60,13 @@ def convert(
     started = time.perf_counter()
     if target == "gemini" and config.backend != "gemini":
         config = dataclasses.replace(config, backend="gemini")  # Gemini's checks apply
-    scan = Scan(uri, config, counter, progress)
-    with open_output(output) as out:
+    with Scan(uri, config, counter, progress) as scan, open_output(output) as out:
         for scanned in scan:
             if target == "gemini":
                 out.write(orjson.dumps(to_gemini(scanned.example.to_record())) + b"\n")
             else:
                 out.write(scanned.encoded + b"\n")
-    report = build_report(scan, config, time.perf_counter() - started)
+        report = build_report(scan, config, time.perf_counter() - started)
     report.outputs = {target: output}
     return report
 
@@ -81,45 +81,53 @@ def prepare(
     """Validate, split and write `run_dir/data/...` and `run_dir/validation/report.*`."""
     started = time.perf_counter()
     issues = IssueLog(config.max_issues_per_code)
-    has_validation_file = config.validation_file is not None
-    scan = Scan(uri, config, counter, progress, issues)
-    with tempfile.TemporaryFile() as spool:
+    own_validation = config.validation_file is not None
+    with (
+        Scan(uri, config, counter, progress, issues) as scan,
+        tempfile.TemporaryFile() as spool,
+        tempfile.TemporaryFile() as validation_spool,
+    ):
         for scanned in scan:
             spool.write(scanned.encoded + b"\n")
-        digests = np.frombuffer(scan.digests, dtype=np.uint64)
-        strata = _strata(scan, len(digests))
-        validation_share = 0.0 if has_validation_file else config.validation_fraction
-        assignment = assign_splits(digests, strata, validation_share, config.test_fraction)
-        extra = _validation_file(config, counter, issues) if has_validation_file else None
-        splits = {name: int((assignment == i).sum()) for i, name in enumerate(SPLITS)}
-        if extra is not None:
-            splits["validation"] = len(extra)
-        report = build_report(scan, config, 0.0, splits, assignment == TRAIN)
+        validation_share = 0.0 if own_validation else config.validation_fraction
+        plan = plan_split(scan.ledger, validation_share, config.test_fraction)
+        splits = dict(plan.counts)
+        if own_validation:
+            splits["validation"] = _spool_validation_file(config, counter, issues, validation_spool)
+        report = build_report(scan, config, 0.0, splits, plan.train_tokens)
         if report.valid and scan.format.name:
             spool.seek(0)
-            report.outputs = _write_splits(spool, assignment, extra, run_dir, config.backend)
+            validation_spool.seek(0)
+            report.outputs = _write_splits(
+                zip(spool, plan.in_file_order(scan.ledger), strict=True),
+                validation_spool if own_validation else None,
+                run_dir,
+                config.backend,
+            )
     report.seconds = time.perf_counter() - started
     write_report(report, run_dir)
     return report
 
 
-def _strata(scan: Scan, n: int) -> np.ndarray:
-    if scan.labels and len(scan.label_ids) == n:
-        return np.frombuffer(scan.label_ids, dtype=np.uint16).astype(np.int32)
-    return np.zeros(n, dtype=np.int32)
-
-
-def _validation_file(
-    config: RunConfig, counter: TokenCounter | None, issues: IssueLog
-) -> list[bytes]:
-    """Examples of the user's own validation file; its problems join the same report."""
-    scan = Scan(config.validation_file, config, counter, issues=issues)
-    return [scanned.encoded for scanned in scan]
+def _spool_validation_file(
+    config: RunConfig, counter: TokenCounter | None, issues: IssueLog, spool: IO[bytes]
+) -> int:
+    """Spool the examples of the user's own validation file; its problems join the same
+    report. Returns how many there are."""
+    with Scan(config.validation_file, config, counter, issues=issues) as scan:
+        for scanned in scan:
+            spool.write(scanned.encoded + b"\n")
+        return scan.valid
 
 
 def _write_splits(
-    spool: IO[bytes], assignment: np.ndarray, extra: list[bytes] | None, run_dir: str, backend: str
+    placed: Iterator[tuple[bytes, int]],
+    own_validation: IO[bytes] | None,
+    run_dir: str,
+    backend: str,
 ) -> dict[str, str]:
+    """Write each (canonical line, split index) to its split's file, and the Gemini copies;
+    the user's own validation file, when given, replaces the validation split."""
     paths = {name: join(run_dir, "data", f"{name}.jsonl") for name in SPLITS}
     outs = {name: open_output(path) for name, path in paths.items()}
     gemini_outs = {}
@@ -127,20 +135,17 @@ def _write_splits(
         for name in ("train", "validation"):
             paths[f"gemini/{name}"] = join(run_dir, "data", "gemini", f"{name}.jsonl")
             gemini_outs[name] = open_output(paths[f"gemini/{name}"])
+
+    def put(name: str, line: bytes) -> None:
+        outs[name].write(line)
+        if name in gemini_outs:
+            gemini_outs[name].write(orjson.dumps(to_gemini(orjson.loads(line))) + b"\n")
+
     try:
-        for line, which in zip(spool, assignment, strict=True):
-            name = SPLITS[which]
-            if extra is not None and which == VALIDATION:
-                continue
-            outs[name].write(line)
-            if name in gemini_outs:
-                gemini_outs[name].write(orjson.dumps(to_gemini(orjson.loads(line))) + b"\n")
-        for encoded in extra or ():
-            outs["validation"].write(encoded + b"\n")
-            if gemini_outs:
-                gemini_outs["validation"].write(
-                    orjson.dumps(to_gemini(orjson.loads(encoded))) + b"\n"
-                )
+        for line, which in placed:
+            put(SPLITS[which], line)
+        for line in own_validation or ():
+            put("validation", line)
     finally:
         for out in [*outs.values(), *gemini_outs.values()]:
             out.close()

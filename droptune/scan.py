@@ -4,22 +4,21 @@
         -> content hash -> tokens (batched; in worker processes for big inputs)
 
 Problems go to the issue log. Nothing is kept per example but a few numbers (hash, line,
-token count, label id), so memory stays flat as files grow; `droptune.summary` turns them
-into the dataset-level checks of the report.
+token count, label) in a `Ledger`, whose memory stays flat as files grow; `droptune.summary`
+turns them into the dataset-level checks of the report.
 """
 
 from __future__ import annotations
 
 import hashlib
 import sys
-from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
 
 import orjson
 
-from droptune import checks
+from droptune import checks, limits
 from droptune.config import RunConfig
 from droptune.counting import OrderedCounts, worth_a_pool
 from droptune.errors import TokenizerError
@@ -27,6 +26,7 @@ from droptune.formats import BY_NAME, Example, Format, RecordProblem, classify
 from droptune.formats.export import group_sessions
 from droptune.formats.schema import json_path, load_schema
 from droptune.issues import Issue, IssueLog
+from droptune.ledger import Ledger
 from droptune.reader import RecordReader, Row
 from droptune.report import FormatDecision
 from droptune.storage import open_input
@@ -66,14 +66,26 @@ class Scan:
         self.counter = counter
         self.records = self.invalid = 0
         self.format = FormatDecision("jsonl", None, None, "not read yet")
-        # 8 + 4 + 4 + 2 bytes an example: all the scan keeps of it (lines and token counts
-        # fit 32 bits: 4 billion lines, or tokens in one example, are beyond any file here)
-        self.digests, self.lines, self.token_counts = array("Q"), array("I"), array("I")
-        self.label_ids = array("H")
+        self.ledger = Ledger()
+        self.token_limit, self.over_limit_code = limits.tokens_per_example(config)
         self.unknown_fields: dict[str, list[int]] = {}  # field -> [first line, records]
-        self.labels: dict[str, int] = {}
+        self.labels: dict[str, int] = {}  # label -> id; its stratum in the ledger is id + 1
         self.size: int | None = None
         self.bytes = 0
+
+    @property
+    def valid(self) -> int:
+        """Valid examples so far."""
+        return len(self.ledger)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> Scan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # --- the pass -------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Scanned]:
@@ -252,12 +264,16 @@ class Scan:
 
     def _keep(self, scanned: Scanned) -> None:
         """Record the few numbers the dataset-level checks need."""
-        self.digests.append(scanned.digest)
-        self.lines.append(scanned.line)
-        self.token_counts.append(scanned.tokens)
         label = scanned.example.label
-        if label is not None:
-            self.label_ids.append(self.labels.setdefault(label, len(self.labels)))
+        stratum = 0 if label is None else self.labels.setdefault(label, len(self.labels)) + 1
+        self.ledger.add(scanned.digest, scanned.line, scanned.tokens, stratum)
+        if scanned.tokens > self.token_limit:
+            self._issue(
+                self.over_limit_code,
+                f"{scanned.tokens:,} tokens, limit {self.token_limit:,}",
+                scanned.line,
+                "$",
+            )
 
     def _submit(self, counts: OrderedCounts | None, batch: list[Scanned]) -> OrderedCounts:
         counts = counts or self._counts()

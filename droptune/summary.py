@@ -1,7 +1,7 @@
 """Dataset-level checks and statistics, computed once a scan has finished.
 
 Duplicates, label balance, token statistics against the backend's limits, dataset-size
-limits and the cost estimate; all from the compact per-example arrays the scan kept.
+limits and the cost estimate; all from the scan's ledger, a hash-ordered pass at a time.
 """
 
 from __future__ import annotations
@@ -11,53 +11,43 @@ import numpy as np
 from droptune import cost
 from droptune.config import RunConfig
 from droptune.issues import Issue
+from droptune.ledger import first_copy
+from droptune.limits import GEMINI_LIMITS
 from droptune.report import LimitCheck, Report, TokenStats
 from droptune.scan import Scan
 
-# Vertex AI Gemini supervised tuning limits (Gemini 2.x documentation).
-GEMINI_LIMITS = {
-    "tokens_per_example": 131_072,
-    "train_examples": 1_000_000,
-    "validation_examples": 5_000,
-    "file_bytes": 1 << 30,
-}
 IMBALANCE_RATIO = 10
 HISTOGRAM_BINS = 30
 
 
 def find_duplicates(scan: Scan) -> None:
-    digests = np.frombuffer(scan.digests, dtype=np.uint64)
-    if len(digests) < 2:
-        return
-    lines = np.frombuffer(scan.lines, dtype=np.uint32)
-    order = np.argsort(digests, kind="stable")
-    ordered = digests[order]
-    same = ordered[1:] == ordered[:-1]
-    del ordered  # peak memory: a few temporaries of 8 bytes per example, freed early
-    if not same.any():
-        return
-    first = np.maximum.accumulate(
-        np.where(np.concatenate(([True], ~same)), np.arange(len(order)), 0)
-    )
-    for pos in np.flatnonzero(same) + 1:
-        line, original = int(lines[order[pos]]), int(lines[order[first[pos]]])
-        scan.issues.add(
-            Issue(
-                "duplicate_example",
-                f"same example as line {original}",
-                line=line,
-                path="$",
-                file=scan.uri,
+    """A warning at every copy of an example after the first (in file order)."""
+    for rows in scan.ledger.by_hash():
+        digests = rows["digest"]
+        same = digests[1:] == digests[:-1]
+        if not same.any():
+            continue
+        first = first_copy(digests)
+        lines = rows["line"]
+        for pos in np.flatnonzero(same) + 1:
+            scan.issues.add(
+                Issue(
+                    "duplicate_example",
+                    f"same example as line {int(lines[first[pos]])}",
+                    line=int(lines[pos]),
+                    path="$",
+                    file=scan.uri,
+                )
             )
-        )
 
 
 def check_labels(scan: Scan) -> dict[str, int]:
     if not scan.labels:
         return {}
-    ids = np.frombuffer(scan.label_ids, dtype=np.uint16)
-    counts = np.bincount(ids, minlength=len(scan.labels))
-    by_label = {label: int(counts[i]) for label, i in scan.labels.items()}
+    counts = scan.ledger.strata_counts()
+    by_label = {
+        label: int(counts[i + 1]) if i + 1 < len(counts) else 0 for label, i in scan.labels.items()
+    }
     most, least = (
         max(by_label.items(), key=lambda kv: kv[1]),
         min(by_label.items(), key=lambda kv: kv[1]),
@@ -73,61 +63,65 @@ def check_labels(scan: Scan) -> dict[str, int]:
     return dict(sorted(by_label.items(), key=lambda kv: -kv[1]))
 
 
-def token_stats(scan: Scan, config: RunConfig, train_mask: np.ndarray | None) -> TokenStats | None:
-    if not len(scan.token_counts) or scan.counter is None or not scan.count_tokens:
+def token_stats(scan: Scan, config: RunConfig, train_tokens: int | None) -> TokenStats | None:
+    """Statistics of the token counts; the over-limit examples were reported by the scan."""
+    if not scan.valid or scan.counter is None or not scan.count_tokens:
         return None
-    counts = np.frombuffer(scan.token_counts, dtype=np.uint32)
-    gemini = config.backend == "gemini"
-    limit = GEMINI_LIMITS["tokens_per_example"] if gemini else config.max_length
-    over = np.flatnonzero(counts > limit)
-    lines = np.frombuffer(scan.lines, dtype=np.uint32)
-    for i in over:
-        code = "over_token_limit" if gemini else "over_max_length"
-        scan.issues.add(
-            Issue(
-                code,
-                f"{int(counts[i]):,} tokens, limit {limit:,}",
-                line=int(lines[i]),
-                path="$",
-                file=scan.uri,
-            )
-        )
-    train_total = int(counts[train_mask].sum()) if train_mask is not None else int(counts.sum())
+    values, counts = scan.ledger.tally()
+    examples, total = int(counts.sum()), int((values * counts).sum())
+    train_total = total if train_tokens is None else train_tokens
     return TokenStats(
         method=scan.counter.method,
         description=scan.counter.description,
-        examples=len(counts),
-        total=int(counts.sum()),
-        min=int(counts.min()),
-        mean=float(counts.mean()),
-        p50=int(np.percentile(counts, 50)),
-        p95=int(np.percentile(counts, 95)),
-        max=int(counts.max()),
+        examples=examples,
+        total=total,
+        min=int(values[0]),
+        mean=total / examples,
+        p50=int(percentile(values, counts, 50)),
+        p95=int(percentile(values, counts, 95)),
+        max=int(values[-1]),
         train_total=train_total,
         epochs=config.epochs,
         billable=train_total * config.epochs,
-        limit=limit,
-        over_limit=len(over),
-        histogram=histogram(counts),
+        limit=scan.token_limit,
+        over_limit=int(counts[values > scan.token_limit].sum()),
+        histogram=histogram(values, counts),
     )
 
 
-def histogram(counts: np.ndarray, bins: int = HISTOGRAM_BINS) -> dict[str, list[int]]:
+def percentile(values: np.ndarray, counts: np.ndarray, q: float) -> float:
+    """`np.percentile` (linear interpolation) of the data that has `counts[i]` copies of
+    `values[i]`, without expanding it.
+
+    >>> values, counts = np.array([1, 4, 9]), np.array([2, 1, 3])
+    >>> percentile(values, counts, 50) == np.percentile([1, 1, 4, 9, 9, 9], 50)
+    np.True_
+    """
+    ends = np.cumsum(counts)  # values[i] fills sorted positions ends[i-1] .. ends[i] - 1
+    position = (ends[-1] - 1) * q / 100
+    below = int(np.floor(position))
+    at = values[np.searchsorted(ends, [below, min(below + 1, ends[-1] - 1)], side="right")]
+    return float(at[0] + (position - below) * (at[1] - at[0]))
+
+
+def histogram(
+    values: np.ndarray, counts: np.ndarray, bins: int = HISTOGRAM_BINS
+) -> dict[str, list[int]]:
     """Tokens per example in at most `bins` bins of one whole-token width: what the report's
     length chart draws. Each bin holds the examples with `edges[i] <= tokens < edges[i + 1]`.
 
-    >>> histogram(np.array([3, 4, 4, 9]), bins=3)
+    >>> histogram(np.array([3, 4, 9]), np.array([1, 2, 1]), bins=3)
     {'edges': [3, 6, 9, 12], 'counts': [3, 0, 1]}
     """
-    low, high = int(counts.min()), int(counts.max())
+    low, high = int(values[0]), int(values[-1])
     width = -(-(high - low + 1) // bins)  # ceil
     edges = np.arange(low, high + width + 1, width)
-    tallies, _ = np.histogram(counts, bins=edges)
-    return {"edges": edges.tolist(), "counts": tallies.tolist()}
+    tallies, _ = np.histogram(values, bins=edges, weights=counts)
+    return {"edges": edges.tolist(), "counts": tallies.astype(np.int64).tolist()}
 
 
 def limit_checks(scan: Scan, config: RunConfig, splits: dict[str, int]) -> list[LimitCheck]:
-    valid = len(scan.digests)
+    valid = scan.valid
     checks = [LimitCheck("min_examples", config.min_examples, valid, valid >= config.min_examples)]
     if config.backend == "gemini":
         train = splits.get("train", valid)
@@ -182,19 +176,19 @@ def build_report(
     config: RunConfig,
     seconds: float,
     splits: dict[str, int] | None = None,
-    train_mask: np.ndarray | None = None,
+    train_tokens: int | None = None,
 ) -> Report:
     """Run the dataset-level checks and assemble the report of a finished scan."""
     find_duplicates(scan)
     labels = check_labels(scan)
-    tokens = token_stats(scan, config, train_mask)
+    tokens = token_stats(scan, config, train_tokens)
     limits = limit_checks(scan, config, splits or {}) if scan.format.name else []
     estimate = None
     if tokens is not None:
         estimate = cost.estimate(
             config.base_model, tokens.train_total, config.epochs, config.price_per_million_tokens
         )
-    counts = {"records": scan.records, "valid": len(scan.digests), "invalid": scan.invalid}
+    counts = {"records": scan.records, "valid": scan.valid, "invalid": scan.invalid}
     if splits:
         counts["splits"] = splits
     if labels:

@@ -147,3 +147,22 @@ def test_system_instruction_opens_every_conversation_without_one(tmp_path):
         "Its own system turn.",
         "Label the ticket: billing or bug.",
     }
+
+
+def test_a_dataset_larger_than_the_ledgers_memory_prepares_the_same(tmp_path, monkeypatch):
+    # Labelled rows with copies: stratified split, duplicate warnings and token statistics
+    # all read the ledger; spilling it every 7 examples must change none of the outputs.
+    rows = [{"text": f"sample {i % 170}", "label": f"l{i % 170 % 3}"} for i in range(200)]
+    source = write_jsonl(tmp_path / "c.jsonl", rows)
+    outputs = []
+    for chunk in (None, 7):
+        if chunk:
+            monkeypatch.setattr("droptune.ledger.CHUNK", chunk)
+        run = tmp_path / f"run-{chunk}"
+        report = pipeline.prepare(source, RunConfig(), str(run), counter=EstimateCounter())
+        saved = orjson.loads((run / "validation" / "report.json").read_bytes())
+        saved.pop("seconds"), saved.pop("outputs")  # the time taken, and the run folder
+        data = {p.name: p.read_bytes() for p in (run / "data").iterdir()}
+        outputs.append((saved, data))
+    assert report.issue_counts["duplicate_example"] == 30
+    assert outputs[0] == outputs[1]

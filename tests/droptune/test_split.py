@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from droptune.split import SPLITS, TEST, TRAIN, VALIDATION, assign_splits
+from droptune.ledger import Ledger
+from droptune.split import SPLITS, TEST, TRAIN, VALIDATION, assign_splits, plan_split
 
 rng = np.random.default_rng(20240601)
 
@@ -97,3 +98,23 @@ def test_a_block_of_copies_takes_the_first_copys_split() -> None:
 
 def test_empty_input() -> None:
     assert assign_splits(np.zeros(0, np.uint64), np.zeros(0, np.int32), 0.1, 0.1).tolist() == []
+
+
+@pytest.mark.parametrize("chunk", [3, 64, 10**6])
+def test_a_plan_over_a_spilled_ledger_matches_the_split_in_memory(chunk: int) -> None:
+    unique = digests(700)
+    d = np.concatenate([unique, unique[:90], unique[:9]])
+    order = rng.permutation(len(d))
+    d = d[order]
+    strata = (d % 3).astype(np.uint32)  # copies of an example share its label
+    tokens = rng.integers(1, 50, size=len(d))
+    expected = assign_splits(d, strata, 0.15, 0.1)
+    with Ledger(chunk=chunk) as ledger:
+        for line, (x, s, t) in enumerate(
+            zip(d.tolist(), strata.tolist(), tokens.tolist(), strict=False)
+        ):
+            ledger.add(x, line + 1, t, s)
+        plan = plan_split(ledger, 0.15, 0.1)
+        assert list(plan.in_file_order(ledger)) == expected.tolist()
+    assert plan.counts == {name: int((expected == i).sum()) for i, name in enumerate(SPLITS)}
+    assert plan.train_tokens == int(tokens[expected == TRAIN].sum())

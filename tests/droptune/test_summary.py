@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from droptune import summary
+from droptune import limits
 
 
 def chat_lines(n: int, answer: str = "fine") -> str:
@@ -33,7 +33,7 @@ def by_code(report, code: str) -> list:
 
 
 def test_too_many_examples_for_gemini(validate_data, monkeypatch) -> None:
-    monkeypatch.setitem(summary.GEMINI_LIMITS, "train_examples", 3)
+    monkeypatch.setitem(limits.GEMINI_LIMITS, "train_examples", 3)
     report = validate_data(chat_lines(4), backend="gemini")
     assert not report.valid
     (issue,) = by_code(report, "too_many_examples")
@@ -43,12 +43,12 @@ def test_too_many_examples_for_gemini(validate_data, monkeypatch) -> None:
 
 
 def test_as_many_examples_as_the_limit_is_fine(validate_data, monkeypatch) -> None:
-    monkeypatch.setitem(summary.GEMINI_LIMITS, "train_examples", 4)
+    monkeypatch.setitem(limits.GEMINI_LIMITS, "train_examples", 4)
     assert validate_data(chat_lines(4), backend="gemini").valid
 
 
 def test_file_too_large_for_gemini(validate_data, monkeypatch) -> None:
-    monkeypatch.setitem(summary.GEMINI_LIMITS, "file_bytes", 100)
+    monkeypatch.setitem(limits.GEMINI_LIMITS, "file_bytes", 100)
     data = chat_lines(3)
     report = validate_data(data, backend="gemini")
     assert not report.valid
@@ -58,7 +58,7 @@ def test_file_too_large_for_gemini(validate_data, monkeypatch) -> None:
 
 
 def test_over_token_limit_for_gemini(validate_data, monkeypatch) -> None:
-    monkeypatch.setitem(summary.GEMINI_LIMITS, "tokens_per_example", 20)
+    monkeypatch.setitem(limits.GEMINI_LIMITS, "tokens_per_example", 20)
     lines = chat_lines(1) + chat_lines(1, answer="x" * 100).replace("q0", "q1")
     report = validate_data(lines, backend="gemini")
     assert not report.valid
@@ -71,7 +71,7 @@ def test_token_limits_need_token_counts(tmp_path, monkeypatch) -> None:
     from droptune import pipeline
     from droptune.config import RunConfig
 
-    monkeypatch.setitem(summary.GEMINI_LIMITS, "tokens_per_example", 1)
+    monkeypatch.setitem(limits.GEMINI_LIMITS, "tokens_per_example", 1)
     path = tmp_path / "data.jsonl"
     path.write_text(chat_lines(2))
     report = pipeline.validate(
