@@ -138,6 +138,16 @@ def delete_prefix(uri: str) -> int:
     return len(blobs)
 
 
+def list_folders(uri: str) -> list[str]:
+    """Names of the folders directly under a gs:// folder (object name prefixes up to `/`)."""
+    bucket, prefix = split_uri(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    pages = client().list_blobs(bucket, prefix=prefix, delimiter="/", retry=RETRY)
+    for _ in pages:  # the sub-folders are collected as the pages are read
+        pass
+    return sorted(p[len(prefix) :].rstrip("/") for p in pages.prefixes)
+
+
 def download_prefix(uri: str, target: Path) -> None:
     """Copy every object under a gs:// folder into `target` (skipped when already there)."""
     bucket, prefix = split_uri(uri)

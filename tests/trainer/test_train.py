@@ -165,7 +165,10 @@ def test_a_gs_run_folder_gets_its_results_and_the_runs_settings_apply(
     assert f"{prefix}/training/checkpoints/latest" in names  # in the run folder, to resume from
     assert not staged(scratch), "staged copies are removed once uploaded"
 
-    # A restarted job (no /gcs/ mount) brings its newest checkpoint down and goes on from it.
+    # A restarted job (no /gcs/ mount) brings its newest checkpoint down and goes on from it,
+    # and prunes the bucket's checkpoints, also those it did not bring down.
+    older = f"{prefix}/training/checkpoints/step-00000000/state.pt"
+    gcs_bucket.blob(older).upload_from_string(b"an earlier attempt's checkpoint")
     run(f"gs://{gcs_bucket.name}/{prefix}", overrides={"max_steps": 2})
     metrics = read("training/metrics.json")
     assert metrics["steps"] == 2 and metrics["resumed_from"] == 1

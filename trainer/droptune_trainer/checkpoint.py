@@ -68,12 +68,19 @@ def save(
     return final
 
 
-def prune(folder: Path, keep: int) -> list[str]:
-    """Remove all but the newest `keep` checkpoints; the names of those removed."""
-    removed = sorted(folder.glob("step-*"))[:-keep]
-    for old in removed:
-        shutil.rmtree(old, ignore_errors=True)
-    return [old.name for old in removed]
+def stale(names: list[str], keep: int) -> list[str]:
+    """The checkpoint folders among `names` older than the newest `keep`.
+
+    >>> stale(["latest", "step-00000003", "step-00000001", "step-00000002"], 2)
+    ['step-00000001']
+    """
+    return sorted(n for n in names if n.startswith("step-"))[:-keep]
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Remove all but the newest `keep` checkpoints in `folder`."""
+    for name in stale([p.name for p in folder.iterdir()], keep):
+        shutil.rmtree(folder / name, ignore_errors=True)
 
 
 def latest_name(folder: Path) -> str | None:

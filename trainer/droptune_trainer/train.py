@@ -319,9 +319,11 @@ def train(s: Setup) -> History:
         if checkpoint_due and s.group.primary:
             loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
             saved_to = checkpoint.save(s.checkpoints.local, done, model, optimizer, scheduler, loop)
-            removed = checkpoint.prune(s.checkpoints.local, config.keep_checkpoints)
+            checkpoint.prune(s.checkpoints.local, config.keep_checkpoints)
             s.checkpoints.publish(saved_to.name, checkpoint.LATEST)  # the pointer last
-            s.checkpoints.remove(*removed)  # staged: the bucket keeps no more than the disk
+            if s.checkpoints.staged:  # the bucket keeps no more, earlier attempts' included
+                published = s.checkpoints.published_folders()
+                s.checkpoints.remove(*checkpoint.stale(published, config.keep_checkpoints))
         if history.stopped_early:
             log.info(
                 f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"

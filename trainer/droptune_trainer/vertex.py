@@ -78,6 +78,15 @@ class Place:
         for name in names:
             delete_prefix(join(self.uri, name))
 
+    def published_folders(self) -> list[str]:
+        """Names of the folders at `uri`: for a staged place, those in the bucket (earlier
+        attempts of the job may have left some that the staging folder never saw)."""
+        if not self.staged:
+            return sorted(p.name for p in self.local.iterdir() if p.is_dir())
+        from droptune.cloud.gcs import list_folders
+
+        return list_folders(self.uri)
+
     def discard(self) -> None:
         """Remove the staging folder (published or not); plain and /gcs/ places are kept."""
         if self.staged:

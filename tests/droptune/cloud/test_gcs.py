@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from droptune import pipeline
-from droptune.cloud.gcs import download_prefix, split_uri
+from droptune.cloud.gcs import download_prefix, list_folders, split_uri
 from droptune.config import RunConfig
 from droptune.errors import SourceError
 from droptune.tokens import EstimateCounter
@@ -76,6 +76,14 @@ def test_download_prefix(gcs_bucket, tmp_path):
     assert (tmp_path / "sub" / "a.txt").read_bytes() == b"a"
     with pytest.raises(SourceError):
         download_prefix(f"gs://{gcs_bucket.name}/empty", tmp_path)
+
+
+def test_list_folders_names_the_folders_directly_under_a_prefix(gcs_bucket):
+    for name in ("c/step-2/state.pt", "c/step-1/state.pt", "c/step-1/x/y", "c/latest", "cd/z"):
+        gcs_bucket.blob(name).upload_from_string(b"x")
+    assert list_folders(f"gs://{gcs_bucket.name}/c") == ["step-1", "step-2"]
+    assert list_folders(f"gs://{gcs_bucket.name}/c/") == ["step-1", "step-2"]
+    assert list_folders(f"gs://{gcs_bucket.name}/none") == []
 
 
 def test_split_uri_rejects_non_gcs():
