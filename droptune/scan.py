@@ -4,8 +4,9 @@
         -> content hash -> tokens (batched; in worker processes for big inputs)
 
 The content hash is XXH3-64 (`xxhash`) of the canonical record's JSON: a frozen, portable
-algorithm (duplicates and the split depend on its values) at ~3.7 GB/s here, seven times
-blake2b's speed, which took a fifth of the scan's time.
+algorithm (duplicates and the split depend on its values), non-cryptographic because nothing
+here needs that, and several times faster than blake2b (`bench/validate_bench.py` measures
+both on the same records).
 
 Problems go to the issue log. Nothing is kept per example but a few numbers (hash, line,
 token count, label) in a `Ledger`, whose memory stays flat as files grow; `droptune.summary`

@@ -45,9 +45,7 @@ def check_labels(scan: Scan) -> dict[str, int]:
     if not scan.labels:
         return {}
     counts = scan.ledger.strata_counts()
-    by_label = {
-        label: int(counts[i + 1]) if i + 1 < len(counts) else 0 for label, i in scan.labels.items()
-    }
+    by_label = {label: int(counts[i + 1]) for label, i in scan.labels.items()}
     most, least = (
         max(by_label.items(), key=lambda kv: kv[1]),
         min(by_label.items(), key=lambda kv: kv[1]),

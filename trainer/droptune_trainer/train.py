@@ -321,9 +321,9 @@ def train(s: Setup) -> History:
             saved_to = checkpoint.save(s.checkpoints.local, done, model, optimizer, scheduler, loop)
             checkpoint.prune(s.checkpoints.local, config.keep_checkpoints)
             s.checkpoints.publish(saved_to.name, checkpoint.LATEST)  # the pointer last
-            if s.checkpoints.staged:  # the bucket keeps no more, earlier attempts' included
-                published = s.checkpoints.published_folders()
-                s.checkpoints.remove(*checkpoint.stale(published, config.keep_checkpoints))
+            # staged: the bucket keeps no more either, earlier attempts' checkpoints included
+            published = s.checkpoints.published_folders()
+            s.checkpoints.remove(*checkpoint.stale(published, config.keep_checkpoints))
         if history.stopped_early:
             log.info(
                 f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"

@@ -80,7 +80,8 @@ class Place:
 
     def published_folders(self) -> list[str]:
         """Names of the folders at `uri`: for a staged place, those in the bucket (earlier
-        attempts of the job may have left some that the staging folder never saw)."""
+        attempts of the job may have left some that the staging folder never saw); otherwise
+        the local ones, which `remove` leaves to their owner."""
         if not self.staged:
             return sorted(p.name for p in self.local.iterdir() if p.is_dir())
         from droptune.cloud.gcs import list_folders
