@@ -17,6 +17,8 @@ droptune
     tokenizer and chat template, on a 100 MB prefix, counted in worker processes on the
     usable cores as `droptune validate` does for inputs over 8 MB; the tokenizer load is timed
     apart and excluded
+  - the content hash alone on the --tokens-mb prefix's canonical records: XXH3-64 (used)
+    against blake2b-64, and the share of a no-token scan each takes
   - peak RSS (VmHWM) in fresh processes, on a --rss-mb prefix and on the whole file, of the
     no-token validation and of `pipeline.prepare` (exact tokens, split, data files); "flat"
     here: the whole file's peak is within 10% of the prefix's
@@ -103,6 +105,45 @@ def bench_droptune(path: Path, counter: Any = None, repeat: int = 1) -> dict:
     if report.tokens is not None:
         out.update(counter=report.tokens.method, tokens_total=report.tokens.total)
     return out
+
+
+def bench_hashes(path: Path) -> dict:
+    """The content hash alone, XXH3-64 (what the scan uses) against blake2b-64 (what it used),
+    over the canonical records of `path` held in memory; and each one's share of a no-token
+    scan of the same file."""
+    import hashlib
+
+    import xxhash
+
+    from droptune.config import RunConfig
+    from droptune.scan import Scan
+
+    with Scan(str(path), RunConfig(), count_tokens=False) as scan:
+        encoded = [scanned.encoded for scanned in scan]
+    size = sum(map(len, encoded))
+
+    def seconds(digest: Any) -> float:
+        started = time.perf_counter()
+        for e in encoded:
+            digest(e)
+        return time.perf_counter() - started
+
+    xxh3 = min(seconds(xxhash.xxh3_64_intdigest) for _ in range(3))
+    blake2b = min(
+        seconds(lambda e: int.from_bytes(hashlib.blake2b(e, digest_size=8).digest(), "little"))
+        for _ in range(3)
+    )
+    scan_s = bench_droptune(path)["seconds"]
+    return {
+        "records": len(encoded),
+        "canonical_mb": round(size / MB, 1),
+        "xxh3_s": round(xxh3, 3),
+        "blake2b_s": round(blake2b, 3),
+        "xxh3_vs_blake2b": round(blake2b / xxh3, 1),
+        "scan_s": scan_s,
+        "xxh3_share_of_scan": round(xxh3 / scan_s, 3),
+        "blake2b_share_of_scan": round(blake2b / (scan_s - xxh3 + blake2b), 3),
+    }
 
 
 def bench_encoder_alone(path: Path, counter: Any) -> dict:
@@ -275,6 +316,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     same_file = bench_droptune(token_peer_file, counter)  # the counts must agree exactly
     tokens["same_counts_as_per_line"] = same_file["tokens_total"] == token_peer["tokens_total"]
 
+    say(f"content hashes alone: XXH3 and blake2b, {args.tokens_mb:g} MB")
+    hashes = bench_hashes(prefix(args.tokens_mb, "tokens.jsonl"))
     say("peak RSS in fresh processes: validate without tokens")
     small = prefix(args.rss_mb, "rss.jsonl")
     rss = {
@@ -287,7 +330,7 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         rss["prepare_small"] = peak_rss("prepare", small)
         rss["prepare_full"] = peak_rss("prepare", data)
     say("done")
-    report(gen, naive, compiled, fast, tokens, token_peer, rss, encoder, jinja)
+    report(gen, naive, compiled, fast, tokens, token_peer, rss, encoder, jinja, hashes)
 
 
 def report(
@@ -300,6 +343,7 @@ def report(
     rss: dict,
     encoder: dict,
     jinja: dict,
+    hashes: dict,
 ) -> None:
     def ratio(a: dict, b: dict) -> float:
         return round(a["mb_s"] / b["mb_s"], 1)
@@ -356,6 +400,11 @@ def report(
         f"(x{ratios['rss_full_vs_small']}, {rss['bytes_per_extra_example']} B per extra "
         f"example; importing droptune alone: {rss['import_only']['rss_mb']:.0f} MB)"
     )
+    print(
+        f"content hash: XXH3 {hashes['xxh3_vs_blake2b']}x blake2b on the same "
+        f"{hashes['records']:,} records; {hashes['xxh3_share_of_scan']:.0%} of a no-token scan "
+        f"(blake2b would be {hashes['blake2b_share_of_scan']:.0%})"
+    )
     if "prepare_rss_full_vs_small" in ratios:
         print(
             f"peak RSS of prepare as the function runs it (exact tokens, split, data files; no "
@@ -378,6 +427,7 @@ def report(
                 "droptune_tokens": tokens,
                 "droptune_encoder_alone": encoder,
                 "droptune_jinja_render": jinja,
+                "content_hashes": hashes,
                 "rss": rss,
                 "ratios": ratios,
                 "goals": goals,
