@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
@@ -27,6 +28,11 @@ CORPUS = [
 EDGES = ["’", "\u0301", "\x85", "\xa0", "\u2028", "\u3000", "\x1c", "\u200b", "日", "🤖", "٣"]
 ALPHABET = st.sampled_from([*"aZé 1'\n\r\t.,!-_", *EDGES, "'s", "'LL", " x", "  "])
 TEXTS = st.lists(st.one_of(ALPHABET, st.sampled_from(SPECIALS)), max_size=40).map("".join)
+# ASCII text goes through the pattern's ASCII form: every character class's edges.
+ASCII_TEXTS = st.lists(
+    st.one_of(st.characters(max_codepoint=127), st.sampled_from(["'s", "'LL", "  ", " x", "\r\n"])),
+    max_size=60,
+).map("".join)
 
 
 def byte_level_bpe(pre_tokenizer, normalizer=None) -> Tokenizer:
@@ -68,6 +74,33 @@ def test_counts_equal_the_encoder_on_any_text(tokenizer: Tokenizer, texts: list[
     counter = WordCounter.for_tokenizer(tokenizer)
     assert counter is not None
     assert counter.count(texts) == encoded_lengths(tokenizer, texts)
+
+
+@pytest.mark.parametrize("tokenizer", [GPT2_STYLE, LLAMA3_STYLE], ids=["gpt2", "llama3+nfc"])
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(ASCII_TEXTS, min_size=1, max_size=4))
+def test_ascii_counts_equal_the_encoder(tokenizer: Tokenizer, texts: list[str]) -> None:
+    counter = WordCounter.for_tokenizer(tokenizer)
+    assert counter._ascii_findall != counter._findall  # the ASCII form is the one in use
+    assert counter.count(texts) == encoded_lengths(tokenizer, texts)
+
+
+@pytest.mark.parametrize(
+    "pattern", [bpe_count.GPT2_PATTERN, LLAMA3_PATTERN], ids=["gpt2", "llama3"]
+)
+@settings(max_examples=300, deadline=None)
+@given(text=ASCII_TEXTS)
+def test_the_ascii_form_finds_the_same_words_in_ascii_text(pattern: str, text: str) -> None:
+    assert bpe_count.ascii_form(pattern).findall(text) == regex.findall(pattern, text)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"\p{Lu}+", r"\x41+", r"[]a]+", r"[^]a]+", r"[a[b]]", r"(?V1)a|b", r"\X"],
+    ids=["other-class", "hex-escape", "bracket-member", "negated-bracket", "nested", "v1", "x"],
+)
+def test_patterns_re_might_read_differently_have_no_ascii_form(pattern: str) -> None:
+    assert bpe_count.ascii_form(pattern) is None
 
 
 @pytest.mark.slow
