@@ -17,6 +17,9 @@ droptune
     tokenizer and chat template, on a 100 MB prefix, counted in worker processes on the
     usable cores as `droptune validate` does for inputs over 8 MB; the tokenizer load is timed
     apart and excluded
+  - ablations of the exact counts, each with one part as it was before: the Rust encoder in
+    place of word counts, Jinja for every conversation, `regex` for every word split (no ASCII
+    form in `re`)
   - the content hash alone on the --tokens-mb prefix's canonical records: XXH3-64 (used)
     against blake2b-64, and the share of a no-token scan each takes
   - peak RSS (VmHWM) in fresh processes, on a --rss-mb prefix and on the whole file, of the
@@ -169,6 +172,21 @@ def bench_jinja_render(path: Path, counter: Any) -> dict:
     return bench_droptune(path, ChatTemplateCounter(counter.tokenizer, counter.files, joined=False))
 
 
+def bench_regex_words(path: Path, counter: Any) -> dict:
+    """Exact counts with every piece split into words by `regex`, ASCII ones too (no ASCII
+    form of the pattern in `re`: `droptune.bpe_count.ascii_form`): the rest as droptune runs it."""
+    from droptune import bpe_count
+    from droptune.tokens import ChatTemplateCounter
+
+    ascii_form = bpe_count.ascii_form
+    bpe_count.ascii_form = lambda pattern: None
+    try:
+        plain = ChatTemplateCounter(counter.tokenizer, counter.files)
+    finally:
+        bpe_count.ascii_form = ascii_form
+    return bench_droptune(path, plain)
+
+
 def child_main(job: str, path: str) -> None:
     """`--child validate PATH`: validate without tokens in this fresh process; `--child prepare
     PATH`: prepare a run folder (exact tokens, split, data files) in a temporary folder, as the
@@ -310,6 +328,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
     encoder = bench_encoder_alone(prefix(args.tokens_mb, "tokens.jsonl"), counter)
     say(f"droptune with every conversation rendered by Jinja (ablation), {args.tokens_mb:g} MB")
     jinja = bench_jinja_render(prefix(args.tokens_mb, "tokens.jsonl"), counter)
+    say(f"droptune with every word split by regex (ablation), {args.tokens_mb:g} MB")
+    regex_words = bench_regex_words(prefix(args.tokens_mb, "tokens.jsonl"), counter)
     say(f"peer: compiled jsonschema + apply_chat_template per line, {args.token_peer_mb:g} MB")
     token_peer_file = prefix(args.token_peer_mb, "token_peer.jsonl")
     token_peer = peer_jsonschema(token_peer_file, compiled=True, tokenizer=counter.tokenizer)
@@ -330,7 +350,8 @@ def run(args: argparse.Namespace, tmp: Path) -> None:
         rss["prepare_small"] = peak_rss("prepare", small)
         rss["prepare_full"] = peak_rss("prepare", data)
     say("done")
-    report(gen, naive, compiled, fast, tokens, token_peer, rss, encoder, jinja, hashes)
+    ablations = {"encoder_alone": encoder, "jinja_render": jinja, "regex_words": regex_words}
+    report(gen, naive, compiled, fast, tokens, token_peer, rss, ablations, hashes)
 
 
 def report(
@@ -341,8 +362,7 @@ def report(
     tokens: dict,
     token_peer: dict,
     rss: dict,
-    encoder: dict,
-    jinja: dict,
+    ablations: dict[str, dict],
     hashes: dict,
 ) -> None:
     def ratio(a: dict, b: dict) -> float:
@@ -354,8 +374,7 @@ def report(
         "compiled_vs_naive": ratio(compiled, naive),
         "tokens_vs_per_line_tokens": ratio(tokens, token_peer),
         "tokens_vs_compiled": ratio(tokens, compiled),
-        "tokens_vs_encoder_alone": ratio(tokens, encoder),
-        "tokens_vs_jinja_render": ratio(tokens, jinja),
+        **{f"tokens_vs_{name}": ratio(tokens, run) for name, run in ablations.items()},
         "rss_full_vs_small": round(rss["full"]["rss_mb"] / rss["small"]["rss_mb"], 2),
     }
     more = (rss["full"]["valid"] or 0) - (rss["small"]["valid"] or 0)
@@ -375,23 +394,26 @@ def report(
         "rss_flat": max(v for k, v in ratios.items() if k.endswith("rss_full_vs_small")) <= 1.1,
     }
     rows = [
-        ("peer: json.loads + jsonschema.validate", naive, ratio(naive, compiled)),
-        ("peer: json.loads + compiled validator", compiled, 1.0),
-        ("droptune validate --no-tokens", fast, ratios["no_tokens_vs_compiled"]),
-        ("peer: compiled + apply_chat_template/line", token_peer, ratio(token_peer, compiled)),
-        ("droptune, Rust encoder alone (ablation)", encoder, ratio(encoder, compiled)),
-        ("droptune, Jinja render only (ablation)", jinja, ratio(jinja, compiled)),
-        ("droptune validate (exact tokens)", tokens, ratios["tokens_vs_compiled"]),
+        ("peer: json.loads + jsonschema.validate", naive),
+        ("peer: json.loads + compiled validator", compiled),
+        ("droptune validate --no-tokens", fast),
+        ("peer: compiled + apply_chat_template/line", token_peer),
+        ("droptune, Rust encoder alone (ablation)", ablations["encoder_alone"]),
+        ("droptune, Jinja render only (ablation)", ablations["jinja_render"]),
+        ("droptune, regex word split only (ablation)", ablations["regex_words"]),
+        ("droptune validate (exact tokens)", tokens),
     ]
     print(f"\n{'run':44} {'MB':>7} {'s':>7} {'MB/s':>8} {'vs compiled':>12}")
-    for name, r, x in rows:
+    for name, r in rows:
+        x = ratio(r, compiled)
         print(f"{name:44} {r['mb']:7.1f} {r['seconds']:7.2f} {r['mb_s']:8.2f} {x:>11}x")
     print(
         f"no tokens: {ratios['no_tokens_vs_naive']}x the naive loop, "
         f"{ratios['no_tokens_vs_compiled']}x the compiled one; exact tokens: "
         f"{ratios['tokens_vs_per_line_tokens']}x the per-line tokenizing loop and "
         f"{ratios['tokens_vs_encoder_alone']}x the Rust encoder alone, "
-        f"{ratios['tokens_vs_jinja_render']}x rendering every conversation with Jinja "
+        f"{ratios['tokens_vs_jinja_render']}x rendering every conversation with Jinja, "
+        f"{ratios['tokens_vs_regex_words']}x splitting every word with regex "
         f"(tokenizer load {tokens['tokenizer_load_s']:.1f} s, excluded)"
     )
     print(
@@ -425,8 +447,7 @@ def report(
                 "droptune_no_tokens": fast,
                 "peer_per_line_tokens": token_peer,
                 "droptune_tokens": tokens,
-                "droptune_encoder_alone": encoder,
-                "droptune_jinja_render": jinja,
+                **{f"droptune_{name}": run for name, run in ablations.items()},
                 "content_hashes": hashes,
                 "rss": rss,
                 "ratios": ratios,

@@ -1,12 +1,12 @@
 """Token counting for a scan, in batches, on the cores the process may use (up to eight).
 
-Counting exact tokens (chat template, then BPE) costs about ten times what reading,
-validating and converting an example does, so on big inputs the scan hands batches of
-examples to worker processes and goes on reading while they count; counts come back in the
-order the batches went out. Workers are forked from the scanning process, so they start at
-once with its loaded tokenizer; each batch travels as the canonical JSON lines the scan has
-already encoded. Small inputs, one-core machines and estimated counts are counted in the
-scanning process, where a pool would cost more than it saves.
+Counting exact tokens (chat template, then BPE) costs several times what reading, validating
+and converting an example does (`bench/validate_bench.py` measures both), so on big inputs
+the scan hands batches of examples to worker processes and goes on reading while they count;
+counts come back in the order the batches went out. Workers are forked from the scanning
+process, so they start at once with its loaded tokenizer; each batch travels as the canonical
+JSON lines the scan has already encoded. Small inputs, one-core machines and estimated counts
+are counted in the scanning process, where a pool would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import orjson
 from droptune.tokens import TokenCounter
 
 PARALLEL_MIN_BYTES = 8_000_000  # below this (when the size is known) one process is enough
-BYTES_PER_WORKER = 4_000_000  # a worker counts ~7 MB/s: fewer bytes than this keep it idle
+BYTES_PER_WORKER = 4_000_000  # a fraction of a second of counting: fewer keep a worker idle
 MAX_WORKERS = 8  # each one is a fork of the scanning process, with its own word cache
 _worker_counter: TokenCounter | None = None  # set in the parent; forked workers inherit it
 
