@@ -10,12 +10,20 @@ each step is one packed row of about the same number of tokens (8 x the mean len
 `position_ids` restarting per sequence so no sequence attends to another. Measured: real
 (non-padding) tokens per second over the timed steps, peak GPU memory, final loss.
 
-    python bench/gpu_train_bench.py --peer          # ours beside the peer script (GPU)
+`--gen` also times evaluation generation as the peer's `gen` run does (the base model, 64
+prompts of 64-255 random token ids, exactly 32 new greedy tokens each): droptune's evaluation
+(`droptune_trainer.evaluate.answer_all`: prompts rendered by a chat template, batched by
+length under a token budget, left-padded) against a per-sample `model.generate` loop on 16 of
+the same prompts, in this process; with `--peer` the peer script's own loop runs too.
+
+    python bench/gpu_train_bench.py --peer --gen    # ours beside the peer script (GPU)
     python bench/gpu_train_bench.py --model qwen2-1.5b
-    python bench/gpu_train_bench.py --model tiny --device cpu --steps 3 --warmup 1 --examples 32
+    python bench/gpu_train_bench.py --model tiny --device cpu --steps 3 --warmup 1 --examples 32 --gen
 
 `--peer` needs what the peer script imports (trl, datasets, liger-kernel for its liger runs)
-and prints the ratio against its best run. Goal from the issue: >= 2.0x the best peer.
+and prints the ratio against its best run; `bench/gpu_kit.sh` brings those, and the script, to
+a GPU machine that cannot download them. Goals from the issue: training >= 2.0x the best
+peer; batched evaluation >= 20x the per-sample loop.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import math
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -36,6 +46,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "trainer")]
 PEER = ROOT.parent / "shared" / "bench" / "peer_sft_bench.py"
 
 N, MAXLEN, PEER_BATCH, STEPS, WARMUP = 1024, 1024, 8, 30, 6
+PROMPTS, LOOPED, NEW_TOKENS = 64, 16, 32  # as the peer's `gen` run
 SHAPES = {  # as in the peer script
     "qwen2-0.5b": dict(
         vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
@@ -119,18 +130,91 @@ def bench_droptune(name: str, device: str, n: int, steps: int, warmup: int) -> d
     }
 
 
-def run_peer(name: str) -> list[dict]:
-    """The peer script's lines for `name` (its `big` argument adds the 1.5B shape)."""
-    which = ["big"] if name == "qwen2-1.5b" else ["all"]
+def word_tokenizer() -> object:
+    """A fast tokenizer in which the text `t123` is the token id 123, with a chat template that
+    prints the contents as they are: prompts of random ids go through droptune's real path."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": 0, "<eos>": 1, "<unk>": 2} | {f"t{i}": i for i in range(10, 150000)}
+    words = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=words, pad_token="<pad>", eos_token="<eos>", unk_token="<unk>"
+    )
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    return tokenizer
+
+
+def bench_generation(name: str, device: str) -> dict:
+    """Seconds per test answer: droptune's batched evaluation vs a per-sample loop."""
+    import torch
+    from droptune_trainer.evaluate import answer_all
+    from transformers import AutoModelForCausalLM, Qwen2Config
+
+    from droptune.cases import Case
+
+    rng = np.random.default_rng(1)
+    prompts = [rng.integers(10, 150000, n).tolist() for n in rng.integers(64, 256, PROMPTS)]
+    torch.manual_seed(0)
+    config = Qwen2Config(max_position_embeddings=4096, **SHAPES[name])
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    model.eval()
+    model.generation_config.min_new_tokens = NEW_TOKENS  # random weights: no early end
+    tokenizer, where = word_tokenizer(), torch.device(device)
+
+    def timed(work: Callable[[], object]) -> tuple[object, float]:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        started = time.perf_counter()
+        result = work()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return result, time.perf_counter() - started
+
+    def loop() -> None:
+        for ids in prompts[:LOOPED]:
+            model.generate(
+                torch.tensor([ids], device=where), max_new_tokens=NEW_TOKENS, do_sample=False,
+                pad_token_id=0,
+            )  # fmt: skip
+
+    cases = [
+        Case([{"role": "user", "content": " ".join(f"t{i}" for i in ids)}], "") for ids in prompts
+    ]
+    answer_all(model, tokenizer, cases[:2], NEW_TOKENS, where, False)  # warm-up
+    _, loop_s = timed(loop)
+    answers, batched_s = timed(
+        lambda: answer_all(model, tokenizer, cases, NEW_TOKENS, where, False)
+    )
+    loop_s, batched_s = loop_s / LOOPED, batched_s / PROMPTS
+    assert [a.input_tokens for a in answers] == [len(ids) for ids in prompts]
+    assert all(a.output_tokens == NEW_TOKENS for a in answers)
+    return {
+        "run": "droptune_eval_generate",
+        "model": name,
+        "new_tokens": NEW_TOKENS,
+        "per_sample_loop_s": round(loop_s, 4),
+        "batched_s_per_sample": round(batched_s, 4),
+        "speedup": round(loop_s / batched_s, 1),
+    }
+
+
+def run_peer(name: str, gen: bool, script: Path) -> list[dict]:
+    """The peer script's lines for `name` (its `big` argument adds the 1.5B shape, `gen` its
+    evaluation generation)."""
+    which = (["big"] if name == "qwen2-1.5b" else ["all"]) + (["gen"] if gen else [])
     done = subprocess.run(
-        [sys.executable, str(PEER), *which], capture_output=True, text=True, check=False
+        [sys.executable, str(script), *which], capture_output=True, text=True, check=False
     )
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     for line in lines:
         print(json.dumps({"peer": line}), flush=True)
     if done.returncode:
         print(json.dumps({"peer_exit": done.returncode, "stderr": done.stderr[-1500:]}))
-    return [line for line in lines if line.get("model") == name and "real_tok_s" in line]
+    return [line for line in lines if line.get("model") == name]
 
 
 def main() -> None:
@@ -141,19 +225,36 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=WARMUP)
     parser.add_argument("--examples", type=int, default=N)
     parser.add_argument("--peer", action="store_true", help="run the peer script first")
+    parser.add_argument("--gen", action="store_true", help="time evaluation generation too")
+    parser.add_argument("--peer-script", type=Path, default=PEER, help="the peer script's path")
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
         parser.error("--warmup must be at least 1 and below --steps")
-    peers = run_peer(args.model) if args.peer else []
+    peers = run_peer(args.model, args.gen, args.peer_script) if args.peer else []
     ours = bench_droptune(args.model, args.device, args.examples, args.steps, args.warmup)
     print(json.dumps(ours), flush=True)
-    if peers:
-        best = max(peers, key=lambda p: p["real_tok_s"])
+    trainers = [p for p in peers if "real_tok_s" in p]
+    if trainers:
+        best = max(trainers, key=lambda p: p["real_tok_s"])
         ratio = ours["real_tok_s"] / best["real_tok_s"]
         print(
             f"droptune {ours['real_tok_s']:,} real tokens/s vs the best peer "
             f"({best['run']}) {best['real_tok_s']:,}: {ratio:.2f}x (goal >= 2.0x)"
         )
+    if args.gen:
+        gen = bench_generation(args.model, args.device)
+        print(json.dumps(gen), flush=True)
+        print(
+            f"evaluation: {gen['batched_s_per_sample']} s per answer batched vs "
+            f"{gen['per_sample_loop_s']} s in the per-sample loop: {gen['speedup']}x (goal >= 20x)"
+        )
+        loops = [p for p in peers if p.get("run") == "eval_generate" and "per_sample_loop_s" in p]
+        if loops:
+            peer_loop = loops[0]["per_sample_loop_s"]
+            print(
+                f"against the peer script's own loop ({peer_loop} s per answer): "
+                f"{peer_loop / gen['batched_s_per_sample']:.1f}x"
+            )
 
 
 if __name__ == "__main__":
