@@ -107,7 +107,10 @@ def _summary(report: Report) -> None:
         table.add_row(
             "cost", f"≈ ${report.cost.usd:,.2f} for {report.cost.billable_tokens:,} training tokens"
         )
-    table.add_row("speed", f"{report.bytes / 1e6:,.1f} MB in {report.seconds:.2f} s")
+    speed = f"{report.bytes / 1e6:,.1f} MB in {report.seconds:.2f} s"
+    if report.tokens and report.tokens.load_seconds >= 0.05:
+        speed += f", {report.tokens.load_seconds:.1f} s of it loading the tokenizer"
+    table.add_row("speed", speed)
     for name, path in report.outputs.items():
         table.add_row(f"wrote {name}", path)
     out.print(table)

@@ -37,6 +37,7 @@ class TokenStats:
     billable: int  # train tokens x epochs
     limit: int
     over_limit: int
+    load_seconds: float  # loading the tokenizer, part of the report's `seconds`
     # tokens per example: counts[i] examples have edges[i] <= tokens < edges[i + 1]
     histogram: dict[str, list[int]] = field(default_factory=dict)
 

@@ -16,6 +16,7 @@ turns them into the dataset-level checks of the report.
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -77,6 +78,7 @@ class Scan:
         self.labels: dict[str, int] = {}  # label -> id; its stratum in the ledger is id + 1
         self.size: int | None = None
         self.bytes = 0
+        self.tokenizer_seconds = 0.0  # loading the counter, when this scan loaded it
 
     @property
     def valid(self) -> int:
@@ -289,11 +291,13 @@ class Scan:
         """The batch counter: the exact one where it loads (in worker processes for big
         inputs), else a labelled estimate."""
         if self.counter is None:
+            started = time.perf_counter()
             try:
                 self.counter = counter_for(self.config.backend, self.config.base_model)
             except TokenizerError as exc:
                 self._issue("tokenizer_unavailable", str(exc), None, None)
                 self.counter = EstimateCounter()
+            self.tokenizer_seconds = time.perf_counter() - started
         return OrderedCounts(self.counter, worth_a_pool(self.counter, self.size))
 
     def _issue(self, code: str, message: str, line: int | None, path: str | None) -> None:

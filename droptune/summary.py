@@ -83,6 +83,7 @@ def token_stats(scan: Scan, config: RunConfig, train_tokens: int | None) -> Toke
         billable=train_total * config.epochs,
         limit=scan.token_limit,
         over_limit=int(counts[values > scan.token_limit].sum()),
+        load_seconds=round(scan.tokenizer_seconds, 3),
         histogram=histogram(values, counts),
     )
 

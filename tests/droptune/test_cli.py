@@ -76,11 +76,15 @@ def test_convert_to_gemini(tmp_path):
 def test_validate_with_real_tokenizer():
     result = droptune("validate", str(EXAMPLE), "--json")
     assert result.returncode == 0, result.stderr
-    tokens = json.loads(result.stdout)["tokens"]
+    report = json.loads(result.stdout)
+    tokens = report["tokens"]
     assert tokens["method"] == "exact"
     assert "SmolLM2-135M-Instruct" in tokens["description"]
     assert tokens["examples"] == 12
     assert 20 < tokens["min"] <= tokens["p50"] <= tokens["max"] < 200
+    assert 0 < tokens["load_seconds"] <= report["seconds"]  # a fresh process loads it
+    text = droptune("validate", str(EXAMPLE)).stdout.decode()
+    assert "s of it loading the tokenizer" in text
 
 
 @pytest.mark.slow
