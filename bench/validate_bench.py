@@ -17,9 +17,9 @@ droptune
     tokenizer and chat template, on a 100 MB prefix, counted in worker processes on the
     usable cores as `droptune validate` does for inputs over 8 MB; the tokenizer load is timed
     apart and excluded
-  - ablations of the exact counts, each with one part as it was before: the Rust encoder in
-    place of word counts, Jinja for every conversation, `regex` for every word split (no ASCII
-    form in `re`)
+  - ablations of the exact counts, each with one part done the plain way and the rest as
+    droptune runs it: the Rust encoder in place of word counts, Jinja for every conversation,
+    `regex` for every word split (no ASCII form in `re`)
   - the content hash alone on the --tokens-mb prefix's canonical records: XXH3-64 (used)
     against blake2b-64, and the share of a no-token scan each takes
   - peak RSS (VmHWM) in fresh processes, on a --rss-mb prefix and on the whole file, of the
@@ -400,7 +400,7 @@ def report(
         ("peer: compiled + apply_chat_template/line", token_peer),
         ("droptune, Rust encoder alone (ablation)", ablations["encoder_alone"]),
         ("droptune, Jinja render only (ablation)", ablations["jinja_render"]),
-        ("droptune, regex word split only (ablation)", ablations["regex_words"]),
+        ("droptune, words split by regex (ablation)", ablations["regex_words"]),
         ("droptune validate (exact tokens)", tokens),
     ]
     print(f"\n{'run':44} {'MB':>7} {'s':>7} {'MB/s':>8} {'vs compiled':>12}")

@@ -41,6 +41,10 @@ ASCII_PROBE = "Hi!  It's 42:07\twe'LL  do\r\n\n x\x0b\x0cy\x1c\x1f_a ~`^[]{}\\ D
 # How the classes byte-level BPE patterns use read on ASCII text, inside and outside [...].
 ASCII_CLASSES = {r"\p{L}": "A-Za-z", r"\p{N}": "0-9"}
 SAME_ON_ASCII = set("sSdDwWbBrntfv")  # escapes Python's re (ASCII mode) reads as `regex` does
+# What ascii_form leaves to `regex`: verbose mode and comments (a "[" there is no set), and set
+# operations (`regex` version 1; `re` warns of them).
+_NOT_TRANSLATED = re.compile(r"\(\?[a-zA-Z-]*x|\(\?#|--|&&|~~|\|\|")
+_COUNT = re.compile(r"\{\d*(?:,\d*)?\}")
 
 
 def _byte_chars() -> str:
@@ -144,7 +148,9 @@ class WordCounter:
 def ascii_form(pattern: str) -> re.Pattern[str] | None:
     r"""`pattern` for ASCII-only text, compiled by Python's `re`: `\p{L}` and `\p{N}` become
     the ASCII letters and digits. None where the pattern holds anything `re` might read
-    differently (other classes and escapes, nested sets, syntax `re` lacks); `regex` then
+    differently (other classes and escapes, non-ASCII characters, which case-insensitive
+    matching may fold to ASCII ones, nested sets, set operations, ranges that end in a class,
+    comments, verbose mode, braces that are not a count, syntax `re` lacks); `regex` then
     splits every piece.
 
     >>> ascii_form(r" ?\p{L}+|[^\s\p{L}]+").pattern
@@ -152,10 +158,14 @@ def ascii_form(pattern: str) -> re.Pattern[str] | None:
     >>> ascii_form(r"\p{Lu}+") is None
     True
     """
+    if not pattern.isascii() or _NOT_TRANSLATED.search(pattern):
+        return None
     out, i, in_class = [], 0, False
     while i < len(pattern):
         name = next((n for n in ASCII_CLASSES if pattern.startswith(n, i)), None)
         if name is not None:
+            if in_class and out[-1] == "-":  # `regex` reads [!-\p{N}] as "!", "-" and digits
+                return None
             members = ASCII_CLASSES[name]
             out.append(members if in_class else f"[{members}]")
             i += len(name)
@@ -170,11 +180,16 @@ def ascii_form(pattern: str) -> re.Pattern[str] | None:
             in_class = True
         elif token == "]":
             in_class = False
+        elif token == "{" and not in_class:
+            count = _COUNT.match(pattern, i)
+            if count is None:  # `regex`'s fuzzy matching, {e<=1}, or a literal brace
+                return None
+            token = count.group()
         out.append(token)
         i += len(token)
     try:
         return re.compile("".join(out), re.ASCII)
-    except re.error:
+    except (re.error, ValueError, OverflowError):  # e.g. (?u), which re.ASCII refuses
         return None
 
 

@@ -96,11 +96,31 @@ def test_the_ascii_form_finds_the_same_words_in_ascii_text(pattern: str, text: s
 
 @pytest.mark.parametrize(
     "pattern",
-    [r"\p{Lu}+", r"\x41+", r"[]a]+", r"[^]a]+", r"[a[b]]", r"(?V1)a|b", r"\X"],
-    ids=["other-class", "hex-escape", "bracket-member", "negated-bracket", "nested", "v1", "x"],
-)
+    [
+        r"\p{Lu}+", r"\x41+", r"[]a]+", r"[^]a]+", r"[a[b]]", r"(?V1)a|b", r"\X",
+        "(?i)\u212a|\u017f",  # Kelvin sign and long s: case-insensitive, they match k and s
+        r"(?:ab){e<=1}",  # regex's fuzzy matching
+        r"(?x) a # [ \p{L}+",  # a comment in verbose mode
+        r"(?#[)\p{L}+",  # a comment
+        r"[!-\p{N}]+",  # a range ending in a class
+        r"[\p{L}&&a]+",  # a set operation
+        r"(?u)\w+",  # re.ASCII refuses the flag
+    ],
+    ids=[
+        "other-class", "hex-escape", "bracket-member", "negated-bracket", "nested", "v1", "x",
+        "case-folding", "fuzzy", "verbose", "comment", "range-to-class", "set-operation", "unicode",
+    ],
+)  # fmt: skip
 def test_patterns_re_might_read_differently_have_no_ascii_form(pattern: str) -> None:
+    regex.compile(pattern)  # each is a pattern `regex` reads
     assert bpe_count.ascii_form(pattern) is None
+
+
+def test_counts_stay_exact_where_a_pattern_has_no_ascii_form(monkeypatch) -> None:
+    monkeypatch.setattr(bpe_count, "ascii_form", lambda pattern: None)
+    counter = WordCounter.for_tokenizer(GPT2_STYLE)
+    assert counter._ascii_findall == counter._findall
+    assert counter.count(CORPUS[:4]) == encoded_lengths(GPT2_STYLE, CORPUS[:4])
 
 
 @pytest.mark.slow
