@@ -9,11 +9,14 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
+import orjson
 import pytest
 
 from droptune import pipeline
+from droptune.bpe_count import WordCounter
 from droptune.config import RunConfig
 from droptune.report import Report
+from droptune.scan import Scan
 from droptune.tokens import EstimateCounter
 
 DATASETS = (Path(__file__).parents[2] / ".." / "shared" / "datasets").resolve()
@@ -161,6 +164,35 @@ def test_agnews_is_headerless_four_label_classification() -> None:
     lines = (DATASETS / "classification/agnews/train_pool.tsv").read_bytes().count(b"\n")
     assert report.counts["records"] == report.counts["valid"] == lines
     assert "label_imbalance" not in report.issue_counts
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [
+        "lamini_docs/lamini_docs.jsonl",
+        "llamafactory/c4_demo.jsonl",
+        "llamafactory/alpaca_en_demo.json",
+        "llamafactory/glaive_toolcall_en_demo.json",
+        "llamafactory/identity.json",
+        "llamafactory/v1_sft_demo.jsonl",
+        "llamafactory/reason_tool_use_demo_50.jsonl",
+        "openai_cookbook/toy_chat_fine_tuning.jsonl",
+        "gemini_tuning/patient_1_glucose_examples.jsonl",
+        "classification/agnews/train_pool.tsv",
+    ],
+)
+def test_exact_counts_equal_the_tokenizers_own_encoder(name: str, real_counter) -> None:
+    """Word counts (ASCII pieces through `re`, others through `regex`) against encoding each
+    rendered text with the Rust tokenizer, one text at a time."""
+    with Scan(str(DATASETS / name), RunConfig(), count_tokens=False) as scan:
+        texts = real_counter.render([orjson.loads(scanned.encoded) for scanned in scan])
+    assert texts
+    backend = real_counter.tokenizer.backend_tokenizer
+    words = WordCounter.for_tokenizer(backend)
+    assert words is not None  # the word counts themselves, not a fallback to the encoder
+    expected = [len(backend.encode(t, add_special_tokens=False).ids) for t in texts]
+    assert words.count(texts) == expected
 
 
 def test_every_dataset_file_has_a_verdict_here() -> None:
