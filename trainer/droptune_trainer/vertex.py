@@ -79,11 +79,11 @@ class Place:
             delete_prefix(join(self.uri, name))
 
     def published_folders(self) -> list[str]:
-        """Names of the folders at `uri`: for a staged place, those in the bucket (earlier
-        attempts of the job may have left some that the staging folder never saw); otherwise
-        the local ones, which `remove` leaves to their owner."""
+        """Names of the folders published at `uri`: for a staged place, those in the bucket
+        (earlier attempts of the job may have left some that the staging folder never saw);
+        none for unstaged places, whose folders are their own files, as for `remove`."""
         if not self.staged:
-            return sorted(p.name for p in self.local.iterdir() if p.is_dir())
+            return []
         from droptune.cloud.gcs import list_folders
 
         return list_folders(self.uri)
