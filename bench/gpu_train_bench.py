@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -70,18 +71,23 @@ def sequences(n: int) -> list[list[int]]:
     return [rng.integers(10, 150000, length).tolist() for length in lengths][:n]
 
 
-def make_model(name: str, device: str) -> object:
+def base_model(name: str, device: str) -> Any:
+    """The peer's random-init Qwen2 shape: bf16 on a GPU, float32 on a CPU, SDPA attention."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, Qwen2Config
 
     torch.manual_seed(0)
     config = Qwen2Config(max_position_embeddings=4096, **SHAPES[name])
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+        return AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+
+
+def make_model(name: str, device: str) -> Any:
+    from peft import LoraConfig, get_peft_model
+
     lora = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    return get_peft_model(base_model(name, device), lora)
 
 
 def bench_droptune(name: str, device: str, n: int, steps: int, warmup: int) -> dict:
@@ -150,18 +156,12 @@ def bench_generation(name: str, device: str) -> dict:
     """Seconds per test answer: droptune's batched evaluation vs a per-sample loop."""
     import torch
     from droptune_trainer.evaluate import answer_all
-    from transformers import AutoModelForCausalLM, Qwen2Config
 
     from droptune.cases import Case
 
     rng = np.random.default_rng(1)
     prompts = [rng.integers(10, 150000, n).tolist() for n in rng.integers(64, 256, PROMPTS)]
-    torch.manual_seed(0)
-    config = Qwen2Config(max_position_embeddings=4096, **SHAPES[name])
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    with torch.device(device):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
-    model.eval()
+    model = base_model(name, device).eval()
     tokenizer, where = word_tokenizer(), torch.device(device)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.min_new_tokens = NEW_TOKENS  # every answer exactly NEW_TOKENS long
