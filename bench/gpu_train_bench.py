@@ -7,8 +7,10 @@ ids, lengths log-normal around 350, clipped to 32..1,024), the same random-init 
 in bf16 with SDPA attention, LoRA r=16, alpha 32 on all linear layers, loss on every token,
 30 optimizer steps of which the first 6 warm up. The peer takes 8 sequences per step; here
 each step is one packed row of about the same number of tokens (8 x the mean length), with
-`position_ids` restarting per sequence so no sequence attends to another. Measured: real
-(non-padding) tokens per second over the timed steps, peak GPU memory, final loss.
+`position_ids` restarting per sequence and attention per sequence (`droptune_trainer.attention`:
+PyTorch's varlen flash kernel on the GPU) so no sequence attends to another. Measured: real
+(non-padding) tokens per second over the timed steps, peak GPU memory, final loss. An
+ablation runs the same loop with transformers' masked SDPA over the whole row instead.
 
 `--gen` also times evaluation generation as the peer's `gen` run does (the base model, 64
 prompts of 64-255 random token ids, exactly 32 new greedy tokens each): droptune's evaluation
@@ -90,8 +92,12 @@ def make_model(name: str, device: str) -> Any:
     return get_peft_model(base_model(name, device), lora)
 
 
-def bench_droptune(name: str, device: str, n: int, steps: int, warmup: int) -> dict:
+def bench_droptune(
+    name: str, device: str, n: int, steps: int, warmup: int, per_example: bool = True
+) -> dict:
+    """`per_example` False is the ablation: the packed row under transformers' masked SDPA."""
     import torch
+    from droptune_trainer import attention
     from droptune_trainer.config import TrainConfig
     from droptune_trainer.data import Example, pack
     from droptune_trainer.train import Setup, train
@@ -106,13 +112,16 @@ def bench_droptune(name: str, device: str, n: int, steps: int, warmup: int) -> d
         early_stopping_patience=0, evaluate_at_end=False,
     )  # fmt: skip
     folder = Path(tempfile.mkdtemp(prefix="droptune-gpu-bench-"))
+    model = make_model(name, device)
+    if per_example:
+        attention.install(model)
     s = Setup(
         config=config,
         run_dir=folder,
         device=torch.device(device),
         dtype=torch.bfloat16 if device == "cuda" else torch.float32,
         tokenizer=SimpleNamespace(pad_token_id=0),
-        model=make_model(name, device),
+        model=model,
         train_rows=rows,
         eval_rows=[],
         model_out=place(None, folder / "model"),
@@ -123,9 +132,14 @@ def bench_droptune(name: str, device: str, n: int, steps: int, warmup: int) -> d
         torch.cuda.reset_peak_memory_stats()
     history = train(s)
     (t0, tokens0), (t1, tokens1) = history.step_end[warmup - 1], history.step_end[-1]
+    head = SHAPES[name]["hidden_size"] // SHAPES[name]["num_attention_heads"]
+    query = torch.zeros(1, 1, 1, head, device=device, dtype=s.dtype)
     return {
-        "run": "droptune_packed",
+        "run": "droptune_packed" if per_example else "droptune_packed_masked_sdpa",
         "model": name,
+        "attention": ("varlen flash" if attention.varlen_works(query) else "per sequence")
+        if per_example
+        else "masked sdpa",
         "real_tok_s": round((tokens1 - tokens0) / (t1 - t0)),
         "step_s": round((t1 - t0) / (len(history.step_end) - warmup), 4),
         "tokens_per_step": round(history.tokens / len(history.step_end)),
@@ -239,6 +253,14 @@ def main() -> None:
     peers = run_peer(args.model, args.gen, args.peer_script) if args.peer else []
     ours = bench_droptune(args.model, args.device, args.examples, args.steps, args.warmup)
     print(json.dumps(ours), flush=True)
+    masked = bench_droptune(
+        args.model, args.device, args.examples, args.steps, args.warmup, per_example=False
+    )
+    print(json.dumps(masked), flush=True)
+    print(
+        f"per-sequence attention / masked SDPA: {ours['real_tok_s'] / masked['real_tok_s']:.2f}x "
+        "(ablation)"
+    )
     trainers = [p for p in peers if "real_tok_s" in p]
     if trainers:
         best = max(trainers, key=lambda p: p["real_tok_s"])

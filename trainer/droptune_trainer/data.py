@@ -9,8 +9,10 @@ Templates that do not render prefixes consistently fall back to learning every t
 the count of such examples is reported.
 
 Packing: examples are laid first-fit (longest first, deterministic) into rows of
-`tokens_per_batch` tokens; `position_ids` restart at 0 for each example, which transformers
-turns into a block-diagonal causal mask (and flash attention into varlen), so no example sees
+`tokens_per_batch` tokens; `position_ids` restart at 0 for each example, and the training
+loop hands the row's example boundaries to the attention (`droptune_trainer.attention`),
+which attends example by example; a layer that does not take them gets the block-diagonal
+causal mask transformers builds from the restarting positions. Either way no example sees
 another. The first token of each example has no label, so no example learns to predict the
 next one.
 """

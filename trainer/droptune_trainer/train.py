@@ -26,7 +26,7 @@ from torch.nn import functional
 from droptune.errors import ConfigError
 from droptune.log import get_logger, labelled
 from droptune.models import locate
-from droptune_trainer import checkpoint, cluster
+from droptune_trainer import attention, checkpoint, cluster
 from droptune_trainer.config import TrainConfig
 from droptune_trainer.data import (
     IGNORE,
@@ -171,6 +171,8 @@ def setup(
     torch.manual_seed(config.seed)
     device, dtype = device_and_dtype(config, group.local_rank)
     tokenizer, model = load_model(config, device, dtype)
+    if config.packing:
+        attention.install(model)
     train_rows = rows_for(config, tokenizer, read_split(local, "train", required=True))
     if not train_rows:
         raise ConfigError(f"{run_dir}: data/train.jsonl has no example with a label to learn")
@@ -202,6 +204,9 @@ def loss_sum(s: Setup, row: Row, module: Any = None) -> tuple[torch.Tensor, int]
         k: v.to(s.device)
         for k, v in collate(row, s.config.packing, s.tokenizer.pad_token_id).items()
     }
+    if s.config.packing:
+        lengths = [len(e.input_ids) for e in row.examples]
+        batch[attention.KWARG] = attention.documents(lengths, s.device)
     targets = batch.pop("labels")[:, 1:]
     keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
     logits = (module or s.model)(**batch, use_cache=False, logits_to_keep=keep).logits
