@@ -27,6 +27,7 @@ import torch
 from torch.nn import functional
 
 from droptune.log import get_logger
+from droptune_trainer.data import to_device
 
 log = get_logger("droptune.trainer")
 
@@ -46,7 +47,7 @@ def documents(lengths: list[int], device: torch.device) -> Documents:
     bounds = [0]
     for n in lengths:
         bounds.append(bounds[-1] + n)
-    cumulative = torch.tensor(bounds, dtype=torch.int32, device=device)
+    cumulative = to_device(torch.tensor(bounds, dtype=torch.int32), device)
     return Documents(tuple(bounds), cumulative, max(lengths))
 
 

@@ -203,6 +203,14 @@ def epoch_order(rows: Sequence[Row], seed: int, epoch: int) -> list[int]:
     return order
 
 
+def to_device(tensor: Any, device: Any) -> Any:
+    """A host tensor on `device`; to a GPU from pinned memory without waiting for the GPU to
+    finish its queue, as a plain copy would."""
+    if device.type != "cuda":
+        return tensor
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def collate(row: Row, packed: bool, pad_id: int) -> dict[str, Any]:
     """Tensors for one row: packed (1 x tokens, position_ids per example) or padded."""
     import torch

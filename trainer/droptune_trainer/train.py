@@ -38,6 +38,7 @@ from droptune_trainer.data import (
     read_run,
     read_split,
     run_id_of,
+    to_device,
     tokenize,
 )
 from droptune_trainer.report import (
@@ -199,25 +200,26 @@ def setup(
 # --- the loop -------------------------------------------------------------------------------
 def loss_sum(s: Setup, row: Row, module: Any = None) -> tuple[torch.Tensor, int]:
     """Summed cross-entropy over the row's label tokens, and how many there were; `module`
-    runs the forward pass (the data-parallel wrapper when training), `s.model` by default."""
-    batch = {
-        k: v.to(s.device)
-        for k, v in collate(row, s.config.packing, s.tokenizer.pad_token_id).items()
-    }
+    runs the forward pass (the data-parallel wrapper when training), `s.model` by default.
+    What depends on the labels is worked out on the host, so the device is not waited for."""
+    batch = collate(row, s.config.packing, s.tokenizer.pad_token_id)
+    targets = batch.pop("labels")[:, 1:]
+    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)  # positions with a label
+    chosen = targets[:, keep]
+    count = int((chosen != IGNORE).sum())
+    batch = {k: to_device(v, s.device) for k, v in batch.items()}
     if s.config.packing:
         lengths = [len(e.input_ids) for e in row.examples]
         batch[attention.KWARG] = attention.documents(lengths, s.device)
-    targets = batch.pop("labels")[:, 1:]
-    keep = (targets != IGNORE).any(dim=0).nonzero().squeeze(-1)
+    keep = to_device(keep, s.device)
     logits = (module or s.model)(**batch, use_cache=False, logits_to_keep=keep).logits
-    chosen = targets[:, keep]
     total = functional.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]),
-        chosen.reshape(-1),
+        to_device(chosen, s.device).reshape(-1),
         ignore_index=IGNORE,
         reduction="sum",
     )
-    return total, int((chosen != IGNORE).sum())
+    return total, count
 
 
 @torch.no_grad()
@@ -270,8 +272,9 @@ def train(s: Setup) -> History:
     checkpoint_every = config.checkpoint_every or steps_per_epoch
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        trainable, lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+        trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
+        fused=s.device.type == "cuda",  # one kernel for every parameter's update
+    )  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))
     history, start = History(), 0
     if s.checkpoints.fetch(checkpoint.LATEST):  # staged: bring the newest one down to resume
