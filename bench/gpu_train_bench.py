@@ -132,12 +132,14 @@ def bench_droptune(
         torch.cuda.reset_peak_memory_stats()
     history = train(s)
     (t0, tokens0), (t1, tokens1) = history.step_end[warmup - 1], history.step_end[-1]
-    head = SHAPES[name]["hidden_size"] // SHAPES[name]["num_attention_heads"]
-    query = torch.zeros(1, 1, 1, head, device=device, dtype=s.dtype)
+    shape = SHAPES[name]
+    head = shape["hidden_size"] // shape["num_attention_heads"]
+    query = torch.zeros(1, shape["num_attention_heads"], 1, head, device=device, dtype=s.dtype)
+    key = query[:, : shape["num_key_value_heads"]]
     return {
         "run": "droptune_packed" if per_example else "droptune_packed_masked_sdpa",
         "model": name,
-        "attention": ("varlen flash" if attention.varlen_works(query) else "per sequence")
+        "attention": ("varlen flash" if attention.varlen_works(query, key, key) else "per sequence")
         if per_example
         else "masked sdpa",
         "real_tok_s": round((tokens1 - tokens0) / (t1 - t0)),

@@ -119,12 +119,15 @@ def test_a_sliding_window_shorter_than_an_example_falls_back_to_the_mask(
         assert ("per" if per_example_calls else "mask") == expected_path
 
 
-def test_the_varlen_path_hands_the_kernel_the_whole_row(monkeypatch):
-    """The kernel's arguments (token-major tensors, cumulative bounds, longest example, causal)
-    checked with a stand-in that computes masked attention from those arguments alone."""
+@pytest.mark.parametrize("takes_scale", [True, False], ids=["scale", "no-scale"])
+def test_the_varlen_path_hands_the_kernel_the_whole_row(monkeypatch, takes_scale: bool):
+    """The kernel's arguments (token-major tensors, cumulative bounds, longest example, causal,
+    the layer's scale or, for a kernel that takes none, the query scaled instead) checked with
+    a stand-in that computes masked attention from those arguments alone."""
     seen: dict[str, Any] = {}
 
     def stand_in(q, k, v, cu_q, cu_k, max_q, max_k, *, scale=None, **causal):
+        assert (scale is not None) == takes_scale
         seen.update(shapes=(q.shape, k.shape), bounds=cu_q.tolist(), longest=max_q, **causal)
         example = torch.bucketize(torch.arange(q.shape[0]), cu_q[1:], right=True)
         position = torch.arange(q.shape[0])
@@ -138,9 +141,12 @@ def test_the_varlen_path_hands_the_kernel_the_whole_row(monkeypatch):
             q, k, v, attn_mask=mask, scale=scale
         )
 
-    monkeypatch.setattr(attention, "_varlen_kernel", lambda: (stand_in, {"window_size": (-1, 0)}))
-    monkeypatch.setattr(attention, "varlen_works", lambda query: True)
+    kernel = (stand_in, {"window_size": (-1, 0)}, takes_scale)
+    monkeypatch.setattr(attention, "_varlen_kernel", lambda: kernel)
+    monkeypatch.setattr(attention, "varlen_works", lambda query, key, value: True)
     model, batch = tiny(), packed(LENGTHS)
+    for layer in model.model.layers:  # a scale other than the kernel's default 1/sqrt(dim)
+        layer.self_attn.scaling = 0.5
     with torch.no_grad():
         expected = alone(model, batch, LENGTHS)
         attention.install(model)
@@ -153,7 +159,39 @@ def test_the_varlen_path_hands_the_kernel_the_whole_row(monkeypatch):
 
 
 def test_the_varlen_kernel_is_kept_off_the_cpu():
-    assert not attention.varlen_works(torch.zeros(1, 4, 8, 64, dtype=torch.bfloat16))
+    query = torch.zeros(1, 4, 8, 64, dtype=torch.bfloat16)
+    assert not attention.varlen_works(query, query[:, :2], query[:, :2])
+
+
+@pytest.mark.parametrize("architecture", ["Gemma2Config", "GptOssConfig"])
+def test_models_that_do_not_run_on_sdpa_keep_their_attention(architecture: str):
+    """Soft-capping (Gemma 2) and attention sinks (gpt-oss): eager attention, left alone."""
+    import transformers
+
+    config = getattr(transformers, architecture)(
+        vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=256,
+    )  # fmt: skip
+    model = AutoModelForCausalLM.from_config(config)
+    assert model.config._attn_implementation == "eager"
+    assert not attention.install(model) and not attention.installed(model)
+    assert model.config._attn_implementation == "eager"
+
+
+def test_arguments_that_change_the_scores_send_a_layer_to_the_mask():
+    layer = tiny().model.layers[0].self_attn
+    docs = attention.documents(LENGTHS, torch.device("cpu"))
+    query = torch.zeros(1, 4, sum(LENGTHS), 16)
+
+    def exact(**kwargs: Any) -> bool:
+        return attention._per_example_is_exact(layer, query, docs, None, kwargs)
+
+    assert exact(position_ids=torch.zeros(1), sliding_window=None, s_aux=None)
+    assert exact(sliding_window=25) and not exact(sliding_window=24)  # the longest example: 25
+    assert not exact(s_aux=torch.zeros(4)) and not exact(softcap=50.0)
+    assert not attention._per_example_is_exact(layer, query, docs, False, {})  # not causal
+    layer.config.attention_chunk_size = 16  # chunked attention (Llama 4) shorter than one
+    assert not exact()
 
 
 @pytest.mark.gpu
@@ -166,6 +204,7 @@ def test_varlen_flash_attention_matches_per_example_sdpa_on_the_gpu():
         attention.install(model)
         docs = attention.documents(LENGTHS, torch.device("cuda"))
         query = torch.zeros(1, 4, 8, 16, device="cuda", dtype=torch.bfloat16)
-        assert attention.varlen_works(query), "the probe refused the varlen kernel"
+        key = query[:, :2]
+        assert attention.varlen_works(query, key, key), "the probe refused the varlen kernel"
         got = model(**batch, use_cache=False, packed_documents=docs).logits.float()
     torch.testing.assert_close(got, expected, atol=5e-2, rtol=5e-2)

@@ -208,7 +208,7 @@ def loss_sum(s: Setup, row: Row, module: Any = None) -> tuple[torch.Tensor, int]
     chosen = targets[:, keep]
     count = int((chosen != IGNORE).sum())
     batch = {k: to_device(v, s.device) for k, v in batch.items()}
-    if s.config.packing:
+    if s.config.packing and attention.installed(s.model):
         lengths = [len(e.input_ids) for e in row.examples]
         batch[attention.KWARG] = attention.documents(lengths, s.device)
     keep = to_device(keep, s.device)
