@@ -7,7 +7,8 @@ flash kernel takes a mask. Here the row's example boundaries travel with the for
 
 - on a GPU that runs flash attention, in bf16/fp16: `torch.nn.attention.varlen.varlen_attn`,
   PyTorch's own variable-length flash kernel, one call per layer for the whole row (checked
-  once per device against the per-example path, forward and backward, before it is used);
+  against the per-example path, forward and backward, once per device, dtype and head shape
+  before it is used);
 - otherwise: SDPA on each example with `is_causal` and no mask, which the CPU and GPU flash
   kernels take.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 from functools import cache
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from typing import Any, NamedTuple
 
 import torch
@@ -46,9 +47,7 @@ class Documents(NamedTuple):
 
 
 def documents(lengths: list[int], device: torch.device) -> Documents:
-    bounds = [0]
-    for n in lengths:
-        bounds.append(bounds[-1] + n)
+    bounds = [0, *accumulate(lengths)]
     cumulative = to_device(torch.tensor(bounds, dtype=torch.int32), device)
     return Documents(tuple(bounds), cumulative, max(lengths))
 
