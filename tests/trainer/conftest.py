@@ -21,16 +21,24 @@ FAST = {
 }
 
 
+VERTEX_ENV = ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR")
+
+
+def make_run_dir(folder: Path) -> Path:
+    """`folder` as a run folder: run.json and the example's data, split."""
+    config = RunConfig(min_examples=1, validation_fraction=0.2, test_fraction=0.2)
+    report = pipeline.prepare(str(EXAMPLE), config, str(folder), counter=EstimateCounter())
+    assert report.valid
+    (folder / "run.json").write_text(json.dumps({"run_id": "test", "config": config.to_dict()}))
+    return folder
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path, pulled_model: Path) -> Path:
-    config = RunConfig(min_examples=1, validation_fraction=0.2, test_fraction=0.2)
-    report = pipeline.prepare(str(EXAMPLE), config, str(tmp_path), counter=EstimateCounter())
-    assert report.valid
-    (tmp_path / "run.json").write_text(json.dumps({"run_id": "test", "config": config.to_dict()}))
-    return tmp_path
+    return make_run_dir(tmp_path)
 
 
 @pytest.fixture(autouse=True)
 def _no_vertex_env(monkeypatch):
-    for name in ("AIP_MODEL_DIR", "AIP_CHECKPOINT_DIR", "AIP_TENSORBOARD_LOG_DIR"):
+    for name in VERTEX_ENV:
         monkeypatch.delenv(name, raising=False)

@@ -4,6 +4,7 @@ resumes from its checkpoint, and the merged model reloads and generates."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,13 +17,24 @@ from droptune_trainer.train import run, setup
 from safetensors.torch import load_file
 
 from droptune.errors import ConfigError
-from tests.trainer.conftest import FAST
+from tests.trainer.conftest import FAST, VERTEX_ENV, make_run_dir
 
 pytestmark = pytest.mark.slow
 
 
-def test_a_few_steps_change_the_adapter_and_lower_the_loss(run_dir: Path):
-    metrics = run(str(run_dir), overrides={**FAST, "max_steps": 6})
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, pulled_model: Path) -> tuple[Path, dict]:
+    """One six-step run, whose outputs the tests that only read them share."""
+    run_dir = make_run_dir(tmp_path_factory.mktemp("trained"))
+    with pytest.MonkeyPatch.context() as env:
+        for name in VERTEX_ENV:
+            env.delenv(name, raising=False)
+        metrics = run(str(run_dir), overrides={**FAST, "max_steps": 6})
+    return run_dir, metrics
+
+
+def test_a_few_steps_change_the_adapter_and_lower_the_loss(trained: tuple[Path, dict]):
+    run_dir, metrics = trained
     losses = [loss for _, loss in metrics["train_loss"]]
     assert len(losses) == 6 and losses[-1] < losses[0] * 0.8
     assert metrics["eval_loss"][-1][1] < metrics["eval_loss"][0][1]
@@ -34,11 +46,10 @@ def test_a_few_steps_change_the_adapter_and_lower_the_loss(run_dir: Path):
     assert saved["steps"] == 6 and saved["tokens_per_second"] > 0 and saved["peak_memory_mb"] > 0
 
 
-def test_the_merged_model_reloads_and_generates(run_dir: Path):
-    run(str(run_dir), overrides={**FAST, "max_steps": 2})
+def test_the_merged_model_reloads_and_generates(trained: tuple[Path, dict]):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    merged = run_dir / "model" / "merged"
+    merged = trained[0] / "model" / "merged"
     tokenizer = AutoTokenizer.from_pretrained(merged)
     model = AutoModelForCausalLM.from_pretrained(merged)
     prompt = tokenizer.apply_chat_template(
@@ -53,7 +64,8 @@ def test_the_merged_model_reloads_and_generates(run_dir: Path):
 
 def test_a_killed_job_resumes_from_its_last_checkpoint(run_dir: Path):
     args = [sys.executable, "-m", "droptune_trainer", "train", "--run-dir", str(run_dir)]
-    args += [f"--set={k}={v}" for k, v in {**FAST, "max_steps": 6, "checkpoint_every": 2}.items()]
+    settings = {**FAST, "max_steps": 6, "checkpoint_every": 2, "eval_max_new_tokens": 4}
+    args += [f"--set={k}={v}" for k, v in settings.items()]
     job = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     checkpoints = run_dir / "training" / "checkpoints"
     deadline = time.monotonic() + 300
@@ -80,10 +92,10 @@ def test_unknown_setting_and_qlora_on_cpu_are_clear_errors(run_dir: Path):
         setup(str(run_dir), overrides={"method": "qlora"})
 
 
-def test_training_ends_with_an_evaluation_of_base_and_tuned(run_dir: Path):
+def test_training_ends_with_an_evaluation_of_base_and_tuned(trained: tuple[Path, dict]):
     import csv
 
-    metrics = run(str(run_dir), overrides={**FAST, "max_steps": 2})
+    run_dir, metrics = trained
     saved = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     assert saved == metrics["evaluation"]
     assert saved["split"] == "test" and saved["n"] == 2
@@ -105,9 +117,10 @@ def test_training_ends_with_an_evaluation_of_base_and_tuned(run_dir: Path):
     assert "<h2>Training</h2>" in (run_dir / "evaluation" / "report.html").read_text()
 
 
-def test_evaluate_command_loads_the_saved_adapter(run_dir: Path):
-    run(str(run_dir), overrides={**FAST, "max_steps": 2})
-    (run_dir / "evaluation" / "metrics.json").unlink()
+def test_evaluate_command_loads_the_saved_adapter(trained: tuple[Path, dict], tmp_path: Path):
+    run_dir = tmp_path / "run"  # the trained run without its evaluation, merged model, checkpoints
+    skip = {"evaluation", "merged", "checkpoints"}
+    shutil.copytree(trained[0], run_dir, ignore=lambda _, names: skip & set(names))
     result = subprocess.run(
         [sys.executable, "-m", "droptune_trainer", "evaluate", "--run-dir", str(run_dir), "--set=eval_max_new_tokens=16"],
         capture_output=True, text=True, timeout=600,
@@ -141,7 +154,8 @@ def test_a_gs_run_folder_gets_its_results_and_the_runs_settings_apply(
     run_dir: Path, gcs_bucket, monkeypatch, tmp_path: Path
 ):
     record = json.loads((run_dir / "run.json").read_text())
-    record["config"]["training"] = {**FAST, "max_steps": 1, "keep_checkpoints": 1}
+    short = {"max_steps": 1, "keep_checkpoints": 1, "eval_max_new_tokens": 4}
+    record["config"]["training"] = {**FAST, **short}
     record["config"]["gate"] = {"metric": "rouge_l", "min_delta": 5}
     prefix = "runs/remote"
     gcs_bucket.blob(f"{prefix}/run.json").upload_from_string(json.dumps(record))
