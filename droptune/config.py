@@ -67,6 +67,12 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def require_positive(self, *names: str) -> None:
+        """Raise `ConfigError` for the first of the counts `names` below 1."""
+        for name in names:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+
     @classmethod
     def help_table(cls) -> list[tuple[str, str, str]]:
         """(key, default, help) for docs and `--help`."""
@@ -189,8 +195,6 @@ class RunConfig(Settings):
         for name in ("accelerator_count", "serving_accelerator_count"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more; got {getattr(self, name)}")
-        if self.training_machines < 1:
-            raise ConfigError(f"training_machines must be at least 1; got {self.training_machines}")
         if self.validation_fraction + self.test_fraction >= 1:
             raise ConfigError(
                 "validation_fraction + test_fraction must leave examples for training"
@@ -211,16 +215,15 @@ class RunConfig(Settings):
             self.accelerator_count = 0
         if self.serving_accelerator_type == NO_ACCELERATOR:
             self.serving_accelerator_count = 0
-        for name in (
+        self.require_positive(
+            "training_machines",
             "max_length",
             "epochs",
             "min_examples",
             "max_issues_per_code",
             "training_timeout_minutes",
             "eval_max_output_tokens",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+        )
         if self.base_model is None:
             env = os.environ.get("DROPTUNE_DEFAULT_BASE_MODEL")
             fallback = DEFAULT_GEMINI_MODEL if self.backend == "gemini" else DEFAULT_CUSTOM_MODEL

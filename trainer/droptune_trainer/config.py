@@ -68,7 +68,7 @@ class TrainConfig(Settings):
     def __post_init__(self) -> None:
         if self.method not in ("lora", "qlora", "full"):
             raise ConfigError(f"method must be lora, qlora or full; got {self.method!r}")
-        for name in (
+        self.require_positive(
             "lora_rank",
             "lora_alpha",
             "epochs",
@@ -76,9 +76,7 @@ class TrainConfig(Settings):
             "tokens_per_batch",
             "gradient_accumulation",
             "keep_checkpoints",
-        ):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1; got {getattr(self, name)}")
+        )
         if self.tokens_per_batch < self.max_length:
             raise ConfigError(
                 f"tokens_per_batch ({self.tokens_per_batch}) must hold one whole example of max_length ({self.max_length})"
