@@ -32,9 +32,8 @@ resource "google_project_service" "enabled" {
   disable_on_destroy = false
 }
 
-# Vertex AI: creates both of its project-level agents, the Vertex AI Service Agent (Gemini
-# tuning reads the training data, endpoints read the model) and the Custom Code Service Agent
-# (pulls the trainer image for custom jobs).
+# Vertex AI: creates its primary agent, the Vertex AI Service Agent (Gemini tuning reads the
+# training data, endpoints read the model), so that it can be granted before first use.
 resource "google_project_service_identity" "aiplatform" {
   provider = google-beta
 

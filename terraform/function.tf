@@ -73,7 +73,6 @@ resource "google_cloudfunctions2_function" "upload" {
 }
 
 resource "google_cloudfunctions2_function" "evaluate" {
-  #checkov:skip=CKV_GCP_124:Cloud Workflows calls this function over HTTPS; no request gets in without an identity token of a principal with run.invoker, which only the workflow's service account has.
   project     = var.project_id
   name        = local.evaluation_function_name
   location    = var.region
@@ -101,9 +100,10 @@ resource "google_cloudfunctions2_function" "evaluate" {
     max_instance_count               = var.evaluation_function.max_instances
     min_instance_count               = 0
     max_instance_request_concurrency = 1
-    # Reachable over HTTPS so that Cloud Workflows can call it, but every request needs an
-    # identity token of a principal with run.invoker (only the workflow's service account).
-    ingress_settings               = "ALLOW_ALL"
+    # Internal traffic only: Cloud Workflows in the same project counts as internal when it
+    # calls the run.app URL (service_config.uri, what the workflow is given), and every request
+    # also needs an identity token of a principal with run.invoker (only the workflow's account).
+    ingress_settings               = "ALLOW_INTERNAL_ONLY"
     all_traffic_on_latest_revision = true
 
     environment_variables = {

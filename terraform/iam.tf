@@ -78,11 +78,20 @@ resource "google_pubsub_topic_iam_member" "upload_publishes_runs" {
 
 # --- evaluation function -------------------------------------------------------------------
 
-# generateContent on base Gemini models and on tuned models' endpoints: Vertex AI has no grant
-# narrower than the project for publisher models.
-resource "google_project_iam_member" "evaluation_vertex_user" {
+# The evaluation reads the tuning job and calls generateContent on the base Gemini model and on
+# the tuned model's endpoint: those two permissions, project-wide (publisher models have no
+# narrower resource to grant on), instead of aiplatform.user's create/deploy/delete.
+resource "google_project_iam_custom_role" "gemini_evaluator" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_gemini_evaluator"
+  title       = "droptune Gemini evaluator"
+  description = "Reads Gemini tuning jobs and asks base and tuned models for answers."
+  permissions = ["aiplatform.endpoints.predict", "aiplatform.tuningJobs.get"]
+}
+
+resource "google_project_iam_member" "evaluation_vertex_predict" {
   project = var.project_id
-  role    = "roles/aiplatform.user"
+  role    = google_project_iam_custom_role.gemini_evaluator.id
   member  = google_service_account.evaluation.member
 }
 
@@ -236,31 +245,24 @@ resource "google_project_iam_member" "build_log_writer" {
 
 # --- service agents ------------------------------------------------------------------------
 
-# Gemini tuning runs as the Vertex AI Service Agent and reads data/gemini/*.jsonl; endpoints
-# read model/ through it. The Custom Code Service Agent pulls the trainer image for custom
-# jobs. Both: read the runs bucket and pull from the registry, nothing else.
-resource "google_storage_bucket_iam_member" "vertex_agents_read_runs" {
-  for_each = {
-    vertex      = local.vertex_agent
-    custom_code = local.vertex_custom_agent
-  }
-
+# Gemini tuning runs as the Vertex AI Service Agent and reads data/gemini/*.jsonl; model
+# upload and endpoints read model/ and pull the serving image through it. It reads the runs
+# bucket and pulls from the registry, nothing else. The Custom Code Service Agent, which pulls
+# the trainer image, is not granted anything here: Google creates it with the first custom job
+# (a grant to it fails on a fresh project), with a role that already reads this project's
+# registry; the training container itself runs as the trainer's account.
+resource "google_storage_bucket_iam_member" "vertex_agent_reads_runs" {
   bucket = google_storage_bucket.runs.name
   role   = "roles/storage.objectViewer"
-  member = each.value
+  member = local.vertex_agent
 }
 
-resource "google_artifact_registry_repository_iam_member" "vertex_agents_pull" {
-  for_each = {
-    vertex      = local.vertex_agent
-    custom_code = local.vertex_custom_agent
-  }
-
+resource "google_artifact_registry_repository_iam_member" "vertex_agent_pulls" {
   project    = var.project_id
   location   = google_artifact_registry_repository.images.location
   repository = google_artifact_registry_repository.images.name
   role       = "roles/artifactregistry.reader"
-  member     = each.value
+  member     = local.vertex_agent
 }
 
 # Eventarc's Cloud Storage triggers carry the bucket's events over a Pub/Sub topic that
@@ -317,7 +319,7 @@ resource "time_sleep" "iam_propagation" {
     google_storage_bucket_iam_member.upload_reads_uploads,
     google_storage_bucket_iam_member.upload_writes_runs,
     google_pubsub_topic_iam_member.upload_publishes_runs,
-    google_project_iam_member.evaluation_vertex_user,
+    google_project_iam_member.evaluation_vertex_predict,
     google_storage_bucket_iam_member.evaluation_writes_runs,
     google_project_iam_member.workflow_vertex_user,
     google_storage_bucket_iam_member.workflow_writes_runs,
@@ -334,8 +336,8 @@ resource "time_sleep" "iam_propagation" {
     google_storage_bucket_iam_member.build_sources_reader,
     google_project_iam_member.build_reads_function_sources,
     google_project_iam_member.build_log_writer,
-    google_storage_bucket_iam_member.vertex_agents_read_runs,
-    google_artifact_registry_repository_iam_member.vertex_agents_pull,
+    google_storage_bucket_iam_member.vertex_agent_reads_runs,
+    google_artifact_registry_repository_iam_member.vertex_agent_pulls,
     google_project_iam_member.storage_agent_publishes_events,
     google_pubsub_topic_iam_member.dead_letter_publisher,
   ]

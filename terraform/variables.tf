@@ -20,9 +20,10 @@ variable "name_prefix" {
   default     = "droptune"
 
   validation {
-    # Service account ids are 6-30 characters; the longest suffix is "-evaluation".
-    condition     = can(regex("^[a-z][a-z0-9-]{2,17}$", var.name_prefix))
-    error_message = "name_prefix must be 3-18 characters of [a-z0-9-], starting with a letter."
+    # Service account ids are 6-30 characters; the longest suffix is "-evaluation". The prefix
+    # alone names the Artifact Registry repository, which must end with a letter or digit.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,16}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-18 characters of [a-z0-9-], starting with a letter and ending with a letter or digit."
   }
 }
 

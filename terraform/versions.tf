@@ -6,11 +6,11 @@ terraform {
   required_providers {
     google = {
       source  = "hashicorp/google"
-      version = "~> 6.0"
+      version = "~> 6.11" # deletion_protection on google_workflows_workflow
     }
     google-beta = {
       source  = "hashicorp/google-beta"
-      version = "~> 6.0"
+      version = "~> 6.11" # deletion_protection on google_workflows_workflow
     }
     archive = {
       source  = "hashicorp/archive"

@@ -17,7 +17,7 @@ PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
 PUBLIC = {"allUsers", "allAuthenticatedUsers"}
 # Every project-level grant, and why nothing narrower exists (see the comments in iam.tf).
 PROJECT_GRANTS = {
-    ("evaluation_vertex_user", "roles/aiplatform.user"),  # Gemini publisher models
+    ("evaluation_vertex_predict", "${google_project_iam_custom_role.gemini_evaluator.id}"),
     ("workflow_vertex_user", "roles/aiplatform.user"),  # jobs/models/endpoints it creates
     ("workflow_log_writer", "roles/logging.logWriter"),
     ("eventarc_event_receiver", "roles/eventarc.eventReceiver"),
@@ -146,22 +146,34 @@ def test_upload_function_publishes_only_to_the_run_topic():
     ]
 
 
-def test_vertex_ai_agents_read_the_runs_bucket_and_pull_from_the_registry():
+def test_the_vertex_ai_agent_reads_the_runs_bucket_and_pulls_from_the_registry():
     module = load()
-    agents = {"${local.vertex_agent}", "${local.vertex_custom_agent}"}
-    reads = module.resource("google_storage_bucket_iam_member.vertex_agents_read_runs")
-    assert set(reads["for_each"].values()) == agents
+    reads = module.resource("google_storage_bucket_iam_member.vertex_agent_reads_runs")
+    assert ref(reads["member"]) == "local.vertex_agent"
     assert ref(reads["bucket"]) == "google_storage_bucket.runs.name"
     assert reads["role"] == "roles/storage.objectViewer"
-    pulls = module.resource("google_artifact_registry_repository_iam_member.vertex_agents_pull")
-    assert set(pulls["for_each"].values()) == agents
+    pulls = module.resource("google_artifact_registry_repository_iam_member.vertex_agent_pulls")
+    assert ref(pulls["member"]) == "local.vertex_agent"
     assert ref(pulls["repository"]) == "google_artifact_registry_repository.images.name"
     assert pulls["role"] == "roles/artifactregistry.reader"
-    assert "gcp-sa-aiplatform-cc.iam.gserviceaccount.com" in module.locals["vertex_custom_agent"]
-    # The agents exist before they are granted anything (a fresh project has neither).
+    # The agent exists before it is granted anything (a fresh project has none). No grant goes
+    # to an agent Google creates only on first use (the Custom Code Service Agent): on a fresh
+    # project such a grant fails because the account does not exist yet.
     identity = module.resource("google_project_service_identity.aiplatform")
     assert identity["service"] == "aiplatform.googleapis.com"
     assert "google_project_service_identity.aiplatform.email" in module.locals["vertex_agent"]
+    members = " ".join(str(body["member"]) for _, body in grants())
+    assert "gcp-sa-aiplatform-cc" not in members + str(module.locals)
+
+
+def test_the_gemini_evaluation_may_only_read_tuning_jobs_and_ask_models():
+    role = load().resource("google_project_iam_custom_role.gemini_evaluator")
+    assert sorted(role["permissions"]) == [
+        "aiplatform.endpoints.predict",
+        "aiplatform.tuningJobs.get",
+    ]
+    grant = load().resource("google_project_iam_member.evaluation_vertex_predict")
+    assert ref(grant["member"]) == "google_service_account.evaluation.member"
 
 
 def test_cloud_storage_agent_can_publish_the_bucket_events():

@@ -60,6 +60,21 @@ def test_example_root_sets_only_known_inputs_and_every_required_one():
     assert providers == {"google", "google-beta"}
 
 
+@pytest.mark.parametrize(
+    "prefix,valid",
+    [("droptune", True), ("dt1", True), ("a" * 18, True), ("ab", False), ("a" * 19, False),
+     ("dt-", False), ("1dt", False), ("Dt1", False)],
+)  # fmt: skip
+def test_name_prefix_fits_every_name_it_starts(prefix: str, valid: bool):
+    """Service account ids (6-30 characters with the longest suffix) and the Artifact Registry
+    repository, named by the prefix alone (it must end with a letter or digit)."""
+    (rule,) = load().variables["name_prefix"]["validation"]
+    pattern = re.search(r'regex\("(.+?)", var\.name_prefix\)', rule["condition"]).group(1)
+    assert bool(re.fullmatch(pattern, prefix)) is valid
+    if valid:
+        assert 6 <= len(f"{prefix}-evaluation") <= 30
+
+
 def test_every_output_has_a_description():
     for name, spec in load().outputs.items():
         assert spec.get("description", "").strip(), f"output {name} has no description"
@@ -147,7 +162,9 @@ def test_evaluation_function_is_http_and_private():
     )
     assert ref(service["timeout_seconds"]) == "var.evaluation_function.timeout_seconds"
     assert "3600" in module.variables["evaluation_function"]["type"]  # HTTP functions' limit
-    assert service["ingress_settings"] == "ALLOW_ALL"  # so that Cloud Workflows reaches it
+    # Internal only: Cloud Workflows in the same project reaches such a function at its run.app
+    # URL, which is what the workflow is given (service_config.uri, checked below).
+    assert service["ingress_settings"] == "ALLOW_INTERNAL_ONLY"
     invokers = [
         body
         for _, body in module.each("google_cloud_run_v2_service_iam_member")

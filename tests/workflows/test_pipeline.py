@@ -158,7 +158,11 @@ def event(bucket: Any, run_id: str, backend: str = "custom") -> dict:
 
 
 def execute(
-    vertex: ScriptedVertex, gcs_server: Any, run_id: str, hooks: dict | None = None
+    vertex: ScriptedVertex,
+    gcs_server: Any,
+    run_id: str,
+    hooks: dict | None = None,
+    env: dict[str, str] | None = None,
 ) -> Execution:
     runtime = Runtime(
         env={
@@ -166,6 +170,7 @@ def execute(
             "GOOGLE_CLOUD_LOCATION": "us-central1",
             "DROPTUNE_RUNS_BUCKET": vertex.bucket.name,
             "DROPTUNE_TRAINER_IMAGE": "us-docker.pkg.dev/p/droptune/trainer:1",
+            **(env or {}),
         },
         clock=vertex.clock,
         connector_roots={"storage": gcs_server.url},
@@ -192,6 +197,19 @@ def test_more_training_machines_are_a_workers_pool_beside_the_primary(vertex, gc
     assert workers["machineSpec"] == primary["machineSpec"]
     assert workers["machineSpec"]["acceleratorCount"] == 8
     assert workers["containerSpec"] == primary["containerSpec"]
+
+
+def test_the_job_runs_as_the_deployments_account_and_logs_to_its_tensorboard(vertex, gcs_server):
+    queue_run(vertex.bucket, "plain")
+    execute(vertex, gcs_server, "plain")
+    queue_run(vertex.bucket, "set")
+    board = "projects/p/locations/us-central1/tensorboards/5"
+    account = "droptune-trainer@p.iam.gserviceaccount.com"
+    env = {"DROPTUNE_TENSORBOARD": board, "DROPTUNE_JOB_SERVICE_ACCOUNT": account}
+    execute(vertex, gcs_server, "set", env=env)
+    plain, configured = (job["jobSpec"] for job in vertex.jobs.values())
+    assert plain["tensorboard"] == plain["serviceAccount"] == ""  # the API's "not set"
+    assert configured["tensorboard"] == board and configured["serviceAccount"] == account
 
 
 def test_a_run_trains_passes_the_gate_and_is_deployed(vertex, gcs_server):
