@@ -353,6 +353,38 @@ def test_a_message_that_arrives_before_the_run_is_queued_waits_for_it(vertex, gc
     assert vertex.calls.count("customJobs.create") == 1
 
 
+def test_a_run_left_validating_is_not_taken_and_the_execution_ends(vertex, gcs_server):
+    """The upload function died between publishing and recording QUEUED: its retry publishes
+    again, so this execution stops waiting after a minute and leaves the run alone."""
+    queue_run(vertex.bucket, "stuck")
+    validating = RunStatus.start("reading the upload").to_json()
+    status = vertex.bucket.blob("runs/stuck/status.json")
+    status.upload_from_string(validating, content_type="application/json")
+    start = vertex.clock.now()
+    execution = execute(vertex, gcs_server, "stuck")
+    assert execution.state == "SUCCEEDED" and execution.result["state"] == "VALIDATING"
+    assert 60 < vertex.clock.now() - start <= 64
+    assert status.download_as_bytes() == validating and vertex.calls == []
+
+
+def test_transient_poll_errors_over_a_long_job_do_not_fail_it(vertex, gcs_server):
+    vertex.job_seconds = 2 * 3600
+    queue_run(vertex.bucket, "blips")
+    get_job = vertex.hooks()[AIPLATFORM + "customJobs.get"]
+    calls = []
+
+    def flaky_get(**kwargs: Any) -> dict:  # every other poll answers 503 first
+        calls.append(1)
+        if len(calls) % 2:
+            raise http_error(503)
+        return get_job(**kwargs)
+
+    hooks = {AIPLATFORM + "customJobs.get": flaky_get}
+    execution = execute(vertex, gcs_server, "blips", hooks=hooks)
+    assert execution.result["state"] == "SUCCEEDED", execution.error
+    assert len(calls) // 2 > 5  # more blips than one poll's retries would allow
+
+
 def test_a_backend_this_workflow_lacks_fails_the_run_with_the_reason(vertex, gcs_server):
     queue_run(vertex.bucket, "gem", backend="gemini")
     execution = execute(vertex, gcs_server, "gem")

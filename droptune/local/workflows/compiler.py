@@ -317,6 +317,8 @@ class _Compiler:
                 body,
                 f"step {name!r}: try takes `steps:` or a single step's keys (e.g. call, args, result)",
             )
+        if "next" in spec:  # Cloud Workflows refuses it there ("unexpected entry")
+            raise self.fail(spec, f"step {name!r}: next goes beside try:, not inside it")
         self._anonymous += 1
         inner = self.step(f"{name}.try", _with_line(spec, spec))
         step = TryStep(name, line, body=inner)

@@ -74,14 +74,29 @@ def resolve(name: str) -> tuple[dict[str, Any], dict[str, Any], str, str]:
 
 
 def expand(template: str, args: dict[str, Any], used: set[str]) -> str:
-    """Fill `{name}` (escaped) and `{+name}` (slashes kept) from `args`."""
+    """Fill `{+name}` (a resource name: slashes kept) and `{name}` from `args`.
+
+    Cloud Workflows' connectors put a `{name}` value into the path as it is given, so a value
+    with a slash (an object name in a folder) addresses another path, and Cloud Storage answers
+    404: the workflow must pass `text.url_encode(name)`. Such a value is refused here with that
+    advice, rather than encoded for it, which would hide the mistake until it runs in the cloud.
+    """
 
     def fill(match: re.Match[str]) -> str:
         reserved, key = match.groups()
         if key not in args:
             raise error("KeyError", f"missing argument {key!r} for {template}")
         used.add(key)
-        return urllib.parse.quote(str(args[key]), safe="/" if reserved else "")
+        value = str(args[key])
+        if reserved:
+            return urllib.parse.quote(value, safe="/")
+        if "/" in value:
+            raise error(
+                "ValueError",
+                f"{key} {value!r} goes into the path {template} as it is, and its '/' makes it "
+                f"another path (Cloud Storage answers 404): pass ${{text.url_encode(...)}}",
+            )
+        return value
 
     return _TEMPLATE.sub(fill, template)
 

@@ -209,11 +209,11 @@ def test_storage_connector_on_fake_gcs_server(gcs_bucket, gcs_server):
     result: written
 - meta:
     call: googleapis.storage.v1.objects.get
-    args: {{bucket: {gcs_bucket.name}, object: runs/r1/status.json}}
+    args: {{bucket: {gcs_bucket.name}, object: runs%2Fr1%2Fstatus.json}}
     result: meta
 - data:
     call: googleapis.storage.v1.objects.get
-    args: {{bucket: {gcs_bucket.name}, object: runs/r1/status.json, alt: media}}
+    args: {{bucket: {gcs_bucket.name}, object: '${{text.url_encode("runs/r1/status.json")}}', alt: media}}
     result: data
 - r: {{return: ["${{written.name}}", "${{meta.size}}", "${{data.state}}"]}}
 """
@@ -229,3 +229,9 @@ def test_storage_connector_on_fake_gcs_server(gcs_bucket, gcs_server):
         runtime,
     )
     assert missing.error["tags"] == ["HttpError"] and missing.error["code"] == 404
+    # As Cloud Workflows sends it, a name with a slash would address another path: refused.
+    raw = run(
+        f"- g: {{call: googleapis.storage.v1.objects.get, args: {{bucket: {gcs_bucket.name}, object: runs/r1/status.json}}}}\n",
+        runtime,
+    )
+    assert raw.error["tags"] == ["ValueError"] and "text.url_encode" in raw.error["message"]

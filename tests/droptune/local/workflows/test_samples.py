@@ -119,6 +119,12 @@ MALFORMED = [
     # Beyond the schema: mistakes the service reports at deploy time.
     ("- a:\n    try:\n      call: sys.log\n", 2, "try needs `retry:` or `except:`", False),
     ("- a:\n    next: nowhere\n", 2, "names no step", False),
+    (
+        "- a:\n    try:\n      call: sys.log\n      next: b\n    retry: ${http.default_retry}\n- b:\n    return: 1\n",
+        3,
+        "next goes beside try",
+        False,
+    ),
     ("- a:\n    assign:\n      - x: ${1 +}\n", 2, "cannot parse expression", False),
     ("- a:\n    next: break\n", 2, "outside a for loop", False),
     ("- a:\n    return: 1\n- a:\n    return: 2\n", 3, "two steps are named", False),
