@@ -23,6 +23,8 @@ def test_batches_group_prompts_by_length_under_the_budget():
     groups = batches(lengths, budget=40)
     assert groups == [[1, 4, 3], [2], [0]]  # 3 x 12 = 36 tokens padded; 40 alone; 50 alone
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    # What each row may generate counts too: 30-token prompts that grow by 20 fit two a batch.
+    assert batches([30] * 5, budget=100, new_tokens=20) == [[0, 1], [2, 3], [4]]
 
 
 class OneTokenPerWord:

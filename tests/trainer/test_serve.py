@@ -3,15 +3,26 @@ chats and raw prompts, 400s that say what is wrong, a size cap, and batched conc
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import threading
 import urllib.request
+from collections import deque
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
-from droptune_trainer.serve import create_app
+from droptune_trainer.serve import (
+    MAX_BATCH,
+    Model,
+    Parameters,
+    Pending,
+    PredictRequest,
+    create_app,
+)
 from fastapi.testclient import TestClient
 
 from tests.support.emulators import free_port, wait_for_port
@@ -61,6 +72,8 @@ def test_predict_chats_and_prompts(client):
         ({"instances": [{"messages": [{"role": "robot", "content": "hi"}]}]}, "role"),
         ({"instances": [{"prompt": "x"}], "parameters": {"max_new_tokens": 0}}, "max_new_tokens"),
         ({"instances": [{"prompt": "x"}], "parameters": {"beams": 4}}, "beams"),
+        ({"instances": [{"messages": [{"role": "user"}]}]}, "chat template refuses"),
+        ({"instances": [{"prompt": "x " * 9000}]}, "exceed the model's context of 8192"),
     ],
 )
 def test_bad_bodies_are_400_with_a_reason(client, body, says):
@@ -79,6 +92,45 @@ def test_not_json_is_400(client):
 def test_oversized_body_is_413(client):
     body = {"instances": [{"prompt": "x" * 1_600_000}]}
     assert predict(client, body).status_code == 413
+    streamed = (b"x" * 100_000 for _ in range(20))  # chunked: no Content-Length to go by
+    response = client.post(
+        "/predict", content=streamed, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 413 and "1,500,000" in response.json()["error"]
+
+
+def test_health_says_when_nothing_would_answer(client):
+    state = client.app.state
+    worker, state.worker = state.worker, SimpleNamespace(done=lambda: True)
+    try:
+        assert client.get("/health").status_code == 503
+    finally:
+        state.worker = worker
+
+
+def test_the_oldest_request_goes_first_with_all_that_can_join_it(client, monkeypatch):
+    greedy, sampled = Parameters(max_new_tokens=4), Parameters(max_new_tokens=4, temperature=0.7)
+    waiting = object.__new__(Model)  # the queue alone
+    many = [f"{i}" for i in range(MAX_BATCH)]
+
+    async def groups() -> list[list[str]]:
+        waiting.queue, waiting.backlog = asyncio.Queue(), deque()
+        for texts, params in ((["a"], greedy), (["b"], sampled), (many, greedy), (["c"], greedy)):
+            waiting.queue.put_nowait(Pending(texts, params))
+        return [[t for p in await waiting.next_group() for t in p.texts] for _ in range(3)]
+
+    assert asyncio.run(groups()) == [["a", "c"], ["b"], many]  # c joins a; b waits its turn
+    model = client.app.state.model
+    sizes = []
+
+    def generate(model, tokenizer, texts, *args):
+        sizes.append(len(texts))
+        return [(t, 1) for t in texts]
+
+    monkeypatch.setattr("droptune_trainer.serve.generate", generate)
+    texts = [f"{i}" for i in range(2 * MAX_BATCH + 3)]
+    assert [t for t, _ in model.generate_all(texts, greedy)] == texts
+    assert sizes == [MAX_BATCH, MAX_BATCH, 3]  # one large request: batches of MAX_BATCH
 
 
 def test_concurrent_requests_share_generations(client):
@@ -89,12 +141,8 @@ def test_concurrent_requests_share_generations(client):
 
     def call(i: int) -> None:
         start.wait()
-        results.append(
-            predict(
-                client,
-                {"instances": [{"prompt": f"Count to {i}:"}], "parameters": {"max_new_tokens": 4}},
-            )
-        )
+        body = {"instances": [{"prompt": f"Count to {i}:"}], "parameters": {"max_new_tokens": 4}}
+        results.append(predict(client, body))
 
     threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
     for t in threads:
@@ -103,6 +151,32 @@ def test_concurrent_requests_share_generations(client):
         t.join()
     assert [r.status_code for r in results] == [200] * 6
     assert model.batches - before < 6  # some requests were generated together
+
+
+class Interleaved:
+    """The worker's Rust tokenizer, with a request measured on the event loop between the
+    batch's padding set-up and its encoding: the worst moment for a shared tokenizer."""
+
+    def __init__(self, rust: Any, measure: Any) -> None:
+        self.rust, self.measure, self.measured = rust, measure, False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.rust, name)
+
+    def encode_batch(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.measured:
+            self.measured = True
+            self.measure()
+        return self.rust.encode_batch(*args, **kwargs)
+
+
+def test_a_request_measured_while_a_batch_is_padded_leaves_the_batch_alone(client, monkeypatch):
+    model = client.app.state.model
+    request = PredictRequest(instances=[{"prompt": "Hi"}])
+    tokenizer = Interleaved(model.tokenizer._tokenizer, lambda: model.prompts(request))
+    monkeypatch.setattr(model.tokenizer, "_tokenizer", tokenizer)
+    answers = model.generate_all(["Hi", "Count from one to ten:"], Parameters(max_new_tokens=1))
+    assert tokenizer.measured and len(answers) == 2
 
 
 def test_the_server_process_follows_the_aip_environment(pulled_model):

@@ -30,7 +30,7 @@ from droptune_trainer.generation import generate, render
 
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
-PROMPT_TOKENS_PER_BATCH = 16_384
+TOKENS_PER_BATCH = 16_384  # prompt and answer tokens of one generation, all rows
 LABEL_SLACK = 4  # tokens after the longest label: an end-of-turn token, punctuation
 
 
@@ -51,13 +51,14 @@ def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def batches(lengths: list[int], budget: int) -> list[list[int]]:
+def batches(lengths: list[int], budget: int, new_tokens: int = 0) -> list[list[int]]:
     """Indices of prompts grouped by length (`lengths`, in tokens) so that padding stays
-    small: a batch holds at most `budget` tokens once padded to its longest prompt."""
+    small: a batch holds at most `budget` tokens once padded to its longest prompt and
+    grown by the `new_tokens` each row may generate (what the KV cache ends up holding)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     groups, current = [], []
     for i in order:
-        if current and lengths[i] * (len(current) + 1) > budget:
+        if current and (lengths[i] + new_tokens) * (len(current) + 1) > budget:
             groups.append(current)
             current = []
         current.append(i)
@@ -84,7 +85,7 @@ def answer_all(
     )
     model.eval()
     with switch:
-        for group in batches(lengths, PROMPT_TOKENS_PER_BATCH):
+        for group in batches(lengths, TOKENS_PER_BATCH, max_new_tokens):
             started = time.perf_counter()
             answers = generate(model, tokenizer, [texts[i] for i in group], max_new_tokens, device)
             seconds = time.perf_counter() - started

@@ -42,10 +42,21 @@ def generate(
     out = model.generate(
         **inputs, max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
     )
+    stops = stop_ids(model, tokenizer)
     answers = []
     for row in out[:, inputs["input_ids"].shape[1] :]:
         ids = row.tolist()
-        if tokenizer.eos_token_id in ids:
-            ids = ids[: ids.index(tokenizer.eos_token_id) + 1]
+        end = next((i for i, token in enumerate(ids) if token in stops), None)
+        if end is not None:  # the answer ends with its stop token; the padding after is not its
+            ids = ids[: end + 1]
         answers.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)))
     return answers
+
+
+def stop_ids(model: Any, tokenizer: Any) -> set[int]:
+    """Tokens that end an answer: the tokenizer's end of text and every end the generation
+    config names (Gemma's <end_of_turn>, Llama 3's <|eot_id|>), and the padding that follows."""
+    config = getattr(model, "generation_config", None)
+    ends = getattr(config, "eos_token_id", None)
+    ends = ends if isinstance(ends, list) else [ends]
+    return {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id, *ends) if t is not None}

@@ -9,11 +9,15 @@
   {"max_new_tokens", "temperature", "top_p"}}` answers `{"predictions": [text, ...],
   "metadata": {"usage": [{"inputTokens", "outputTokens"}, ...]}}` (Vertex passes `metadata`
   on; callers that count cost read it, the rest ignore it). `messages` are rendered with the model's chat template; a `prompt` is continued as it is.
-- Requests that arrive together are generated together: a worker takes what is queued
-  (up to `MAX_BATCH` instances with the same parameters) and runs one batched generation,
-  so concurrent callers share the model instead of waiting in line.
-- A malformed body is a 400 that says what is wrong; bodies over 1.5 MB (Vertex's online
-  prediction limit) are refused with a 413 before they are parsed.
+- Requests that arrive together are generated together: a worker takes what is queued, oldest
+  first, with every later request of the same parameters that fits (up to `MAX_BATCH`
+  instances), and runs one batched generation, so concurrent callers share the model instead
+  of waiting in line; a request with more instances runs in batches of `MAX_BATCH`.
+- A malformed body, messages the chat template refuses, or a prompt that with
+  `max_new_tokens` does not fit the model's context is a 400 that says what is wrong; bodies
+  over 1.5 MB (Vertex's online prediction limit) are refused with a 413, counted as they
+  arrive when the client sends no length.
+- The health route answers 503 if the generation worker has stopped.
 """
 
 from __future__ import annotations
@@ -21,16 +25,19 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from droptune.log import get_logger
 from droptune_trainer.errors import RunFolderError
@@ -42,14 +49,14 @@ MAX_BATCH = 16
 MAX_NEW_TOKENS = 2048
 
 
-class Message(BaseModel):
+class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = None
 
 
 class Instance(BaseModel):
-    messages: list[Message] | None = None
+    messages: list[ChatMessage] | None = None
     prompt: str | None = None
 
     @model_validator(mode="after")
@@ -92,66 +99,134 @@ class Model:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
+        # Requests are rendered and measured on the event loop while the worker thread pads
+        # a batch: a tokenizer of their own, since padding settings live in the tokenizer.
+        self.counter = AutoTokenizer.from_pretrained(folder)
         self.model = (
             AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(self.device).eval()
         )
+        self.context = getattr(self.model.config, "max_position_embeddings", None)
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.backlog: deque[Pending] = deque()  # taken from the queue, not yet generated
         self.batches = 0  # generations run, for tests and logs
+
+    def prompts(self, request: PredictRequest) -> tuple[list[str], list[int]]:
+        """Each instance's text and its tokens; a 400 for what the model cannot answer."""
+        texts, lengths = [], []
+        for i, inst in enumerate(request.instances):
+            if inst.prompt is not None:
+                texts.append(inst.prompt)
+            else:
+                chat = [m.model_dump(exclude_none=True) for m in inst.messages]
+                try:
+                    texts.append(render(self.counter, chat))
+                except TemplateError as exc:
+                    raise HTTPException(
+                        400,
+                        f"instances.{i}.messages: the model's chat template refuses them: {exc}",
+                    ) from None
+            lengths.append(len(self.counter(texts[-1], add_special_tokens=False).input_ids))
+            wanted = lengths[-1] + request.parameters.max_new_tokens
+            if self.context and wanted > self.context:
+                raise HTTPException(
+                    400,
+                    f"instances.{i}: {lengths[-1]} prompt tokens + max_new_tokens "
+                    f"{request.parameters.max_new_tokens} exceed the model's context of "
+                    f"{self.context} tokens; shorten the prompt or ask for fewer tokens",
+                )
+        return texts, lengths
 
     async def predict(self, request: PredictRequest) -> list[tuple[str, int, int]]:
         """(text, input tokens, output tokens) of each instance."""
-        texts = [
-            inst.prompt
-            if inst.prompt is not None
-            else render(self.tokenizer, [m.model_dump(exclude_none=True) for m in inst.messages])
-            for inst in request.instances
-        ]
+        texts, lengths = self.prompts(request)
         pending = Pending(texts, request.parameters)
         await self.queue.put(pending)
         answers = await pending.done
-        return [
-            (text, len(self.tokenizer(prompt, add_special_tokens=False).input_ids), out)
-            for prompt, (text, out) in zip(texts, answers, strict=True)
-        ]
+        return [(text, n, out) for n, (text, out) in zip(lengths, answers, strict=True)]
+
+    async def next_group(self) -> list[Pending]:
+        """The oldest waiting request and every later one that can share its generation."""
+        if not self.backlog:
+            self.backlog.append(await self.queue.get())
+        while not self.queue.empty():
+            self.backlog.append(self.queue.get_nowait())
+        first = self.backlog.popleft()
+        group, size, later = [first], len(first.texts), deque()
+        for p in self.backlog:
+            if p.parameters == first.parameters and size + len(p.texts) <= MAX_BATCH:
+                group.append(p)
+                size += len(p.texts)
+            else:
+                later.append(p)
+        self.backlog = later
+        return group
+
+    def generate_all(self, texts: list[str], params: Parameters) -> list[tuple[str, int]]:
+        answers = []
+        for start in range(0, len(texts), MAX_BATCH):
+            answers += generate(
+                self.model,
+                self.tokenizer,
+                texts[start : start + MAX_BATCH],
+                params.max_new_tokens,
+                self.device,
+                params.temperature,
+                params.top_p,
+            )
+        return answers
 
     async def worker(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            group = [await self.queue.get()]
-            size = len(group[0].texts)
-            while not self.queue.empty() and size < MAX_BATCH:
-                candidate = self.queue.get_nowait()
-                if (
-                    candidate.parameters != group[0].parameters
-                    or size + len(candidate.texts) > MAX_BATCH
-                ):
-                    await self.queue.put(candidate)  # its turn comes with the next batch
-                    break
-                group.append(candidate)
-                size += len(candidate.texts)
+            group = await self.next_group()
             texts = [t for p in group for t in p.texts]
-            params = group[0].parameters
+            run = partial(self.generate_all, texts, group[0].parameters)
             try:
-                run = partial(
-                    generate,
-                    self.model,
-                    self.tokenizer,
-                    texts,
-                    params.max_new_tokens,
-                    self.device,
-                    params.temperature,
-                    params.top_p,
-                )
                 answers = await loop.run_in_executor(None, run)
             except Exception as exc:  # a failed generation fails its requests, not the server
                 for p in group:
-                    p.done.set_exception(exc)
+                    if not p.done.done():
+                        p.done.set_exception(exc)
                 continue
             self.batches += 1
             start = 0
             for p in group:
-                p.done.set_result(answers[start : start + len(p.texts)])
+                if not p.done.done():  # its caller may have gone
+                    p.done.set_result(answers[start : start + len(p.texts)])
                 start += len(p.texts)
+
+
+class BodyLimit:
+    """413 for a body over `limit` bytes: by its Content-Length before anything is read, or,
+    when the client sends none (chunked), as soon as the bytes received pass the limit."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await self.too_large(scope, receive, send)
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit:
+                raise HTTPException(413, self.message)
+            return message
+
+        await self.app(scope, counted, send)
+
+    @property
+    def message(self) -> str:
+        return f"request body over {self.limit:,} bytes"
+
+    async def too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await JSONResponse({"error": self.message}, status_code=413)(scope, receive, send)
 
 
 def model_folder(uri: str, scratch: Path) -> Path:
@@ -188,20 +263,17 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.model = Model(folder)
         scratch.cleanup()
-        task = asyncio.create_task(app.state.model.worker())
+        app.state.worker = asyncio.create_task(app.state.model.worker())
         log.info(f"serving {uri} on {predict_route}")
         yield
-        task.cancel()
+        app.state.worker.cancel()
 
     app = FastAPI(title="droptune model", lifespan=lifespan)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
-    @app.middleware("http")
-    async def cap_body(request: Request, call_next: Any) -> Any:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:
-            return JSONResponse(
-                {"error": f"request body over {MAX_BODY_BYTES:,} bytes"}, status_code=413
-            )
-        return await call_next(request)
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -211,8 +283,10 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
         return JSONResponse({"error": "; ".join(problems)}, status_code=400)
 
     @app.get(health_route)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health(request: Request) -> JSONResponse:
+        if request.app.state.worker.done():  # nothing would answer a prediction
+            return JSONResponse({"status": "generation worker stopped"}, status_code=503)
+        return JSONResponse({"status": "ok"})
 
     @app.post(predict_route)
     async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
