@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from droptune_trainer.train import run, setup
+from droptune_trainer.config import TrainConfig
+from droptune_trainer.train import merge_adapter, run, setup
 from safetensors.torch import load_file
 
 from droptune.errors import ConfigError
@@ -60,6 +61,18 @@ def test_the_merged_model_reloads_and_generates(trained: tuple[Path, dict]):
     )
     out = model.generate(**prompt, max_new_tokens=5, do_sample=False)
     assert out.shape[1] > prompt["input_ids"].shape[1]
+
+
+def test_a_saved_adapter_merged_into_its_base_is_the_merged_model(trained: tuple[Path, dict]):
+    """How a QLoRA run gets a servable checkpoint (its 4-bit base cannot take the update):
+    on a LoRA run, the same weights as merging the model in memory."""
+    run_dir = trained[0]
+    merged = merge_adapter(TrainConfig(), run_dir / "model" / "adapter", torch.float32)
+    state = merged.state_dict()
+    saved = load_file(run_dir / "model" / "merged" / "model.safetensors")
+    assert saved.keys() <= state.keys()
+    for name, weight in saved.items():
+        torch.testing.assert_close(state[name], weight, rtol=0, atol=1e-6, msg=name)
 
 
 def test_a_killed_job_resumes_from_its_last_checkpoint(run_dir: Path):

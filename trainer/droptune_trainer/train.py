@@ -100,12 +100,17 @@ def load_config(
     )
 
 
+def load_base(config: TrainConfig) -> tuple[str, dict[str, Any]]:
+    """Where the base model loads from, and the keyword arguments that file needs."""
+    files = locate(config.base_model)
+    return files.location, ({"gguf_file": files.gguf_file} if files.gguf_file else {})
+
+
 def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    files = locate(config.base_model)
-    kwargs: dict[str, Any] = {"gguf_file": files.gguf_file} if files.gguf_file else {}
-    tokenizer = AutoTokenizer.from_pretrained(files.location, **kwargs)
+    location, kwargs = load_base(config)
+    tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     if config.method == "qlora":
@@ -121,7 +126,7 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
             bnb_4bit_compute_dtype=dtype,
             bnb_4bit_use_double_quant=True,
         )
-    model = AutoModelForCausalLM.from_pretrained(files.location, dtype=dtype, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
     if config.method == "full":
         return tokenizer, model.to(device)
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -369,11 +374,24 @@ def save_model(s: Setup) -> None:
         s.model.save_pretrained(out / "merged", safe_serialization=True)
     else:
         s.model.save_pretrained(out / "adapter", safe_serialization=True)
-        merged = s.model.merge_and_unload() if s.config.method == "lora" else None
-        if merged is not None:
-            merged.save_pretrained(out / "merged", safe_serialization=True)
+        if s.config.method == "lora":
+            merged = s.model.merge_and_unload()
+        else:  # a 4-bit base cannot take the update exactly: merged into the base as it is
+            merged = merge_adapter(s.config, out / "adapter", s.dtype)
+        merged.save_pretrained(out / "merged", safe_serialization=True)
     s.tokenizer.save_pretrained(out / "merged")
     s.model_out.publish()
+
+
+def merge_adapter(config: TrainConfig, adapter: Path, dtype: torch.dtype) -> Any:
+    """The base model in `dtype` (not quantized), loaded on the CPU, with the saved `adapter`
+    merged in: what a QLoRA run serves, since servers load plain checkpoints."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    location, kwargs = load_base(config)
+    base = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
+    return PeftModel.from_pretrained(base, adapter).merge_and_unload()
 
 
 def run(
