@@ -336,16 +336,17 @@ def test_a_message_that_arrives_before_the_run_is_queued_waits_for_it(vertex, gc
     """The upload function publishes, then records QUEUED: the workflow may read VALIDATING."""
     queue_run(vertex.bucket, "early")
     queued = vertex.bucket.blob("runs/early/status.json").download_as_bytes()
-    validating = RunStatus.start("reading the upload").to_json()
     status = vertex.bucket.blob("runs/early/status.json")
-    status.upload_from_string(validating, content_type="application/json")
+    status.upload_from_string(validating(vertex.clock, 60), content_type="application/json")
     waits = []
 
-    def sleep(seconds: float) -> None:  # the function records QUEUED while the workflow waits
-        if not waits:
-            status.upload_from_string(queued, content_type="application/json")
+    def sleep(seconds: float) -> None:  # the function records QUEUED two minutes later
         waits.append(seconds)
         vertex.clock.sleep(seconds)
+        if len(waits) == 60:  # its lease renewed meanwhile
+            status.upload_from_string(queued, content_type="application/json")
+        elif len(waits) % 10 == 0:
+            status.upload_from_string(validating(vertex.clock, 60), content_type="application/json")
 
     execution = execute(vertex, gcs_server, "early", hooks={"sys.sleep": sleep})
     assert execution.result["state"] == "SUCCEEDED", execution.error
@@ -353,18 +354,27 @@ def test_a_message_that_arrives_before_the_run_is_queued_waits_for_it(vertex, gc
     assert vertex.calls.count("customJobs.create") == 1
 
 
-def test_a_run_left_validating_is_not_taken_and_the_execution_ends(vertex, gcs_server):
+def validating(clock: VirtualClock, lease_seconds: float) -> bytes:
+    """status.json while the upload function holds the run, its lease ending in
+    `lease_seconds` on the workflow's clock."""
+    status = RunStatus.start("reading the upload")
+    ends = datetime.fromtimestamp(clock.now() + lease_seconds, UTC)
+    status.extra["lease"] = {"attempt": "1", "expires_at": ends.isoformat(timespec="milliseconds")}
+    return status.to_json()
+
+
+def test_a_run_whose_upload_attempt_died_is_left_to_its_retry(vertex, gcs_server):
     """The upload function died between publishing and recording QUEUED: its retry publishes
-    again, so this execution stops waiting after a minute and leaves the run alone."""
+    again, so this execution stops waiting a minute after the lease ended and leaves the run."""
     queue_run(vertex.bucket, "stuck")
-    validating = RunStatus.start("reading the upload").to_json()
     status = vertex.bucket.blob("runs/stuck/status.json")
-    status.upload_from_string(validating, content_type="application/json")
+    stuck = validating(vertex.clock, lease_seconds=30)
+    status.upload_from_string(stuck, content_type="application/json")
     start = vertex.clock.now()
     execution = execute(vertex, gcs_server, "stuck")
     assert execution.state == "SUCCEEDED" and execution.result["state"] == "VALIDATING"
-    assert 60 < vertex.clock.now() - start <= 64
-    assert status.download_as_bytes() == validating and vertex.calls == []
+    assert 90 < vertex.clock.now() - start <= 94  # 30 s of lease and a minute's grace
+    assert status.download_as_bytes() == stuck and vertex.calls == []
 
 
 def test_transient_poll_errors_over_a_long_job_do_not_fail_it(vertex, gcs_server):
