@@ -48,6 +48,12 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         "Fix the JSON at the given column; JSONL needs one complete object per line.",
     ),
     (
+        "record_too_large",
+        E,
+        "A line is longer than any training example can be (32 MiB); it is skipped unread.",
+        "Check the line: a whole file on one line, or an embedded file, needs splitting.",
+    ),
+    (
         "not_an_object",
         E,
         "A record is not a JSON object.",

@@ -55,6 +55,7 @@ _HEAD = 4096  # bytes a container is told from
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # after a CR that no LF follows
 _ARRAY_CHUNK = 1 << 20
 _ARRAY_MAX_ELEMENT = 256 << 20
+MAX_LINE_BYTES = 32 << 20  # a JSONL line parses into ~14x its size in memory: bounded
 
 
 @dataclass(slots=True)
@@ -150,7 +151,18 @@ class RecordReader:
     def _jsonl(self) -> Iterator[Row]:
         loads, decode_error = orjson.loads, orjson.JSONDecodeError
         offset = self.bytes_read
-        for line, raw in enumerate(self.stream, start=1):
+        readline, most = self.stream.readline, MAX_LINE_BYTES + 1
+        line = 0
+        while raw := readline(most):
+            line += 1
+            if len(raw) == most and not raw.endswith(b"\n"):
+                offset += len(raw) + self._skip_line()
+                self._issue(
+                    "record_too_large",
+                    f"line {line} is over {MAX_LINE_BYTES:,} bytes; skipped unread",
+                    line=line,
+                )
+                continue
             try:
                 value = loads(raw)
             except decode_error:
@@ -163,6 +175,15 @@ class RecordReader:
                 yield Row(line, value)
             offset += len(raw)
         self.bytes_read = offset
+
+    def _skip_line(self) -> int:
+        """Reads past the rest of the current line a chunk at a time; its length in bytes."""
+        skipped = 0
+        while chunk := self.stream.readline(_ARRAY_CHUNK):
+            skipped += len(chunk)
+            if chunk.endswith(b"\n"):
+                break
+        return skipped
 
     def _bad_line(self, raw: bytes, line: int, offset: int) -> None:
         if not raw.strip():

@@ -61,7 +61,12 @@ def on_upload(event: CloudEvent) -> None:
     except ConfigError as exc:  # a deployment mistake: fail, so the event waits for the fix
         log.error(f"the function is misconfigured: {exc}", object=obj.uri)
         raise
-    handle_upload(obj, settings)
+    with labelled(object=obj.uri):
+        try:
+            handle_upload(obj, settings)
+        except Exception as exc:  # logged where Cloud Logging finds it, then retried
+            log.error(f"{obj.uri}: {type(exc).__name__}: {exc}; the event will be redelivered")
+            raise
 
 
 @functions_framework.http

@@ -16,10 +16,10 @@ from typing import Any
 
 import orjson
 
-from droptune import __version__, pipeline
+from droptune import __version__, pipeline, storage
 from droptune.cloud import gcs, pubsub
 from droptune.config import RunConfig
-from droptune.errors import DroptuneError, PreconditionFailed, SourceNotFound
+from droptune.errors import DroptuneError, PreconditionFailed, SourceError, SourceNotFound
 from droptune.intake.event import UploadedObject, ignore_reason
 from droptune.intake.lease import Lease, LeaseLost, StatusStore, lease_expired, lease_fields
 from droptune.intake.settings import IntakeSettings
@@ -232,6 +232,8 @@ class Delivery:
             )
             issue = Issue("file_too_large", message, file=obj.uri)
         else:
+            issue = self._validation_file_problem(config)
+        if issue is None:
             try:
                 return config, pipeline.prepare(obj.uri, config, folder, counter=self.counter)
             except SourceNotFound as exc:
@@ -239,6 +241,23 @@ class Delivery:
         report = unread_report(obj.uri, config.backend, config.base_model or "", issue, obj.size)
         pipeline.write_report(report, folder)
         return config, report
+
+    def _validation_file_problem(self, config: RunConfig) -> Issue | None:
+        """The run's own validation file, looked at before the data is read: it must be there,
+        readable by the function, and within the same size limit as uploads."""
+        uri = config.validation_file
+        if uri is None:
+            return None
+        try:
+            stream, size = storage.open_input(uri)
+            stream.close()
+        except SourceError as exc:  # missing, a bad URI, no permission: the setting needs fixing
+            return Issue("source_unavailable", f"validation_file: {exc}", file=uri)
+        cap = self.settings.max_upload_bytes
+        if size is not None and size > cap:
+            message = f"the validation file is {size:,} bytes; the limit is {cap:,} (DROPTUNE_MAX_UPLOAD_BYTES)"
+            return Issue("file_too_large", message, file=uri)
+        return None
 
     def _queue(self, config: RunConfig, report: Report, lease: Lease) -> Outcome:
         message = RunMessage(self.run_id, self.folder.uri, config.backend)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import yaml
 
 from droptune.cloud import gcs
@@ -72,9 +73,29 @@ def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
         if merged.get("validation_file"):
             merged["validation_file"] = _validation_uri(obj, str(merged["validation_file"]))
         config = RunConfig.from_mapping(merged, source="the resolved configuration")
+        _check_storable(config, sources)
     except ConfigError as exc:
         return ResolvedConfig(None, error=str(exc))
     return ResolvedConfig(config, sources)
+
+
+def _check_storable(config: RunConfig, sources: dict[str, str]) -> None:
+    """Every value fits run.json (JSON numbers are at most 64-bit here)."""
+    for key, value in config.to_dict().items():
+        try:
+            orjson.dumps(value)
+        except orjson.JSONEncodeError as exc:
+            where = sources.get(key, "the configuration")
+            raise ConfigError(f"{key} in {where}: {value!r} cannot be stored ({exc})") from None
+
+
+def _string_keys(value: Any) -> Any:
+    """YAML reads `0:` as a number; every key droptune reads is text (`'0'` names a column)."""
+    if isinstance(value, dict):
+        return {str(key): _string_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_string_keys(item) for item in value]
+    return value
 
 
 def _layers(obj: UploadedObject, default_backend: str) -> list[tuple[str, dict[str, Any]]]:
@@ -103,7 +124,7 @@ def _read_yaml(bucket: str, name: str) -> tuple[str, dict[str, Any]] | None:
         raise ConfigError(f"{uri} is not valid YAML: {exc}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{uri} must be a mapping of keys to values (key: value per line)")
-    return uri, values
+    return uri, _string_keys(values)
 
 
 def _validation_uri(obj: UploadedObject, value: str) -> str:

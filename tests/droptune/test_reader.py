@@ -333,3 +333,18 @@ def test_validate_reads_stdin(monkeypatch, estimate) -> None:
     assert report.valid
     assert report.format.name == "text"
     assert report.counts["valid"] == 2
+
+
+def test_a_line_too_long_for_any_example_is_skipped_unread(monkeypatch):
+    monkeypatch.setattr("droptune.reader.MAX_LINE_BYTES", 100)
+    long = b'{"text": "' + b"x" * 5000 + b'"}\n'
+    data = b'{"text": "a"}\n' + long + b'{"text": "b"}\n' + long[:-1]  # the last one unended
+    issues = IssueLog()
+    reader = RecordReader(io.BufferedReader(io.BytesIO(data), 64), "big.jsonl", issues)
+    rows = list(reader)
+    assert [(r.line, r.value["text"]) for r in rows] == [(1, "a"), (3, "b")]
+    assert found(issues) == [
+        ("record_too_large", 2),
+        ("record_too_large", 4),
+    ]
+    assert reader.bytes_read == len(data)

@@ -104,6 +104,30 @@ def test_missing_deployment_settings_fail_the_call(dropzone, post, monkeypatch):
     assert response.status_code == 500  # the platform redelivers once the deployment is fixed
 
 
+def test_a_failed_delivery_is_logged_with_its_object_and_retried(dropzone, post):
+    """Here a run id already taken by another object: the call fails (redelivered), and the
+    error is a structured line labelled with the object, not a bare traceback."""
+    import io
+
+    from droptune.log import get_logger
+
+    resource = dropzone.upload("clash/chat.jsonl", EXAMPLE)
+    run_id = dropzone.run_id(resource)
+    other = {"source": {"bucket": "elsewhere", "name": "x.jsonl", "generation": "1"}}
+    dropzone.runs.blob(f"runs/{run_id}/run.json").upload_from_string(orjson.dumps(other))
+    stream = io.StringIO()
+    get_logger("droptune.functions.upload", stream=stream)
+    try:
+        response = post(resource)
+    finally:
+        get_logger("droptune.functions.upload", stream=sys.stderr)
+    assert response.status_code == 500
+    (line,) = [orjson.loads(x) for x in stream.getvalue().splitlines()]
+    assert line["severity"] == "ERROR" and "RunIdCollision" in line["message"]
+    uri = f"gs://{resource['bucket']}/{resource['name']}#{resource['generation']}"
+    assert line["logging.googleapis.com/labels"]["object"] == uri
+
+
 @pytest.mark.slow
 def test_twenty_concurrent_deliveries_publish_once(dropzone, post):
     resource = dropzone.upload("race/chat.jsonl", EXAMPLE)

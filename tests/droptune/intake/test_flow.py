@@ -148,6 +148,31 @@ def test_file_over_the_cap_is_rejected_before_reading(dropzone, monkeypatch):
     assert "DROPTUNE_MAX_UPLOAD_BYTES" in status["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("setting", "code", "says"),
+    [
+        ("gs://", "source_unavailable", "validation_file: gs://: no bucket name"),
+        ("_holdout/missing.jsonl", "source_unavailable", "no such object"),
+        ("_holdout/val.jsonl", "file_too_large", "the validation file is"),
+    ],
+)
+def test_a_validation_file_that_cannot_be_used_rejects_before_reading(
+    dropzone, monkeypatch, setting, code, says
+):
+    def must_not_read(*args, **kwargs):
+        raise AssertionError("read the data with an unusable validation file")
+
+    monkeypatch.setattr("droptune.pipeline.prepare", must_not_read)
+    dropzone.upload("v/_holdout/val.jsonl", EXAMPLE * 3)  # over the cap below, the data is not
+    dropzone.upload("v/chat.droptune.yaml", f"validation_file: '{setting}'\n")
+    obj = dropzone.obj("v/chat.jsonl", EXAMPLE)
+    deliver(dropzone, obj, max_upload_bytes=2 * len(EXAMPLE))
+    status = dropzone.status(dropzone.run_id(obj))
+    assert status["state"] == "REJECTED" and status["error"]["code"] == code
+    assert says in status["error"]["message"]
+    assert dropzone.topic.pull() == []
+
+
 def test_object_replaced_before_reading_is_rejected(dropzone):
     old = dropzone.obj("replaced.jsonl", EXAMPLE)
     dropzone.upload("replaced.jsonl", EXAMPLE + EXAMPLE)  # a new generation replaces the old

@@ -83,3 +83,18 @@ def test_validation_file_may_not_leave_the_bucket_by_path(gcs_bucket) -> None:
     for bad in ["/etc/passwd", "../x.jsonl", "file:///etc/passwd"]:
         resolved = resolve(obj(gcs_bucket, "d.jsonl", {"droptune-validation-file": bad}), "custom")
         assert resolved.config is None and "validation_file" in resolved.error, bad
+
+
+def test_yaml_number_keys_are_read_as_text(gcs_bucket) -> None:
+    put(gcs_bucket, "csv/d.droptune.yaml", "column_map: {0: prompt, 1: completion}\n")
+    config = resolve(obj(gcs_bucket, "csv/d.csv"), "custom").config
+    assert config.column_map == {"0": "prompt", "1": "completion"}
+    put(gcs_bucket, "n/droptune.yaml", "1: x\n")
+    assert "unknown key(s)" in resolve(obj(gcs_bucket, "n/d.jsonl"), "custom").error
+
+
+def test_a_number_too_large_to_store_is_an_error_that_names_it(gcs_bucket) -> None:
+    huge = {"droptune-epochs": "99999999999999999999999"}
+    resolved = resolve(obj(gcs_bucket, "d.jsonl", huge), "custom")
+    assert resolved.config is None
+    assert resolved.error.startswith("epochs in object metadata:") and "64-bit" in resolved.error
