@@ -9,6 +9,7 @@ wrong values are errors with a sentence that says what to write instead.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -26,6 +27,19 @@ DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
 def setting(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
+
+
+def string_keys(value: Any) -> Any:
+    """YAML reads `0:` as a number; every key droptune reads is text (`'0'` names a column).
+
+    >>> string_keys({"column_map": {0: "prompt"}})
+    {'column_map': {'0': 'prompt'}}
+    """
+    if isinstance(value, dict):
+        return {str(key): string_keys(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [string_keys(item) for item in value]
+    return value
 
 
 class Settings:
@@ -62,7 +76,7 @@ class Settings:
             raise ConfigError(f"cannot read {path}: {exc}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: expected a mapping of keys to values")
-        return cls.from_mapping(values, source=str(path))
+        return cls.from_mapping(string_keys(values), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,6 +214,10 @@ class RunConfig(Settings):
                 "validation_fraction + test_fraction must leave examples for training"
             )
         _check_gate(self.gate)
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.column_map.items()):
+            raise ConfigError(
+                f"column_map maps column names to field names, both text; got {self.column_map!r}"
+            )
         if self.system_instruction is not None and not self.system_instruction.strip():
             raise ConfigError("system_instruction is blank; give it text or leave it out")
         if self.adapter_size is not None and self.adapter_size not in ADAPTER_SIZES:
@@ -247,7 +265,9 @@ def _check_gate(gate: dict[str, Any]) -> None:
             f"gate.metric must be one of {', '.join(GATE_METRICS)}; got {gate['metric']!r}"
         )
     if "min_delta" in gate and (
-        isinstance(gate["min_delta"], bool) or not isinstance(gate["min_delta"], int | float)
+        isinstance(gate["min_delta"], bool)
+        or not isinstance(gate["min_delta"], int | float)
+        or not math.isfinite(gate["min_delta"])
     ):
         raise ConfigError(f"gate.min_delta must be a number; got {gate['min_delta']!r}")
     if not isinstance(gate.get("require_significance", False), bool):

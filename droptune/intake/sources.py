@@ -18,7 +18,7 @@ import orjson
 import yaml
 
 from droptune.cloud import gcs
-from droptune.config import RunConfig
+from droptune.config import RunConfig, string_keys
 from droptune.errors import ConfigError
 from droptune.intake.event import FOLDER_CONFIG, UploadedObject
 
@@ -89,15 +89,6 @@ def _check_storable(config: RunConfig, sources: dict[str, str]) -> None:
             raise ConfigError(f"{key} in {where}: {value!r} cannot be stored ({exc})") from None
 
 
-def _string_keys(value: Any) -> Any:
-    """YAML reads `0:` as a number; every key droptune reads is text (`'0'` names a column)."""
-    if isinstance(value, dict):
-        return {str(key): _string_keys(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_string_keys(item) for item in value]
-    return value
-
-
 def _layers(obj: UploadedObject, default_backend: str) -> list[tuple[str, dict[str, Any]]]:
     layers = [("object metadata", metadata_values(obj.metadata))]
     sidecar, folder_configs = candidate_files(obj)
@@ -124,7 +115,7 @@ def _read_yaml(bucket: str, name: str) -> tuple[str, dict[str, Any]] | None:
         raise ConfigError(f"{uri} is not valid YAML: {exc}") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{uri} must be a mapping of keys to values (key: value per line)")
-    return uri, _string_keys(values)
+    return uri, string_keys(values)
 
 
 def _validation_uri(obj: UploadedObject, value: str) -> str:

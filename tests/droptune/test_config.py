@@ -73,6 +73,8 @@ def test_metadata_strings_are_coerced() -> None:
         ({"max_length": "0"}, "max_length must be at least 1"),
         ({"gate": {"metric": "f1"}}, "gate.metric must be one of accuracy, macro_f1,"),
         ({"gate": {"min_delta": "0.1"}}, "gate.min_delta must be a number"),
+        ({"gate": {"min_delta": float("nan")}}, "gate.min_delta must be a number"),
+        ({"column_map": {"text": 1}}, "column_map maps column names to field names"),
         ({"gate": {"require_significance": "yes"}}, "must be true or false; got 'yes'"),
         ({"gate": {"treshold": 0.1}}, "gate takes metric, min_delta, require_significance"),
     ],
@@ -94,6 +96,9 @@ def test_from_yaml(tmp_path) -> None:
     )
     (tmp_path / "empty.yaml").write_text("")
     assert RunConfig.from_yaml(tmp_path / "empty.yaml") == RunConfig()
+    (tmp_path / "headerless.yaml").write_text("column_map: {0: prompt, 1: completion}\n")
+    positions = RunConfig.from_yaml(tmp_path / "headerless.yaml").column_map
+    assert positions == {"0": "prompt", "1": "completion"}  # YAML's numbers, read as text
 
 
 @pytest.mark.parametrize(
