@@ -84,9 +84,12 @@ def evaluate_slice(
     chunk = tests[request.offset : request.offset + slice_size]
     models = {"baseline": str(config.get("base_model")), "tuned": job.endpoint}
     max_tokens = int(config.get("eval_max_output_tokens") or 256)
+    thinking = gemini.least_thinking(models["baseline"])  # the tuned model is of its family
 
     def answer(case: Case, model: str) -> Answer:
-        a = gemini.generate(client, model, case.prompt, max_output_tokens=max_tokens)
+        a = gemini.generate(
+            client, model, case.prompt, max_output_tokens=max_tokens, thinking_budget=thinking
+        )
         return Answer(a.text, a.output_tokens, a.input_tokens, a.latency_s)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:

@@ -261,17 +261,40 @@ def to_contents(messages: Sequence[Mapping[str, Any]]) -> tuple[str | None, list
     return system, contents
 
 
+def least_thinking(base_model: str) -> int | None:
+    """The smallest thinking budget a Gemini family takes, or None for one that does not
+    think. Thinking tokens count against `max_output_tokens`: left on, a 2.5 model can spend
+    a short budget thinking and answer nothing. Google advises turning it off (or down, for
+    Pro, which cannot) for tuned models; the evaluation asks both models the same way.
+
+    >>> least_thinking("gemini-2.5-flash"), least_thinking("gemini-2.5-pro"), least_thinking("gemini-2.0-flash-001")
+    (0, 128, None)
+    """
+    name = base_model.rsplit("/", 1)[-1]
+    if not name.startswith("gemini-") or name.startswith(("gemini-1.", "gemini-2.0")):
+        return None
+    return 128 if "-pro" in name else 0
+
+
 def generate(
     genai: Client,
     model: str,
     messages: Sequence[Mapping[str, Any]],
     max_output_tokens: int | None = None,
     temperature: float = 0.0,
+    thinking_budget: int | None = None,
 ) -> Answer:
-    """One greedy answer from `model` (a base model id or a tuned model's endpoint)."""
+    """One greedy answer from `model` (a base model id or a tuned model's endpoint); with
+    `thinking_budget`, thinking is held to it (see `least_thinking`). Output tokens include
+    the thinking, which is billed as output."""
     system, contents = to_contents(messages)
     config = types.GenerateContentConfig(
-        system_instruction=system, temperature=temperature, max_output_tokens=max_output_tokens
+        system_instruction=system,
+        temperature=temperature,
+        max_output_tokens=max_output_tokens,
+        thinking_config=None
+        if thinking_budget is None
+        else types.ThinkingConfig(thinking_budget=thinking_budget),
     )
     started = time.perf_counter()
     try:
@@ -280,10 +303,13 @@ def generate(
         raise GeminiError(f"{model}: generateContent failed: {exc}") from exc
     latency = time.perf_counter() - started
     usage = response.usage_metadata
+    output = None
+    if usage and usage.candidates_token_count is not None:
+        output = usage.candidates_token_count + (usage.thoughts_token_count or 0)
     return Answer(
         text=response.text or "",
         input_tokens=usage.prompt_token_count if usage else None,
-        output_tokens=usage.candidates_token_count if usage else None,
+        output_tokens=output,
         latency_s=latency,
         model_version=response.model_version,
     )

@@ -53,6 +53,7 @@ class ScriptedTuner:
     clock: Callable[[], float] = time.monotonic
     throttle_create: int = 0
     throttle_generate: int = 0
+    thoughts: int = 0  # thinking tokens each answer reports (2.5 models think by default)
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     started: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,9 +102,13 @@ class ScriptedTuner:
         messages = to_messages(request)
         text = self.answer(target, messages)
         prompt = sum(len(m["content"].split()) for m in messages)
-        return gemini_response(
+        response = gemini_response(
             text, {"inputTokens": prompt, "outputTokens": len(text.split())}, "scripted-001"
         )
+        if self.thoughts:
+            response["usageMetadata"]["thoughtsTokenCount"] = self.thoughts
+            response["usageMetadata"]["totalTokenCount"] += self.thoughts
+        return response
 
     def stop_all(self, grace: float) -> None:
         pass

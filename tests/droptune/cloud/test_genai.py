@@ -128,6 +128,18 @@ def test_throttled_creates_and_generations_are_retried(client, tuner):
     assert body["generationConfig"] == {"temperature": 0.0, "maxOutputTokens": 8}
 
 
+def test_thinking_is_held_to_the_budget_and_counted_as_output(client, tuner):
+    tuner.answer = lambda target, messages: "billing"
+    tuner.thoughts = 5
+    messages = [{"role": "user", "content": "I was charged twice"}]
+    budget = genai.least_thinking("gemini-2.5-flash")
+    answer = genai.generate(client, "gemini-2.5-flash", messages, 8, thinking_budget=budget)
+    assert answer.output_tokens == 1 + 5  # the answer and the thinking, both billed
+    _, body = tuner.requests[-1]
+    sent = body["generationConfig"]["thinkingConfig"]  # proto3 JSON: either field name
+    assert sent in ({"thinkingBudget": 0}, {"thinking_budget": 0})
+
+
 def test_too_much_throttling_is_an_error_that_names_the_model(server, tuner):
     settings = genai.GeminiSettings(
         PROJECT, LOCATION, base_url=server.url, attempts=2, first_retry_s=0.01
