@@ -52,10 +52,37 @@ class SplitPlan:
             yield from self.assign(rows["digest"], rows["stratum"]).tolist()
 
 
+def held_out(sizes: np.ndarray, share: float, room: np.ndarray) -> np.ndarray:
+    """Examples each stratum gives a split of `share`: its own share, rounded; but when that
+    leaves the split empty (twelve examples in four labels, a tenth each) the file's share
+    is spread over the strata instead, so a split asked for is never empty."""
+    counts = (sizes * share + 0.5).astype(np.int64)
+    return counts if counts.sum() else apportion(sizes, share, room)
+
+
+def apportion(sizes: np.ndarray, share: float, room: np.ndarray) -> np.ndarray:
+    """The file's share, rounded, over the strata: each gives its share rounded down, and
+    one more each for the largest remainders (at most `room`).
+
+    >>> apportion(np.array([3, 3, 3, 3]), 0.1, np.array([3, 3, 3, 3])).tolist()
+    [1, 0, 0, 0]
+    """
+    exact = sizes * share
+    counts = np.minimum(np.floor(exact).astype(np.int64), room)
+    missing = int(sizes.sum() * share + 0.5) - int(counts.sum())
+    for s in np.argsort(-(exact - np.floor(exact)), kind="stable"):
+        if missing <= 0:
+            break
+        if counts[s] < room[s]:
+            counts[s] += 1
+            missing -= 1
+    return counts
+
+
 def plan_split(ledger: Ledger, validation: float, test: float) -> SplitPlan:
     sizes = ledger.strata_counts()
-    n_test = (sizes * test + 0.5).astype(np.int64)
-    n_held = n_test + (sizes * validation + 0.5).astype(np.int64)
+    n_test = held_out(sizes, test, sizes)
+    n_held = n_test + held_out(sizes, validation, sizes - n_test)
     seen = np.zeros_like(sizes)
     test_cut, held_cut = np.zeros(len(sizes), np.uint64), np.zeros(len(sizes), np.uint64)
     per_split, train_tokens = np.zeros(3, np.int64), 0

@@ -76,6 +76,12 @@ def test_each_label_is_split_on_its_own() -> None:
         ]
 
 
+def test_labels_too_small_for_a_share_still_give_the_file_its_share() -> None:
+    strata = np.repeat(np.arange(4, dtype=np.int32), 3)  # twelve examples, four labels of 3
+    assignment = assign_splits(digests(12), strata, 0.1, 0.1)
+    assert np.bincount(assignment, minlength=3).tolist() == [10, 1, 1]  # not [12, 0, 0]
+
+
 def test_duplicates_land_in_the_same_split() -> None:
     unique = digests(200)
     d = np.concatenate([unique, unique[:60], unique[:20]])
