@@ -216,18 +216,22 @@ def start_tuning(genai: Client, request: TuningRequest) -> TuningJob:
 
 
 def get_tuning(genai: Client, name: str) -> TuningJob:
-    return TuningJob.of(genai.tunings.get(name=name))
+    try:
+        found = genai.tunings.get(name=name)
+    except Exception as exc:  # the SDK's APIError and transport errors alike, after retries
+        raise GeminiError(f"{name}: reading the tuning job failed: {exc}") from exc
+    return TuningJob.of(found)
 
 
 def cancel_tuning(genai: Client, name: str) -> TuningJob:
     """Ask for the tuning job to be cancelled unless it has already ended; the job as it was
     (`ended` says whether there was anything to cancel)."""
-    try:
-        job = get_tuning(genai, name)
-        if not job.ended:
+    job = get_tuning(genai, name)
+    if not job.ended:
+        try:
             genai.tunings.cancel(name=name)
-    except Exception as exc:  # the SDK's APIError and transport errors alike, after retries
-        raise GeminiError(f"{name}: cancelling failed: {exc}") from exc
+        except Exception as exc:  # the SDK's APIError and transport errors alike, after retries
+            raise GeminiError(f"{name}: cancelling failed: {exc}") from exc
     return job
 
 

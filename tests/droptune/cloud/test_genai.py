@@ -197,3 +197,9 @@ def test_settings_read_vertex_mode_like_the_sdk():
     assert genai.settings_from_env(env).project == "p"
     with pytest.raises(ConfigError, match="GOOGLE_CLOUD_PROJECT"):
         genai.settings_from_env({})
+
+
+def test_a_tuning_job_that_cannot_be_read_is_an_error_that_names_it(client):
+    name = f"{PARENT}/tuningJobs/404"
+    with pytest.raises(genai.GeminiError, match=f"{name}: reading the tuning job failed"):
+        genai.get_tuning(client, name)
