@@ -54,8 +54,7 @@ COLUMN_SYNONYMS = {"sentence": "text", "review": "text", "class": "label", "cate
 _HEAD = 4096  # bytes a container is told from
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # after a CR that no LF follows
 _ARRAY_CHUNK = 1 << 20
-_ARRAY_MAX_ELEMENT = 256 << 20
-MAX_LINE_BYTES = 32 << 20  # a JSONL line parses into ~14x its size in memory: bounded
+MAX_LINE_BYTES = 32 << 20  # a JSONL line or an array element: parsed, ~14x this in memory
 
 
 @dataclass(slots=True)
@@ -272,7 +271,15 @@ class RecordReader:
                             value, end = decoder.raw_decode(buf, start)
                             break
                         except json.JSONDecodeError as exc:
-                            if len(buf) - start > _ARRAY_MAX_ELEMENT or not fill():
+                            if len(buf) - start > MAX_LINE_BYTES:
+                                self._issue(
+                                    "record_too_large",
+                                    f"an element over {MAX_LINE_BYTES:,} characters; the rest "
+                                    "of the array is not read",
+                                    line=here(start),
+                                )
+                                return
+                            if not fill():
                                 syntax(f"invalid JSON: {exc.msg}", exc.pos)
                                 return
                             start = pos  # fill() dropped what was consumed

@@ -348,3 +348,12 @@ def test_a_line_too_long_for_any_example_is_skipped_unread(monkeypatch):
         ("record_too_large", 4),
     ]
     assert reader.bytes_read == len(data)
+
+
+def test_an_array_element_too_large_for_any_example_stops_the_read(monkeypatch):
+    monkeypatch.setattr("droptune.reader.MAX_LINE_BYTES", 100)
+    monkeypatch.setattr("droptune.reader._ARRAY_CHUNK", 64)  # the element arrives in pieces
+    data = b'[{"text": "a"},\n{"text": "' + b"x" * 5000 + b'"}, {"text": "b"}]'
+    rows, issues = read(data, "big.json")
+    assert [value["text"] for _, value in rows] == ["a"]
+    assert found(issues) == [("record_too_large", 2)]
