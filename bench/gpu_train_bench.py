@@ -104,7 +104,9 @@ def bench_droptune(
     from droptune_trainer.vertex import place
 
     seqs = sequences(n)
-    per_step = round(PEER_BATCH * sum(map(len, seqs)) / len(seqs))  # the peer's tokens a step
+    # The packing peers' tokens a step: PEER_BATCH rows of MAXLEN (their padded runs take
+    # PEER_BATCH examples, ~40% of that).
+    per_step = PEER_BATCH * MAXLEN
     rows = pack([Example(s, list(s)) for s in seqs], max(per_step, MAXLEN))
     config = TrainConfig(
         max_steps=steps, max_length=MAXLEN, tokens_per_batch=max(per_step, MAXLEN),
@@ -230,9 +232,13 @@ def run_peer(name: str, gen: bool, script: Path) -> list[dict]:
         command = [sys.executable, str(script), *which]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True) as peer:
             for raw in peer.stdout or ():  # each run's line as it ends: a cut-off run keeps them
-                if raw.startswith("{"):
-                    lines.append(json.loads(raw))
-                    print(json.dumps({"peer": lines[-1]}), flush=True)
+                try:  # the HF Trainer prints its own logs as Python dicts: not the peer's lines
+                    line = json.loads(raw) if raw.startswith("{") else None
+                except json.JSONDecodeError:
+                    line = None
+                if isinstance(line, dict):
+                    lines.append(line)
+                    print(json.dumps({"peer": line}), flush=True)
         if peer.returncode:
             errors.seek(0)
             print(json.dumps({"peer_exit": peer.returncode, "stderr": errors.read()[-1500:]}))
