@@ -225,14 +225,9 @@ class Delivery:
             pipeline.write_report(report, folder)
             return None, report
         config = RunConfig.from_mapping(record["config"], source=self.folder.run_json)
-        cap = self.settings.max_upload_bytes
-        if obj.size is not None and obj.size > cap:
-            message = (
-                f"the file is {obj.size:,} bytes; the limit is {cap:,} (DROPTUNE_MAX_UPLOAD_BYTES)"
-            )
-            issue = Issue("file_too_large", message, file=obj.uri)
-        else:
-            issue = self._validation_file_problem(config)
+        issue = self._too_large("the file", obj.uri, obj.size) or self._validation_file_problem(
+            config
+        )
         if issue is None:
             try:
                 return config, pipeline.prepare(obj.uri, config, folder, counter=self.counter)
@@ -253,11 +248,15 @@ class Delivery:
             stream.close()
         except SourceError as exc:  # missing, a bad URI, no permission: the setting needs fixing
             return Issue("source_unavailable", f"validation_file: {exc}", file=uri)
+        return self._too_large("the validation file", uri, size)
+
+    def _too_large(self, what: str, uri: str, size: int | None) -> Issue | None:
+        """`file_too_large` for a file over the upload limit, which is then not read."""
         cap = self.settings.max_upload_bytes
-        if size is not None and size > cap:
-            message = f"the validation file is {size:,} bytes; the limit is {cap:,} (DROPTUNE_MAX_UPLOAD_BYTES)"
-            return Issue("file_too_large", message, file=uri)
-        return None
+        if size is None or size <= cap:
+            return None
+        message = f"{what} is {size:,} bytes; the limit is {cap:,} (DROPTUNE_MAX_UPLOAD_BYTES)"
+        return Issue("file_too_large", message, file=uri)
 
     def _queue(self, config: RunConfig, report: Report, lease: Lease) -> Outcome:
         message = RunMessage(self.run_id, self.folder.uri, config.backend)
