@@ -93,9 +93,16 @@ def make_model(name: str, device: str) -> Any:
 
 
 def bench_droptune(
-    name: str, device: str, n: int, steps: int, warmup: int, per_example: bool = True
+    name: str,
+    device: str,
+    n: int,
+    steps: int,
+    warmup: int,
+    per_example: bool = True,
+    compile_blocks: bool = True,
 ) -> dict:
-    """`per_example` False is the ablation: the packed row under transformers' masked SDPA."""
+    """`per_example` False is the ablation: the packed row under transformers' masked SDPA;
+    `compile_blocks` False trains with the eager decoder blocks (`TrainConfig.compile`)."""
     import torch
     from droptune_trainer import attention
     from droptune_trainer.config import TrainConfig
@@ -111,7 +118,7 @@ def bench_droptune(
     config = TrainConfig(
         max_steps=steps, max_length=MAXLEN, tokens_per_batch=max(per_step, MAXLEN),
         learning_rate=2e-4, warmup_ratio=0.0, lora_dropout=0.0, checkpoint_every=10**6,
-        early_stopping_patience=0, evaluate_at_end=False,
+        early_stopping_patience=0, evaluate_at_end=False, compile=compile_blocks,
     )  # fmt: skip
     folder = Path(tempfile.mkdtemp(prefix="droptune-gpu-bench-"))
     model = make_model(name, device)
@@ -144,6 +151,8 @@ def bench_droptune(
         "attention": ("varlen flash" if attention.varlen_works(query, key, key) else "per sequence")
         if per_example
         else "masked sdpa",
+        "compiled": compile_blocks and device == "cuda",
+        "first_step_s": round(history.step_end[0][0], 1),  # the compiler's wait included
         "real_tok_s": round((tokens1 - tokens0) / (t1 - t0)),
         "step_s": round((t1 - t0) / (len(history.step_end) - warmup), 4),
         "tokens_per_step": round(history.tokens / len(history.step_end)),
@@ -223,13 +232,42 @@ def bench_generation(name: str, device: str) -> dict:
     }
 
 
-def run_peer(name: str, gen: bool, script: Path) -> list[dict]:
-    """The peer script's lines for `name` (its `big` argument adds the 1.5B shape, `gen` its
-    evaluation generation)."""
-    which = (["big"] if name == "qwen2-1.5b" else ["all"]) + (["gen"] if gen else [])
+# The peer script's runs (the table in its __main__), by the tag each prints: `--peer-runs`
+# runs some of them through DRIVER, the script's own functions on its own data.
+PEER_RUNS = {
+    "hf_trainer_pad_to_max": ("hf_trainer_padmax", None),
+    "trl_default_padding": ("trl_run", {}),
+    "trl_packing_bfd": ("trl_run", {"packing": True}),
+    "trl_liger": ("trl_run", {"use_liger_kernel": True}),
+    "trl_packing_liger": ("trl_run", {"packing": True, "use_liger_kernel": True}),
+}
+DRIVER = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("peer_sft_bench", sys.argv[1])
+peer = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peer)
+name, gen, runs = sys.argv[2], sys.argv[3] == "gen", json.loads(sys.argv[4])
+for tag, (function, options) in runs.items():
+    if options is None:
+        getattr(peer, function)(name)
+    else:
+        getattr(peer, function)(name, tag, **options)
+if gen:
+    peer.gen_bench(name)
+"""
+
+
+def run_peer(name: str, gen: bool, script: Path, runs: list[str] | None = None) -> list[dict]:
+    """The peer script's lines for `name`: all its runs (its `big` argument adds the 1.5B
+    shape, `gen` its evaluation generation), or only `runs`."""
+    if runs:
+        chosen = json.dumps({tag: PEER_RUNS[tag] for tag in runs})
+        which = ["-c", DRIVER, str(script), name, "gen" if gen else "", chosen]
+    else:
+        which = [str(script), "big" if name == "qwen2-1.5b" else "all"] + (["gen"] if gen else [])
     lines = []
     with tempfile.TemporaryFile("w+") as errors:
-        command = [sys.executable, str(script), *which]
+        command = [sys.executable, *which]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True) as peer:
             for raw in peer.stdout or ():  # each run's line as it ends: a cut-off run keeps them
                 try:  # the HF Trainer prints its own logs as Python dicts: not the peer's lines
@@ -255,20 +293,22 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="run the peer script first")
     parser.add_argument("--gen", action="store_true", help="time evaluation generation too")
     parser.add_argument("--peer-script", type=Path, default=PEER, help="the peer script's path")
+    parser.add_argument(
+        "--peer-runs", nargs="+", choices=PEER_RUNS, help="only these of the peer's runs"
+    )
+    parser.add_argument(
+        "--no-ablation", action="store_true", help="skip the masked-SDPA ablation run"
+    )
+    parser.add_argument(
+        "--eager", action="store_true", help="train with eager decoder blocks (no compile)"
+    )
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
         parser.error("--warmup must be at least 1 and below --steps")
-    peers = run_peer(args.model, args.gen, args.peer_script) if args.peer else []
-    ours = bench_droptune(args.model, args.device, args.examples, args.steps, args.warmup)
+    peers = run_peer(args.model, args.gen, args.peer_script, args.peer_runs) if args.peer else []
+    shape = (args.model, args.device, args.examples, args.steps, args.warmup)
+    ours = bench_droptune(*shape, compile_blocks=not args.eager)
     print(json.dumps(ours), flush=True)
-    masked = bench_droptune(
-        args.model, args.device, args.examples, args.steps, args.warmup, per_example=False
-    )
-    print(json.dumps(masked), flush=True)
-    print(
-        f"per-sequence attention / masked SDPA: {ours['real_tok_s'] / masked['real_tok_s']:.2f}x "
-        "(ablation)"
-    )
     trainers = [p for p in peers if "real_tok_s" in p]
     if trainers:
         best = max(trainers, key=lambda p: p["real_tok_s"])
@@ -292,6 +332,15 @@ def main() -> None:
                 f"against the peer script's own loop ({peer_loop} s per answer): "
                 f"{peer_loop / gen['batched_s_per_sample']:.1f}x"
             )
+
+    # last: a call cut off by its time limit loses the ablation only
+    if not args.no_ablation:
+        masked = bench_droptune(*shape, per_example=False, compile_blocks=not args.eager)
+        print(json.dumps(masked), flush=True)
+        print(
+            "per-sequence attention / masked SDPA: "
+            f"{ours['real_tok_s'] / masked['real_tok_s']:.2f}x (ablation)"
+        )
 
 
 if __name__ == "__main__":

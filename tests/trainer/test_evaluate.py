@@ -9,11 +9,21 @@ import io
 import json
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
 import torch
-from droptune_trainer.evaluate import LABEL_SLACK, answer_budget, batches, evaluate
+from droptune_trainer.evaluate import (
+    GPU_TOKENS_PER_BATCH,
+    LABEL_SLACK,
+    TOKENS_PER_BATCH,
+    answer_budget,
+    batches,
+    bytes_per_token,
+    evaluate,
+    token_budget,
+)
 
 from droptune.log import get_logger
 
@@ -25,6 +35,39 @@ def test_batches_group_prompts_by_length_under_the_budget():
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
     # What each row may generate counts too: 30-token prompts that grow by 20 fit two a batch.
     assert batches([30] * 5, budget=100, new_tokens=20) == [[0, 1], [2, 3], [4]]
+
+
+QWEN_05B = SimpleNamespace(  # the shape's generation-relevant sizes, and its bf16 weights
+    config=SimpleNamespace(
+        num_hidden_layers=24, hidden_size=896, num_attention_heads=14, num_key_value_heads=2,
+        intermediate_size=4864,
+    ),
+    dtype=torch.bfloat16,
+)  # fmt: skip
+
+
+def test_a_token_costs_its_keys_and_values_in_every_layer_and_the_prompt_pass_activations():
+    kv = 2 * 24 * 2 * (896 // 14)  # keys and values, 2 heads of 64 in 24 layers
+    assert bytes_per_token(QWEN_05B) == 2 * (kv + 4 * 4864 + 4 * 896)
+    no_shape = SimpleNamespace(config=SimpleNamespace(hidden_size=8))
+    assert bytes_per_token(no_shape) is None
+
+
+def test_a_gpu_batch_holds_what_half_its_free_memory_takes(monkeypatch):
+    gpu, per_token = torch.device("cuda"), bytes_per_token(QWEN_05B)
+    assert token_budget(QWEN_05B, torch.device("cpu")) == TOKENS_PER_BATCH
+
+    def free(gib: float) -> None:
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(gib * 2**30), 0))
+
+    free(100)
+    assert token_budget(QWEN_05B, gpu) == GPU_TOKENS_PER_BATCH  # capped
+    free(1)
+    assert token_budget(QWEN_05B, gpu) == 2**29 // per_token  # 9,198 tokens in half a GiB
+    free(0.01)
+    assert token_budget(QWEN_05B, gpu) == 1024  # a floor: a batch is never empty
+    no_shape = SimpleNamespace(config=None)
+    assert token_budget(no_shape, gpu) == TOKENS_PER_BATCH
 
 
 class OneTokenPerWord:
