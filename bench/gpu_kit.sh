@@ -12,6 +12,8 @@
 #   bench/gpu_kit.sh prepare          # here, where pip reaches its registry
 #   bench/gpu_kit.sh run [ARGS...]    # there, with .gpu carried along:
 #       device call: carry [".gpu"], command "bench/gpu_kit.sh run 2>&1 | tee $OUT/log"
+#   (tee first: a filter before it, grep included, holds the lines in its buffer, and a call
+#   cut off by its time limit then brings back an empty log)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KIT=.gpu

@@ -23,7 +23,8 @@ the same prompts, in this process; with `--peer` the peer script's own loop runs
     python bench/gpu_train_bench.py --model tiny --device cpu --steps 3 --warmup 1 --examples 32 --gen
 
 `--peer` needs what the peer script imports (trl, datasets, liger-kernel for its liger runs)
-and prints the ratio against its best run; `bench/gpu_kit.sh` brings those, and the script, to
+and prints the ratio against its best run (`--peer-runs trl_packing_liger` runs only that
+one, the best of the five on an H200, in a third of the time); `bench/gpu_kit.sh` brings those, and the script, to
 a GPU machine that cannot download them. Goals from the issue: training >= 2.0x the best
 peer; batched evaluation >= 20x the per-sample loop.
 """
@@ -93,16 +94,9 @@ def make_model(name: str, device: str) -> Any:
 
 
 def bench_droptune(
-    name: str,
-    device: str,
-    n: int,
-    steps: int,
-    warmup: int,
-    per_example: bool = True,
-    compile_blocks: bool = True,
+    name: str, device: str, n: int, steps: int, warmup: int, per_example: bool = True
 ) -> dict:
-    """`per_example` False is the ablation: the packed row under transformers' masked SDPA;
-    `compile_blocks` False trains with the eager decoder blocks (`TrainConfig.compile`)."""
+    """`per_example` False is the ablation: the packed row under transformers' masked SDPA."""
     import torch
     from droptune_trainer import attention
     from droptune_trainer.config import TrainConfig
@@ -110,6 +104,7 @@ def bench_droptune(
     from droptune_trainer.train import Setup, train
     from droptune_trainer.vertex import place
 
+    begun = time.perf_counter()  # the run's whole wall time, to plan a device call's limit
     seqs = sequences(n)
     # The packing peers' tokens a step: PEER_BATCH rows of MAXLEN (their padded runs take
     # PEER_BATCH examples, ~40% of that).
@@ -118,7 +113,7 @@ def bench_droptune(
     config = TrainConfig(
         max_steps=steps, max_length=MAXLEN, tokens_per_batch=max(per_step, MAXLEN),
         learning_rate=2e-4, warmup_ratio=0.0, lora_dropout=0.0, checkpoint_every=10**6,
-        early_stopping_patience=0, evaluate_at_end=False, compile=compile_blocks,
+        early_stopping_patience=0, evaluate_at_end=False,
     )  # fmt: skip
     folder = Path(tempfile.mkdtemp(prefix="droptune-gpu-bench-"))
     model = make_model(name, device)
@@ -151,8 +146,6 @@ def bench_droptune(
         "attention": ("varlen flash" if attention.varlen_works(query, key, key) else "per sequence")
         if per_example
         else "masked sdpa",
-        "compiled": compile_blocks and device == "cuda",
-        "first_step_s": round(history.step_end[0][0], 1),  # the compiler's wait included
         "real_tok_s": round((tokens1 - tokens0) / (t1 - t0)),
         "step_s": round((t1 - t0) / (len(history.step_end) - warmup), 4),
         "tokens_per_step": round(history.tokens / len(history.step_end)),
@@ -160,6 +153,7 @@ def bench_droptune(
         if device == "cuda"
         else None,
         "final_loss": round(history.train_loss[-1][1], 4),
+        "wall_s": round(time.perf_counter() - begun, 1),
     }
 
 
@@ -186,6 +180,7 @@ def bench_generation(name: str, device: str) -> dict:
 
     from droptune.cases import Case
 
+    begun = time.perf_counter()
     rng = np.random.default_rng(1)
     prompts = [rng.integers(10, 150000, n).tolist() for n in rng.integers(64, 256, PROMPTS)]
     model = base_model(name, device).eval()
@@ -229,6 +224,7 @@ def bench_generation(name: str, device: str) -> dict:
         # the batched run did the same work: every prompt whole, NEW_TOKENS answered to each
         "same_work": [a.input_tokens for a in answers] == [len(ids) for ids in prompts]
         and all(a.output_tokens == NEW_TOKENS for a in answers),
+        "wall_s": round(time.perf_counter() - begun, 1),
     }
 
 
@@ -265,7 +261,7 @@ def run_peer(name: str, gen: bool, script: Path, runs: list[str] | None = None) 
         which = ["-c", DRIVER, str(script), name, "gen" if gen else "", chosen]
     else:
         which = [str(script), "big" if name == "qwen2-1.5b" else "all"] + (["gen"] if gen else [])
-    lines = []
+    lines, begun = [], time.perf_counter()
     with tempfile.TemporaryFile("w+") as errors:
         command = [sys.executable, *which]
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True) as peer:
@@ -276,7 +272,8 @@ def run_peer(name: str, gen: bool, script: Path, runs: list[str] | None = None) 
                     line = None
                 if isinstance(line, dict):
                     lines.append(line)
-                    print(json.dumps({"peer": line}), flush=True)
+                    at = round(time.perf_counter() - begun, 1)  # seconds into the peer's run
+                    print(json.dumps({"peer": line, "at_s": at}), flush=True)
         if peer.returncode:
             errors.seek(0)
             print(json.dumps({"peer_exit": peer.returncode, "stderr": errors.read()[-1500:]}))
@@ -299,15 +296,12 @@ def main() -> None:
     parser.add_argument(
         "--no-ablation", action="store_true", help="skip the masked-SDPA ablation run"
     )
-    parser.add_argument(
-        "--eager", action="store_true", help="train with eager decoder blocks (no compile)"
-    )
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
         parser.error("--warmup must be at least 1 and below --steps")
     peers = run_peer(args.model, args.gen, args.peer_script, args.peer_runs) if args.peer else []
     shape = (args.model, args.device, args.examples, args.steps, args.warmup)
-    ours = bench_droptune(*shape, compile_blocks=not args.eager)
+    ours = bench_droptune(*shape)
     print(json.dumps(ours), flush=True)
     trainers = [p for p in peers if "real_tok_s" in p]
     if trainers:
@@ -335,7 +329,7 @@ def main() -> None:
 
     # last: a call cut off by its time limit loses the ablation only
     if not args.no_ablation:
-        masked = bench_droptune(*shape, per_example=False, compile_blocks=not args.eager)
+        masked = bench_droptune(*shape, per_example=False)
         print(json.dumps(masked), flush=True)
         print(
             "per-sequence attention / masked SDPA: "
