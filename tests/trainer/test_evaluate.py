@@ -57,13 +57,20 @@ def test_a_gpu_batch_holds_what_half_its_free_memory_takes(monkeypatch):
     gpu, per_token = torch.device("cuda"), bytes_per_token(QWEN_05B)
     assert token_budget(QWEN_05B, torch.device("cpu")) == TOKENS_PER_BATCH
 
-    def free(gib: float) -> None:
-        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (int(gib * 2**30), 0))
+    def free(driver_gib: float, cached_gib: float = 0) -> None:
+        """What the driver has left, and what PyTorch's allocator holds unused (after
+        training, most of what is free)."""
+        left, cached = int(driver_gib * 2**30), int(cached_gib * 2**30)
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (left, 0))
+        monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: cached + 2**30)
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 2**30)
 
     free(100)
     assert token_budget(QWEN_05B, gpu) == GPU_TOKENS_PER_BATCH  # capped
     free(1)
     assert token_budget(QWEN_05B, gpu) == 2**29 // per_token  # 9,198 tokens in half a GiB
+    free(0.5, cached_gib=0.5)
+    assert token_budget(QWEN_05B, gpu) == 2**29 // per_token  # the same: cached is free
     free(0.01)
     assert token_budget(QWEN_05B, gpu) == 1024  # a floor: a batch is never empty
     no_shape = SimpleNamespace(config=None)

@@ -64,7 +64,8 @@ def token_budget(model: Any, device: torch.device) -> int:
     per_token = bytes_per_token(model)
     if per_token is None:
         return TOKENS_PER_BATCH
-    free, _ = torch.cuda.mem_get_info(device)
+    free, _ = torch.cuda.mem_get_info(device)  # what the driver has left, and what PyTorch
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # holds
     return max(1024, min(GPU_TOKENS_PER_BATCH, int(free / 2 / per_token)))
 
 
