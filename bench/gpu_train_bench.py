@@ -10,7 +10,8 @@ each step is one packed row of about the same number of tokens (8 x the mean len
 `position_ids` restarting per sequence and attention per sequence (`droptune_trainer.attention`:
 PyTorch's varlen flash kernel on the GPU) so no sequence attends to another. Measured: real
 (non-padding) tokens per second over the timed steps, peak GPU memory, final loss. An
-ablation runs the same loop with transformers' masked SDPA over the whole row instead.
+ablation runs the same loop with transformers' masked SDPA over the whole row instead;
+`--fp32-adapters` another with peft's fp32 adapters instead of bf16 ones with fp32 masters.
 
 `--gen` also times evaluation generation as the peer's `gen` run does (the base model, 64
 prompts of 64-255 random token ids, exactly 32 new greedy tokens each): droptune's evaluation
@@ -94,9 +95,16 @@ def make_model(name: str, device: str) -> Any:
 
 
 def bench_droptune(
-    name: str, device: str, n: int, steps: int, warmup: int, per_example: bool = True
+    name: str,
+    device: str,
+    n: int,
+    steps: int,
+    warmup: int,
+    per_example: bool = True,
+    master_weights: bool = True,
 ) -> dict:
-    """`per_example` False is the ablation: the packed row under transformers' masked SDPA."""
+    """`per_example` False is the ablation: the packed row under transformers' masked SDPA;
+    `master_weights` False the other: peft's fp32 adapters (`TrainConfig.master_weights`)."""
     import torch
     from droptune_trainer import attention
     from droptune_trainer.config import TrainConfig
@@ -113,7 +121,7 @@ def bench_droptune(
     config = TrainConfig(
         max_steps=steps, max_length=MAXLEN, tokens_per_batch=max(per_step, MAXLEN),
         learning_rate=2e-4, warmup_ratio=0.0, lora_dropout=0.0, checkpoint_every=10**6,
-        early_stopping_patience=0, evaluate_at_end=False,
+        early_stopping_patience=0, evaluate_at_end=False, master_weights=master_weights,
     )  # fmt: skip
     folder = Path(tempfile.mkdtemp(prefix="droptune-gpu-bench-"))
     model = make_model(name, device)
@@ -141,7 +149,8 @@ def bench_droptune(
     query = torch.zeros(1, shape["num_attention_heads"], 1, head, device=device, dtype=s.dtype)
     key = query[:, : shape["num_key_value_heads"]]
     return {
-        "run": "droptune_packed" if per_example else "droptune_packed_masked_sdpa",
+        "run": ("droptune_packed" if per_example else "droptune_packed_masked_sdpa")
+        + ("" if master_weights else "_fp32_adapters"),
         "model": name,
         "attention": ("varlen flash" if attention.varlen_works(query, key, key) else "per sequence")
         if per_example
@@ -296,6 +305,9 @@ def main() -> None:
     parser.add_argument(
         "--no-ablation", action="store_true", help="skip the masked-SDPA ablation run"
     )
+    parser.add_argument(
+        "--fp32-adapters", action="store_true", help="also train with peft's fp32 adapters"
+    )
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
         parser.error("--warmup must be at least 1 and below --steps")
@@ -303,6 +315,14 @@ def main() -> None:
     shape = (args.model, args.device, args.examples, args.steps, args.warmup)
     ours = bench_droptune(*shape)
     print(json.dumps(ours), flush=True)
+    if args.fp32_adapters:
+        fp32 = bench_droptune(*shape, master_weights=False)
+        print(json.dumps(fp32), flush=True)
+        print(
+            "bf16 adapters with fp32 masters / fp32 adapters: "
+            f"{ours['real_tok_s'] / fp32['real_tok_s']:.2f}x (final loss "
+            f"{ours['final_loss']} / {fp32['final_loss']})"
+        )
     trainers = [p for p in peers if "real_tok_s" in p]
     if trainers:
         best = max(trainers, key=lambda p: p["real_tok_s"])

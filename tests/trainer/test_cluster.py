@@ -86,6 +86,36 @@ def test_a_lone_process_sums_nothing() -> None:
     assert Group().sum([1.5, 2.0], torch.device("cpu")) == [1.5, 2.0]
 
 
+AVERAGE_AND_BROADCAST = """
+import json, os, torch
+from droptune_trainer.cluster import join, leave
+group = join(os.environ)
+rank = float(group.rank)
+grads = [torch.full((2, 3), rank + 1), torch.full((4,), 10 * rank)]
+weights = [torch.full((3,), rank), torch.full((1, 2), rank - 5)]
+group.average(grads)
+group.broadcast(weights)
+print(json.dumps([t.flatten().tolist() for t in grads + weights]))
+leave(group)
+"""
+
+
+def test_ranks_average_tensors_in_one_reduce_and_take_rank_zeros_weights(tmp_path: Path) -> None:
+    """What bf16 adapters with fp32 masters use instead of DDP (two processes, gloo)."""
+    script = tmp_path / "ranks.py"
+    script.write_text(AVERAGE_AND_BROADCAST)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node=2"]
+    command += [f"--master-port={free_port()}", str(script)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("[")]
+    assert len(lines) == 2
+    for grads_a, grads_b, weights_a, weights_b in lines:
+        assert grads_a == [1.5] * 6 and grads_b == [5.0] * 4  # (1 + 2) / 2, (0 + 10) / 2
+        assert weights_a == [0.0] * 3 and weights_b == [-5.0] * 2  # rank 0's
+
+
 @pytest.mark.slow
 def test_two_machines_train_as_one_process_with_twice_the_accumulation(run_dir: Path) -> None:
     settings = {**FAST, "max_steps": 3, "eval_every": 3, "lora_dropout": 0.0}

@@ -41,7 +41,7 @@ def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def save(
     folder: Path,
     step: int,
-    model: torch.nn.Module,
+    weights: dict[str, torch.Tensor],
     optimizer: Any,
     scheduler: Any,
     loop: dict[str, Any],
@@ -53,7 +53,7 @@ def save(
     partial.mkdir()
     state = {
         "step": step,
-        "model": trainable_state(model),
+        "model": weights,  # trainable_state(model), or the fp32 masters' state
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),

@@ -161,6 +161,35 @@ class Group:
         dist.all_reduce(total)
         return total.tolist()
 
+    def average(self, tensors: list[torch.Tensor]) -> None:
+        """In place: each tensor averaged over all ranks, in one all-reduce of them all."""
+        if self.world == 1 or not tensors:
+            return
+        import torch.distributed as dist
+
+        flat = torch.cat([t.reshape(-1) for t in tensors])
+        dist.all_reduce(flat)
+        flat /= self.world
+        torch._foreach_copy_(tensors, [part.view_as(t) for part, t in _split(flat, tensors)])
+
+    def broadcast(self, tensors: list[torch.Tensor]) -> None:
+        """In place: rank 0's values of the tensors on every rank."""
+        if self.world == 1 or not tensors:
+            return
+        import torch.distributed as dist
+
+        flat = torch.cat([t.detach().reshape(-1) for t in tensors])
+        dist.broadcast(flat, src=0)
+        with torch.no_grad():
+            torch._foreach_copy_(tensors, [part.view_as(t) for part, t in _split(flat, tensors)])
+
+
+def _split(
+    flat: torch.Tensor, tensors: list[torch.Tensor]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`flat`'s consecutive parts, one the size of each of `tensors`, with the tensor."""
+    return list(zip(flat.split([t.numel() for t in tensors]), tensors, strict=True))
+
 
 def join(env: Mapping[str, str]) -> Group:
     """Join the process group torchrun described in the environment (NCCL between GPUs,

@@ -64,6 +64,11 @@ class TrainConfig(Settings):
     )
     seed: int = setting("Seed for data order, dropout and initialisation.", default=42)
     bf16: bool = setting("bfloat16 compute on GPUs that have it (ignored on CPU).", default=True)
+    master_weights: bool = setting(
+        "LoRA in bf16 with fp32 master weights in the optimizer (GPUs); false: peft's fp32 "
+        "adapters, which cast every layer's activations to fp32 and back (slower).",
+        default=True,
+    )
 
     def __post_init__(self) -> None:
         if self.method not in ("lora", "qlora", "full"):

@@ -26,7 +26,7 @@ from torch.nn import functional
 from droptune.errors import ConfigError
 from droptune.log import get_logger, labelled
 from droptune.models import locate
-from droptune_trainer import attention, checkpoint, cluster
+from droptune_trainer import attention, checkpoint, cluster, precision
 from droptune_trainer.config import TrainConfig
 from droptune_trainer.data import (
     IGNORE,
@@ -275,7 +275,12 @@ def train(s: Setup) -> History:
     total = config.max_steps or steps_per_epoch * config.epochs
     eval_every = config.eval_every or steps_per_epoch
     checkpoint_every = config.checkpoint_every or steps_per_epoch
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    masters = (
+        precision.Masters.lower(model, s.dtype)
+        if config.master_weights and config.method == "lora" and s.dtype != torch.float32
+        else None
+    )
+    trainable = masters.masters if masters else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
         trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
         fused=s.device.type == "cuda",  # one kernel for every parameter's update
@@ -289,11 +294,17 @@ def train(s: Setup) -> History:
     saved = checkpoint.load_latest(s.checkpoints.local)
     if saved is not None:
         checkpoint.restore(saved, model, optimizer, scheduler)
+        if masters:
+            masters.load(saved["model"])
         history = History(**{**saved["loop"], "resumed_from": saved["step"]})
         start = saved["step"]
         log.info(f"resumed from the checkpoint at step {start}", step=start)
     writer = tensorboard_writer(s) if s.group.primary else None
-    module = s.group.wrap(model, s.device)
+    if masters:  # the masters' gradients are averaged over the ranks in fp32, not by DDP
+        masters.share(s.group)
+        module = model
+    else:
+        module = s.group.wrap(model, s.device)
     model.train()
     started = time.perf_counter() - history.seconds
     for step in range(start, total):
@@ -305,17 +316,26 @@ def train(s: Setup) -> History:
         # over every rank's label tokens divided by their count, as in one process.
         scale = s.group.world / max(label_tokens, 1)
         summed = torch.zeros((), device=s.device)  # read once a step: one device sync
+        if masters:
+            masters.begin_step()
         for i, row in enumerate(rows):
             last = i == len(rows) - 1
             with nullcontext() if last or module is model else module.no_sync():
                 loss, _ = loss_sum(s, row, module)
                 (loss * scale).backward()
+            if masters:
+                masters.take_gradients()  # summed in fp32, micro-batch by micro-batch
             summed += loss.detach()
         step_loss = s.group.sum([float(summed)], s.device)[0]
+        if masters:
+            masters.end_step(s.group)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        if masters:
+            masters.give_weights()
+        else:
+            optimizer.zero_grad(set_to_none=True)
         done = step + 1
         history.label_tokens += int(label_tokens)
         history.tokens += int(tokens)
@@ -331,7 +351,10 @@ def train(s: Setup) -> History:
         checkpoint_due = done % checkpoint_every == 0 or done == total or history.stopped_early
         if checkpoint_due and s.group.primary:
             loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
-            saved_to = checkpoint.save(s.checkpoints.local, done, model, optimizer, scheduler, loop)
+            weights = masters.state() if masters else checkpoint.trainable_state(model)
+            saved_to = checkpoint.save(
+                s.checkpoints.local, done, weights, optimizer, scheduler, loop
+            )
             checkpoint.prune(s.checkpoints.local, config.keep_checkpoints)
             s.checkpoints.publish(saved_to.name, checkpoint.LATEST)  # the pointer last
             # staged: the bucket keeps no more either, earlier attempts' checkpoints included
@@ -342,6 +365,8 @@ def train(s: Setup) -> History:
                 f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"
             )
             break
+    if masters:
+        masters.restore()  # evaluation and saving see the fp32 weights
     if writer is not None:
         writer.close()
         s.tensorboard.publish()
