@@ -15,7 +15,7 @@ import pytest
 import torch
 from droptune_trainer import checkpoint
 from droptune_trainer.cluster import Group
-from droptune_trainer.precision import Masters
+from droptune_trainer.precision import Direct, Masters, weights_for
 from droptune_trainer.train import setup, train
 
 from droptune.local.storage_emulator import free_port
@@ -49,7 +49,7 @@ def test_updates_below_bf16s_resolution_accumulate_in_the_masters():
         assert all(p.grad is None for p in masters.params)
         masters.end_step(Group())
         sgd.step()
-        masters.give_weights()
+        masters.after_step(sgd)
         plain(x).sum().backward()
         sgd_plain.step()
         sgd_plain.zero_grad()
@@ -62,6 +62,13 @@ def test_updates_below_bf16s_resolution_accumulate_in_the_masters():
     assert model[1].bias.dtype == torch.float32
     assert model[1].bias.item() == masters.masters[2].item()
     assert model[0].weight.dtype == torch.bfloat16  # frozen weights are left as they are
+
+
+def test_masters_are_kept_for_a_model_that_computes_below_fp32_when_asked_for():
+    assert isinstance(weights_for(small_model(), torch.bfloat16, masters=True), Masters)
+    assert isinstance(weights_for(small_model(), torch.bfloat16, masters=False), Direct)
+    direct = weights_for(small_model(), torch.float32, masters=True)  # nothing to gain
+    assert isinstance(direct, Direct) and len(direct.trainable) == 3
 
 
 def test_micro_batches_gradients_add_up_in_fp32():
@@ -92,7 +99,7 @@ def test_a_weight_no_row_reached_is_left_alone_by_the_optimizer():
         masters.end_step(Group())
         before = [m.detach().clone() for m in masters.masters]
         adam.step()
-        masters.give_weights()
+        masters.after_step(adam)
     after = masters.masters
     assert torch.equal(after[0], before[0]) and torch.equal(after[1], before[1])
     assert not torch.equal(after[2], before[2])
@@ -119,7 +126,7 @@ model[0].weight.requires_grad_(False)
 model[0].weight.data = model[0].weight.data.to(torch.bfloat16)
 masters = Masters.lower(model, torch.bfloat16)
 adam = torch.optim.AdamW(masters.masters, lr=0.05)
-masters.share(group)
+masters.wrap(group, torch.device("cpu"))
 inputs = [torch.randn(4, 8, generator=torch.Generator().manual_seed(seed)) for seed in (1, 2)]
 mine = inputs[group.rank : group.rank + 1] if group.world > 1 else inputs  # rank r: its row
 for step in range(3):
@@ -130,7 +137,7 @@ for step in range(3):
         masters.take_gradients()
     masters.end_step(group)
     adam.step()
-    masters.give_weights()
+    masters.after_step(adam)
 name = f"{group.rank}.json" if group.world > 1 else "alone.json"
 with open(os.path.join(os.environ["OUT"], name), "w") as out:
     json.dump([m.flatten().tolist() for m in masters.masters], out)

@@ -32,12 +32,6 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        n: p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad
-    }
-
-
 def save(
     folder: Path,
     step: int,
@@ -53,7 +47,7 @@ def save(
     partial.mkdir()
     state = {
         "step": step,
-        "model": weights,  # trainable_state(model), or the fp32 masters' state
+        "model": weights,  # the trainable weights by name (fp32 masters' where there are)
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "rng": rng_state(),
@@ -99,11 +93,10 @@ def load_latest(folder: Path) -> dict[str, Any] | None:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def restore(state: dict[str, Any], model: torch.nn.Module, optimizer: Any, scheduler: Any) -> None:
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in state["model"].items():
-            params[name].copy_(value.to(params[name].device, params[name].dtype))
+def restore(state: dict[str, Any], weights: Any, optimizer: Any, scheduler: Any) -> None:
+    """A checkpoint's trainable weights into `weights` (`precision.Direct` or `Masters`), and
+    the optimizer's, scheduler's and random generators' states."""
+    weights.load(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     restore_rng(state["rng"])

@@ -16,15 +16,68 @@ of MB). After the optimizer's step the masters are copied down into the model. W
 ends the model gets the fp32 weights back, so that evaluation, the saved adapter and the
 merged model are what they were with fp32 adapters throughout. What changes against fp32
 adapters is the adapters' matmuls, in bf16 as under autocast.
+
+The training loop sees either way through the same calls: `Direct` (the optimizer steps the
+model's own weights: fp32 runs, full fine-tuning, QLoRA, `master_weights: false`) or
+`Masters`; `weights_for` picks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from droptune_trainer.cluster import Group
+
+
+def weights_for(model: torch.nn.Module, dtype: torch.dtype, masters: bool) -> Direct | Masters:
+    """`Masters` when asked for and the model computes in a lower precision than fp32."""
+    if masters and dtype != torch.float32:
+        return Masters.lower(model, dtype)
+    return Direct([p for p in model.parameters() if p.requires_grad], model)
+
+
+@dataclass
+class Direct:
+    """The optimizer steps the model's trainable weights themselves; DDP averages their
+    gradients over the ranks while backward runs."""
+
+    trainable: list[torch.nn.Parameter]
+    model: torch.nn.Module
+
+    def wrap(self, group: Group, device: torch.device) -> torch.nn.Module:
+        return group.wrap(self.model, device)
+
+    def begin_step(self) -> None:
+        pass
+
+    def take_gradients(self) -> None:
+        pass  # they accumulate in the weights' own .grad
+
+    def end_step(self, group: Group) -> None:
+        pass
+
+    def after_step(self, optimizer: Any) -> None:
+        optimizer.zero_grad(set_to_none=True)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {
+            n: p.detach().to("cpu", copy=True)
+            for n, p in self.model.named_parameters()
+            if p.requires_grad
+        }
+
+    def load(self, state: dict[str, torch.Tensor]) -> None:
+        """The trainable weights from a checkpoint's `state()`."""
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in state.items():
+                params[name].copy_(value.to(params[name].device, params[name].dtype))
+
+    def restore(self) -> None:
+        pass
 
 
 @dataclass
@@ -34,6 +87,7 @@ class Masters:
     names: list[str]
     params: list[torch.nn.Parameter]
     masters: list[torch.Tensor]
+    model: torch.nn.Module
 
     reached: list[bool] = field(default_factory=list)  # which weights this step's rows reached
 
@@ -47,12 +101,19 @@ class Masters:
             master.grad = torch.zeros_like(master)
             masters.append(master)
             param.data = param.data.to(dtype)
-        return cls([n for n, _ in named], [p for _, p in named], masters)
+        return cls([n for n, _ in named], [p for _, p in named], masters, model)
 
-    def share(self, group: Group) -> None:
-        """Rank 0's weights on every rank, as DDP gives them when it wraps a model."""
+    @property
+    def trainable(self) -> list[torch.Tensor]:
+        """What the optimizer steps."""
+        return self.masters
+
+    def wrap(self, group: Group, device: torch.device) -> torch.nn.Module:
+        """The model itself, with rank 0's weights on every rank (as DDP would give them):
+        the masters' gradients are averaged over the ranks in `end_step`, in fp32."""
         group.broadcast(self.masters)
         self.give_weights()
+        return self.model
 
     def begin_step(self) -> None:
         """Zero the masters' gradients for a new optimizer step."""
@@ -83,9 +144,13 @@ class Masters:
             if not reached:
                 master.grad = None
 
+    def after_step(self, optimizer: Any) -> None:
+        """The masters, stepped, copied down into the model (their gradients are zeroed when
+        the next step begins)."""
+        self.give_weights()
+
     @torch.no_grad()
     def give_weights(self) -> None:
-        """The masters, after the optimizer's step, copied down into the model."""
         torch._foreach_copy_(self.params, self.masters)
 
     def state(self) -> dict[str, torch.Tensor]:

@@ -275,14 +275,11 @@ def train(s: Setup) -> History:
     total = config.max_steps or steps_per_epoch * config.epochs
     eval_every = config.eval_every or steps_per_epoch
     checkpoint_every = config.checkpoint_every or steps_per_epoch
-    masters = (
-        precision.Masters.lower(model, s.dtype)
-        if config.master_weights and config.method == "lora" and s.dtype != torch.float32
-        else None
+    weights = precision.weights_for(
+        model, s.dtype, masters=config.master_weights and config.method == "lora"
     )
-    trainable = masters.masters if masters else [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(
-        trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
+        weights.trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
         fused=s.device.type == "cuda",  # one kernel for every parameter's update
     )  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))
@@ -293,18 +290,12 @@ def train(s: Setup) -> History:
             s.checkpoints.fetch(newest)
     saved = checkpoint.load_latest(s.checkpoints.local)
     if saved is not None:
-        checkpoint.restore(saved, model, optimizer, scheduler)
-        if masters:
-            masters.load(saved["model"])
+        checkpoint.restore(saved, weights, optimizer, scheduler)
         history = History(**{**saved["loop"], "resumed_from": saved["step"]})
         start = saved["step"]
         log.info(f"resumed from the checkpoint at step {start}", step=start)
     writer = tensorboard_writer(s) if s.group.primary else None
-    if masters:  # the masters' gradients are averaged over the ranks in fp32, not by DDP
-        masters.share(s.group)
-        module = model
-    else:
-        module = s.group.wrap(model, s.device)
+    module = weights.wrap(s.group, s.device)  # what runs forward and backward
     model.train()
     started = time.perf_counter() - history.seconds
     for step in range(start, total):
@@ -316,26 +307,20 @@ def train(s: Setup) -> History:
         # over every rank's label tokens divided by their count, as in one process.
         scale = s.group.world / max(label_tokens, 1)
         summed = torch.zeros((), device=s.device)  # read once a step: one device sync
-        if masters:
-            masters.begin_step()
+        weights.begin_step()
         for i, row in enumerate(rows):
             last = i == len(rows) - 1
             with nullcontext() if last or module is model else module.no_sync():
                 loss, _ = loss_sum(s, row, module)
                 (loss * scale).backward()
-            if masters:
-                masters.take_gradients()  # summed in fp32, micro-batch by micro-batch
+            weights.take_gradients()
             summed += loss.detach()
         step_loss = s.group.sum([float(summed)], s.device)[0]
-        if masters:
-            masters.end_step(s.group)
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        weights.end_step(s.group)
+        torch.nn.utils.clip_grad_norm_(weights.trainable, 1.0)
         optimizer.step()
         scheduler.step()
-        if masters:
-            masters.give_weights()
-        else:
-            optimizer.zero_grad(set_to_none=True)
+        weights.after_step(optimizer)
         done = step + 1
         history.label_tokens += int(label_tokens)
         history.tokens += int(tokens)
@@ -351,9 +336,8 @@ def train(s: Setup) -> History:
         checkpoint_due = done % checkpoint_every == 0 or done == total or history.stopped_early
         if checkpoint_due and s.group.primary:
             loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
-            weights = masters.state() if masters else checkpoint.trainable_state(model)
             saved_to = checkpoint.save(
-                s.checkpoints.local, done, weights, optimizer, scheduler, loop
+                s.checkpoints.local, done, weights.state(), optimizer, scheduler, loop
             )
             checkpoint.prune(s.checkpoints.local, config.keep_checkpoints)
             s.checkpoints.publish(saved_to.name, checkpoint.LATEST)  # the pointer last
@@ -365,8 +349,7 @@ def train(s: Setup) -> History:
                 f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"
             )
             break
-    if masters:
-        masters.restore()  # evaluation and saving see the fp32 weights
+    weights.restore()  # evaluation and saving see the weights as the model made them
     if writer is not None:
         writer.close()
         s.tensorboard.publish()
