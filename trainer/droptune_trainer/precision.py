@@ -7,7 +7,7 @@ fp32, multiplies in fp32, and the fp32 result is cast back, forward and backward
 about 1,260 casts a step, 26 ms of GPU time and 39 us of CPU dispatch each, and the fp32
 matmuls another 16 ms of GPU time.
 
-Here the model computes with bf16 (or fp16) adapters while the optimizer steps fp32 copies
+Here the model computes with bf16 adapters while the optimizer steps fp32 copies
 of them (`Masters`). After each micro-batch's backward pass its gradients are added into the
 masters' fp32 gradients, so that accumulation sums in fp32 as it does with fp32 adapters;
 with several processes the masters' gradients are averaged in fp32 in one all-reduce after
