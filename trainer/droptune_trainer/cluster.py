@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
@@ -163,32 +164,33 @@ class Group:
 
     def average(self, tensors: list[torch.Tensor]) -> None:
         """In place: each tensor averaged over all ranks, in one all-reduce of them all."""
-        if self.world == 1 or not tensors:
-            return
         import torch.distributed as dist
 
-        flat = torch.cat([t.reshape(-1) for t in tensors])
-        dist.all_reduce(flat)
-        flat /= self.world
-        torch._foreach_copy_(tensors, [part.view_as(t) for part, t in _split(flat, tensors)])
+        def reduce(flat: torch.Tensor) -> None:
+            dist.all_reduce(flat)
+            flat /= self.world
+
+        self._collective(tensors, reduce)
 
     def broadcast(self, tensors: list[torch.Tensor]) -> None:
         """In place: rank 0's values of the tensors on every rank."""
-        if self.world == 1 or not tensors:
-            return
         import torch.distributed as dist
 
+        self._collective(tensors, partial(dist.broadcast, src=0))
+
+    def _collective(
+        self, tensors: list[torch.Tensor], operation: Callable[[torch.Tensor], object]
+    ) -> None:
+        """`operation` on all `tensors` at once, flattened into one, then copied back."""
+        if self.world == 1 or not tensors:
+            return
         flat = torch.cat([t.detach().reshape(-1) for t in tensors])
-        dist.broadcast(flat, src=0)
+        operation(flat)
+        parts = flat.split([t.numel() for t in tensors])
         with torch.no_grad():
-            torch._foreach_copy_(tensors, [part.view_as(t) for part, t in _split(flat, tensors)])
-
-
-def _split(
-    flat: torch.Tensor, tensors: list[torch.Tensor]
-) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """`flat`'s consecutive parts, one the size of each of `tensors`, with the tensor."""
-    return list(zip(flat.split([t.numel() for t in tensors]), tensors, strict=True))
+            torch._foreach_copy_(
+                tensors, [part.view_as(t) for part, t in zip(parts, tensors, strict=True)]
+            )
 
 
 def join(env: Mapping[str, str]) -> Group:

@@ -24,6 +24,7 @@ model's own weights: fp32 runs, full fine-tuning, QLoRA, `master_weights: false`
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,11 +64,8 @@ class Direct:
         optimizer.zero_grad(set_to_none=True)
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {
-            n: p.detach().to("cpu", copy=True)
-            for n, p in self.model.named_parameters()
-            if p.requires_grad
-        }
+        """The trainable weights by name (what a checkpoint keeps)."""
+        return cpu_copies((n, p) for n, p in self.model.named_parameters() if p.requires_grad)
 
     def load(self, state: dict[str, torch.Tensor]) -> None:
         """The trainable weights from a checkpoint's `state()`."""
@@ -155,10 +153,7 @@ class Masters:
 
     def state(self) -> dict[str, torch.Tensor]:
         """The trainable weights by name, at full precision (what a checkpoint keeps)."""
-        return {
-            n: m.detach().to("cpu", copy=True)
-            for n, m in zip(self.names, self.masters, strict=True)
-        }
+        return cpu_copies(zip(self.names, self.masters, strict=True))
 
     @torch.no_grad()
     def load(self, state: dict[str, torch.Tensor]) -> None:
@@ -172,3 +167,7 @@ class Masters:
         for param, master in zip(self.params, self.masters, strict=True):
             param.data = master.detach()
             param.grad = None
+
+
+def cpu_copies(named: Iterable[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in named}
