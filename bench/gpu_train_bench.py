@@ -21,6 +21,7 @@ the same prompts, in this process; with `--peer` the peer script's own loop runs
 
     python bench/gpu_train_bench.py --peer --gen    # ours beside the peer script (GPU)
     python bench/gpu_train_bench.py --model qwen2-1.5b
+    python bench/gpu_train_bench.py --profile      # where a step's time goes
     python bench/gpu_train_bench.py --model tiny --device cpu --steps 3 --warmup 1 --examples 32 --gen
 
 `--peer` needs what the peer script imports (trl, datasets, liger-kernel for its liger runs)
@@ -166,6 +167,29 @@ def bench_droptune(
     }
 
 
+def profile_training(name: str, device: str, steps: int = 6) -> None:
+    """torch.profiler over a short run of droptune's loop (model setup included, little of it
+    on the GPU): the busiest operations by GPU time, and dtype casts, matmul time and GPU
+    time per step."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as traced:
+        bench_droptune(name, device, 200, steps, 1)
+    events = traced.key_averages()
+    print(events.table(sort_by="self_device_time_total", row_limit=15, max_name_column_width=60))
+    by_name = {e.key: e for e in events}
+    casts, mm = by_name.get("aten::_to_copy"), by_name.get("aten::mm")
+    summary = {
+        "profiled_steps": steps,
+        "casts_per_step": round(casts.count / steps) if casts else 0,
+        "cast_device_ms_per_step": round(casts.device_time_total / 1e3 / steps, 1) if casts else 0,
+        "matmul_device_ms_per_step": round(mm.self_device_time_total / 1e3 / steps, 1) if mm else 0,
+        "device_ms_per_step": round(sum(e.self_device_time_total for e in events) / 1e3 / steps, 1),
+    }
+    print(json.dumps(summary), flush=True)
+
+
 def word_tokenizer() -> object:
     """A fast tokenizer in which the text `t123` is the token id 123, with a chat template that
     prints the contents as they are: prompts of random ids go through droptune's real path."""
@@ -308,9 +332,14 @@ def main() -> None:
     parser.add_argument(
         "--fp32-adapters", action="store_true", help="also train with peft's fp32 adapters"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="only profile a short run of droptune's loop"
+    )
     args = parser.parse_args()
     if not 0 < args.warmup < args.steps:
         parser.error("--warmup must be at least 1 and below --steps")
+    if args.profile:
+        return profile_training(args.model, args.device)
     peers = run_peer(args.model, args.gen, args.peer_script, args.peer_runs) if args.peer else []
     shape = (args.model, args.device, args.examples, args.steps, args.warmup)
     ours = bench_droptune(*shape)

@@ -5,7 +5,7 @@ not rounded away. The price is paid in every layer: each adapter casts its bf16 
 fp32, multiplies in fp32, and the fp32 result is cast back, forward and backward. On an H200
 (Qwen2-0.5B shape, LoRA on all 168 linear layers, 8k tokens a step, 176 ms) a profile counted
 about 1,260 casts a step, 26 ms of GPU time and 39 us of CPU dispatch each, and the fp32
-matmuls another 16 ms of GPU time.
+matmuls another 16 ms of GPU time (`bench/gpu_train_bench.py --profile` counts them).
 
 Here the model computes with bf16 adapters while the optimizer steps fp32 copies
 of them (`Masters`). After each micro-batch's backward pass its gradients are added into the
