@@ -316,7 +316,7 @@ def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:
         if isinstance(value, str) and kind.startswith("dict"):
             parsed = yaml.safe_load(value)
             if isinstance(parsed, dict):
-                return parsed
+                return string_keys(parsed)  # YAML's `{0: prompt}` has text keys, as in a file
     except (ValueError, yaml.YAMLError):
         pass
     if value is None and "None" in kind:

@@ -307,9 +307,9 @@ def generate(
         raise GeminiError(f"{model}: generateContent failed: {exc}") from exc
     latency = time.perf_counter() - started
     usage = response.usage_metadata
-    output = None
-    if usage and usage.candidates_token_count is not None:
-        output = usage.candidates_token_count + (usage.thoughts_token_count or 0)
+    output = None  # answer and thinking: both billed as output; an answer may be all thinking
+    if usage and (usage.candidates_token_count, usage.thoughts_token_count) != (None, None):
+        output = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
     return Answer(
         text=response.text or "",
         input_tokens=usage.prompt_token_count if usage else None,

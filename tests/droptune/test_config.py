@@ -56,6 +56,11 @@ def test_metadata_strings_are_coerced() -> None:
     assert config.column_map == {"query": "prompt", "reply": "completion"}
 
 
+def test_a_metadata_column_map_with_number_keys_reads_them_as_text():
+    config = RunConfig.from_mapping({"column_map": "{0: prompt, 1: completion}"}, "metadata")
+    assert config.column_map == {"0": "prompt", "1": "completion"}
+
+
 @pytest.mark.parametrize(
     ("values", "words"),
     [

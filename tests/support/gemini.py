@@ -105,9 +105,12 @@ class ScriptedTuner:
         response = gemini_response(
             text, {"inputTokens": prompt, "outputTokens": len(text.split())}, "scripted-001"
         )
+        usage = response["usageMetadata"]
         if self.thoughts:
-            response["usageMetadata"]["thoughtsTokenCount"] = self.thoughts
-            response["usageMetadata"]["totalTokenCount"] += self.thoughts
+            usage["thoughtsTokenCount"] = self.thoughts
+            usage["totalTokenCount"] += self.thoughts
+        for key in [k for k, count in usage.items() if count == 0]:
+            del usage[key]  # proto3 JSON leaves zero counts out
         return response
 
     def stop_all(self, grace: float) -> None:

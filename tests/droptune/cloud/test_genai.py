@@ -140,6 +140,13 @@ def test_thinking_is_held_to_the_budget_and_counted_as_output(client, tuner):
     assert sent in ({"thinkingBudget": 0}, {"thinking_budget": 0})
 
 
+def test_an_answer_that_is_all_thinking_still_counts_its_output(client, tuner):
+    tuner.answer = lambda target, messages: ""  # the budget went on thinking
+    tuner.thoughts = 8
+    answer = genai.generate(client, "gemini-2.5-pro", [{"role": "user", "content": "hi"}], 8)
+    assert answer.text == "" and answer.output_tokens == 8
+
+
 def test_too_much_throttling_is_an_error_that_names_the_model(server, tuner):
     settings = genai.GeminiSettings(
         PROJECT, LOCATION, base_url=server.url, attempts=2, first_retry_s=0.01
