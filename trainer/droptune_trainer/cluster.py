@@ -209,7 +209,10 @@ def join(env: Mapping[str, str]) -> Group:
 
 
 def leave(group: Group) -> None:
+    """Leave the process group once every rank has reached this point (a rank that tears
+    its group down while a peer still talks to it can abort in gloo's teardown)."""
     if group.world > 1:
         import torch.distributed as dist
 
+        dist.barrier()
         dist.destroy_process_group()
