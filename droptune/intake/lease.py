@@ -64,8 +64,10 @@ class StatusStore:
             return False
 
 
-def lease_fields(attempt: str, seconds: float) -> dict[str, Any]:
-    expires = datetime.now(UTC) + timedelta(seconds=seconds)
+def lease_fields(attempt: str, seconds: float, now: datetime | None = None) -> dict[str, Any]:
+    """status.json's `lease`: who holds the run, and until when (from `now`, by default the
+    wall clock's)."""
+    expires = (now or datetime.now(UTC)) + timedelta(seconds=seconds)
     return {"attempt": attempt, "expires_at": expires.isoformat(timespec="milliseconds")}
 
 

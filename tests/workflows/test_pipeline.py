@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from droptune.config import RunConfig
+from droptune.intake.lease import lease_fields
 from droptune.local.workflows.engine import Engine, Execution, load_workflow
 from droptune.local.workflows.errors import WorkflowRaise
 from droptune.local.workflows.stdlib import Runtime, VirtualClock
@@ -358,8 +359,8 @@ def validating(clock: VirtualClock, lease_seconds: float) -> bytes:
     """status.json while the upload function holds the run, its lease ending in
     `lease_seconds` on the workflow's clock."""
     status = RunStatus.start("reading the upload")
-    ends = datetime.fromtimestamp(clock.now() + lease_seconds, UTC)
-    status.extra["lease"] = {"attempt": "1", "expires_at": ends.isoformat(timespec="milliseconds")}
+    now = datetime.fromtimestamp(clock.now(), UTC)
+    status.extra["lease"] = lease_fields("1", lease_seconds, now)
     return status.to_json()
 
 
