@@ -62,11 +62,7 @@ def on_upload(event: CloudEvent) -> None:
         log.error(f"the function is misconfigured: {exc}", object=obj.uri)
         raise
     with labelled(object=obj.uri):
-        try:
-            handle_upload(obj, settings)
-        except Exception as exc:  # logged where Cloud Logging finds it, then retried
-            log.error(f"{obj.uri}: {type(exc).__name__}: {exc}; the event will be redelivered")
-            raise
+        handle_upload(obj, settings)  # logs its own failures, then raises: the event comes again
 
 
 @functions_framework.http

@@ -7,13 +7,15 @@ Every test counts tokens with `EstimateCounter` (no tokenizer to load) except th
 
 from __future__ import annotations
 
+import io
 import shutil
 import sys
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
@@ -21,6 +23,7 @@ from google.cloud import storage
 from droptune import pipeline
 from droptune.config import RunConfig
 from droptune.intake import IntakeSettings
+from droptune.log import get_logger
 from droptune.report import Report
 from droptune.tokens import EstimateCounter, TokenCounter
 from tests.support.dropzone import DropZone
@@ -149,16 +152,28 @@ def dropzone(storage_client, pubsub_topic, monkeypatch) -> DropZone:
     zone.assert_uploads_untouched()
 
 
+Logs = Callable[[], list[dict]]
+
+
 @pytest.fixture
-def intake_log() -> Callable[[], list[dict]]:
+def capture_logs() -> Iterator[Callable[[str], Logs]]:
+    """`read = capture_logs("droptune.intake")` sends that logger's structured lines to a
+    buffer; `read()` gives the lines so far, parsed. The loggers write to stderr again after
+    the test."""
+    captured: list[str] = []
+
+    def capture(name: str) -> Logs:
+        stream = io.StringIO()
+        get_logger(name, stream=stream)
+        captured.append(name)
+        return lambda: [orjson.loads(line) for line in stream.getvalue().splitlines()]
+
+    yield capture
+    for name in captured:
+        get_logger(name, stream=sys.stderr)
+
+
+@pytest.fixture
+def intake_log(capture_logs: Callable[[str], Logs]) -> Logs:
     """The upload function's structured log lines so far, parsed."""
-    import io
-
-    import orjson
-
-    from droptune.log import get_logger
-
-    stream = io.StringIO()
-    get_logger("droptune.intake", stream=stream)
-    yield lambda: [orjson.loads(line) for line in stream.getvalue().splitlines()]
-    get_logger("droptune.intake", stream=sys.stderr)
+    return capture_logs("droptune.intake")

@@ -91,8 +91,22 @@ class Delivery:
         self.state: RunState | None = None  # as last read, when this delivery did not act
 
     def run(self) -> Outcome:
-        record = self._claim()
-        status = self._acquire()
+        """Claim, lease, work; every failure is logged here once, labelled with the run and
+        the object, then raised so that the platform delivers the event again."""
+        try:
+            record = self._claim()
+            status = self._acquire()
+        except RunBusy as exc:
+            log.warning(f"{exc}; a redelivery of the event tries again", **self._labels())
+            raise
+        except Exception as exc:
+            log.error(
+                f"claiming the run failed: {type(exc).__name__}: {exc}; "
+                "a redelivery of the event tries again",
+                exc_info=True,
+                **self._labels(),
+            )
+            raise
         if status is None:
             return Outcome("none", self.run_id, self.state, f"run already {self.state}")
         with Lease(self.store, status, self.attempt, self.settings.lease_seconds) as lease:
@@ -104,7 +118,8 @@ class Delivery:
             except Exception as exc:
                 lease.release(f"{type(exc).__name__}: {exc}")
                 log.error(
-                    "attempt failed; a redelivery of the event resumes the run",
+                    f"attempt failed: {type(exc).__name__}: {exc}; "
+                    "a redelivery of the event resumes the run",
                     exc_info=True,
                     **self._labels(),
                 )

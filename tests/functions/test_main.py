@@ -104,26 +104,22 @@ def test_missing_deployment_settings_fail_the_call(dropzone, post, monkeypatch):
     assert response.status_code == 500  # the platform redelivers once the deployment is fixed
 
 
-def test_a_failed_delivery_is_logged_with_its_object_and_retried(dropzone, post):
+def test_a_failed_delivery_is_logged_once_with_its_object_and_retried(dropzone, post, capture_logs):
     """Here a run id already taken by another object: the call fails (redelivered), and the
-    error is a structured line labelled with the object, not a bare traceback."""
-    import io
-
-    from droptune.log import get_logger
-
+    error is one structured line labelled with the object, not a bare traceback."""
     resource = dropzone.upload("clash/chat.jsonl", EXAMPLE)
     run_id = dropzone.run_id(resource)
     other = {"source": {"bucket": "elsewhere", "name": "x.jsonl", "generation": "1"}}
     dropzone.runs.blob(f"runs/{run_id}/run.json").upload_from_string(orjson.dumps(other))
-    stream = io.StringIO()
-    get_logger("droptune.functions.upload", stream=stream)
-    try:
-        response = post(resource)
-    finally:
-        get_logger("droptune.functions.upload", stream=sys.stderr)
+    function_log, intake_log = (
+        capture_logs(f"droptune.{name}") for name in ("functions.upload", "intake")
+    )
+    response = post(resource)
     assert response.status_code == 500
-    (line,) = [orjson.loads(x) for x in stream.getvalue().splitlines()]
+    assert function_log() == []
+    (line,) = intake_log()
     assert line["severity"] == "ERROR" and "RunIdCollision" in line["message"]
+    assert "RunIdCollision" in line["stack_trace"]
     uri = f"gs://{resource['bucket']}/{resource['name']}#{resource['generation']}"
     assert line["logging.googleapis.com/labels"]["object"] == uri
 
@@ -262,21 +258,13 @@ def test_the_evaluation_function_says_what_a_request_needs():
     assert answer.status_code == 400 and "offset" in answer.get_json()["error"]["message"]
 
 
-def test_the_evaluation_functions_log_lines_name_the_run(monkeypatch):
-    import io
-
-    from droptune.log import get_logger
-
+def test_the_evaluation_functions_log_lines_name_the_run(monkeypatch, capture_logs):
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     client = create_app(target="evaluate", source=str(SOURCE)).test_client()
-    stream = io.StringIO()
-    get_logger("droptune.functions.upload", stream=stream)  # the module's logger, captured
-    try:
-        answer = client.post("/", json={"run_uri": "gs://r/runs/chat-7-ab/", "tuning_job": "j"})
-    finally:
-        get_logger("droptune.functions.upload", stream=sys.stderr)
+    read_log = capture_logs("droptune.functions.upload")  # the module's logger
+    answer = client.post("/", json={"run_uri": "gs://r/runs/chat-7-ab/", "tuning_job": "j"})
     assert answer.status_code == 422
     assert "GOOGLE_CLOUD_PROJECT" in answer.get_json()["error"]["message"]
-    (entry,) = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    (entry,) = read_log()
     assert entry["severity"] == "ERROR"
     assert entry["logging.googleapis.com/labels"] == {"run_id": "chat-7-ab"}

@@ -5,13 +5,10 @@ report beside them, and the run_id on its log lines."""
 from __future__ import annotations
 
 import csv
-import io
 import json
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-import orjson
 import pytest
 import torch
 from droptune_trainer.evaluate import (
@@ -24,8 +21,6 @@ from droptune_trainer.evaluate import (
     evaluate,
     token_budget,
 )
-
-from droptune.log import get_logger
 
 
 def test_batches_group_prompts_by_length_under_the_budget():
@@ -90,17 +85,15 @@ def test_labelled_answers_generate_only_what_the_longest_label_needs():
 
 
 @pytest.mark.slow
-def test_evaluation_measures_writes_reports_and_labels_its_logs(run_dir: Path, pulled_model: Path):
+def test_evaluation_measures_writes_reports_and_labels_its_logs(
+    run_dir: Path, pulled_model: Path, capture_logs
+):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(pulled_model)
     model = AutoModelForCausalLM.from_pretrained(pulled_model)
-    stream = io.StringIO()
-    get_logger("droptune.trainer", stream=stream)
-    try:
-        metrics = evaluate(model, tokenizer, run_dir, torch.device("cpu"), max_new_tokens=4)
-    finally:
-        get_logger("droptune.trainer", stream=sys.stderr)
+    read_log = capture_logs("droptune.trainer")
+    metrics = evaluate(model, tokenizer, run_dir, torch.device("cpu"), max_new_tokens=4)
 
     assert metrics["n"] == 2 and metrics["delta"]["rouge_l"] == 0.0  # the same model twice
     assert metrics["tuned"]["mean_input_tokens"] > 10
@@ -114,7 +107,7 @@ def test_evaluation_measures_writes_reports_and_labels_its_logs(run_dir: Path, p
     )
     html = (folder / "report.html").read_text()
     assert "Baseline vs tuned" in html and (folder / "plots" / "deltas.png").is_file()
-    lines = [orjson.loads(line) for line in stream.getvalue().splitlines()]
+    lines = read_log()
     assert lines and all(
         line["logging.googleapis.com/labels"]["run_id"] == "test" for line in lines
     )

@@ -15,7 +15,9 @@ from google.api_core.retry import Retry
 
 from droptune.cloud import gcs, pubsub
 from droptune.intake import UploadedObject, handle_upload
-from droptune.runs import RunState
+from droptune.intake.flow import RunBusy
+from droptune.intake.lease import StatusStore, lease_fields
+from droptune.runs import RunFolder, RunState, RunStatus
 from droptune.tokens import EstimateCounter
 from tests.support.emulators import free_port
 from tests.support.faults import FlakyHttpProxy, LateTcpForwarder
@@ -212,6 +214,21 @@ def test_twenty_concurrent_deliveries_make_one_run_and_one_message(dropzone, int
     claims = [e for e in intake_log() if e["message"].startswith("claimed run")]
     assert len(claims) == 1
     assert [h["state"] for h in dropzone.status(run_id)["history"]] == ["VALIDATING", "QUEUED"]
+
+
+def test_a_run_another_attempt_is_validating_is_retried_with_one_warning(dropzone, intake_log):
+    obj = dropzone.obj("busy.jsonl", EXAMPLE)
+    run_id = dropzone.run_id(obj)
+    status = RunStatus.start("validating")
+    status.extra.update(lease=lease_fields("another-attempt", 60), attempts=1)
+    folder = RunFolder.in_bucket(dropzone.settings.runs_bucket, run_id)
+    assert StatusStore(folder.status_json).create(status)
+    with pytest.raises(RunBusy, match="another attempt"):
+        deliver(dropzone, obj, max_wait_seconds=0.2)
+    (line,) = [e for e in intake_log() if e["severity"] != "INFO"]
+    assert line["severity"] == "WARNING" and "redelivery" in line["message"]
+    assert line["logging.googleapis.com/labels"]["run_id"] == run_id
+    assert dropzone.status(run_id)["state"] == "VALIDATING"  # left to its owner
 
 
 class SimulatedCrash(BaseException):

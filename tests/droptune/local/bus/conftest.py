@@ -4,22 +4,18 @@ to read back what was published on each."""
 
 from __future__ import annotations
 
-import io
 import shutil
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import orjson
 import pytest
 from google.api_core import exceptions as gexc
 from google.cloud import pubsub_v1
 
 from droptune.local.bus import Event, EventBus, Message, RetryPolicy
-from droptune.log import get_logger
 
 # Milliseconds, not Pub/Sub's seconds: retry tests finish fast on a slow machine too.
 FAST = RetryPolicy(max_attempts=3, initial_backoff=0.01, multiplier=2.0, max_backoff=0.05)
@@ -42,12 +38,9 @@ def bus() -> Iterator[EventBus]:
 
 
 @pytest.fixture
-def bus_log() -> Iterator[Callable[[], list[dict]]]:
+def bus_log(capture_logs: Callable[[str], Callable[[], list[dict]]]) -> Callable[[], list[dict]]:
     """The bus's structured log lines so far, parsed."""
-    stream = io.StringIO()
-    get_logger("droptune.local.bus", stream=stream)
-    yield lambda: [orjson.loads(line) for line in stream.getvalue().splitlines()]
-    get_logger("droptune.local.bus", stream=sys.stderr)
+    return capture_logs("droptune.local.bus")
 
 
 class Collector:
