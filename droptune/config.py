@@ -63,6 +63,7 @@ class Settings:
         for key, value in values.items():
             name = key.replace("-", "_")
             kwargs[name] = _coerce(name, value, known[name], source)
+            _check_storable(name, kwargs[name], source)
         try:
             return cls(**kwargs)
         except ConfigError as exc:
@@ -265,9 +266,7 @@ def _check_gate(gate: dict[str, Any]) -> None:
             f"gate.metric must be one of {', '.join(GATE_METRICS)}; got {gate['metric']!r}"
         )
     if "min_delta" in gate and (
-        isinstance(gate["min_delta"], bool)
-        or not isinstance(gate["min_delta"], int | float)
-        or not math.isfinite(gate["min_delta"])
+        isinstance(gate["min_delta"], bool) or not isinstance(gate["min_delta"], int | float)
     ):
         raise ConfigError(f"gate.min_delta must be a number; got {gate['min_delta']!r}")
     if not isinstance(gate.get("require_significance", False), bool):
@@ -305,6 +304,32 @@ def parse_flag(text: str) -> bool | None:
     (True, False, None)
     """
     return _BOOLEANS.get(text.strip().lower())
+
+
+INT64 = range(-(2**63), 2**63)
+
+
+def _check_storable(name: str, value: Any, source: str) -> None:
+    """Every setting is stored in run.json and read back by the workflow and the trainer: JSON
+    has no NaN or infinity, integers there are 64-bit, and text must be valid UTF-8."""
+    problem = None
+    if isinstance(value, float) and not math.isfinite(value):
+        problem = "must be a finite number"
+    elif isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+        problem = "is beyond a 64-bit integer (at most 9,223,372,036,854,775,807)"
+    elif isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            problem = "holds text that is not valid Unicode (an unpaired surrogate)"
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_storable(f"{name}.{key}", item, source)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_storable(f"{name}[{index}]", item, source)
+    if problem:
+        raise ConfigError(f"{source}: {name} {problem}; got {value!r}")
 
 
 def _coerce(name: str, value: Any, spec: Any, source: str) -> Any:

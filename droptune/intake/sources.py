@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import yaml
 
 from droptune.cloud import gcs
@@ -73,20 +72,9 @@ def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
         if merged.get("validation_file"):
             merged["validation_file"] = _validation_uri(obj, str(merged["validation_file"]))
         config = RunConfig.from_mapping(merged, source="the resolved configuration")
-        _check_storable(config, sources)
     except ConfigError as exc:
         return ResolvedConfig(None, error=str(exc))
     return ResolvedConfig(config, sources)
-
-
-def _check_storable(config: RunConfig, sources: dict[str, str]) -> None:
-    """Every value fits run.json (JSON numbers are at most 64-bit here)."""
-    for key, value in config.to_dict().items():
-        try:
-            orjson.dumps(value)
-        except orjson.JSONEncodeError as exc:
-            where = sources.get(key, "the configuration")
-            raise ConfigError(f"{key} in {where}: {value!r} cannot be stored ({exc})") from None
 
 
 def _layers(obj: UploadedObject, default_backend: str) -> list[tuple[str, dict[str, Any]]]:

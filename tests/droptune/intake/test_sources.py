@@ -97,4 +97,4 @@ def test_a_number_too_large_to_store_is_an_error_that_names_it(gcs_bucket) -> No
     huge = {"droptune-epochs": "99999999999999999999999"}
     resolved = resolve(obj(gcs_bucket, "d.jsonl", huge), "custom")
     assert resolved.config is None
-    assert resolved.error.startswith("epochs in object metadata:") and "64-bit" in resolved.error
+    assert resolved.error.startswith("object metadata: epochs") and "64-bit" in resolved.error
