@@ -72,7 +72,8 @@ def _blob(uri: str) -> storage.Blob:
     return client().bucket(bucket).blob(name, generation=generation)
 
 
-def open_blob_reader(uri: str) -> tuple[IO[bytes], int | None]:
+def _current(uri: str) -> storage.Blob:
+    """The object's metadata as it is now (a generation in the URI: that generation's)."""
     blob = _blob(uri)
     try:
         blob.reload(retry=RETRY, timeout=TIMEOUT)
@@ -81,6 +82,18 @@ def open_blob_reader(uri: str) -> tuple[IO[bytes], int | None]:
         raise SourceNotFound(f"{uri}: no such {what}") from None
     except gexc.GoogleAPIError as exc:
         raise SourceError(f"{uri}: {exc}") from None
+    return blob
+
+
+def pin(uri: str) -> tuple[str, int | None]:
+    """The URI pinned to the object's current generation, and its size, without reading it:
+    whoever later opens the pinned URI reads exactly what was looked at here, or nothing."""
+    blob = _current(uri)
+    return object_uri(blob.bucket.name, blob.name, blob.generation), blob.size
+
+
+def open_blob_reader(uri: str) -> tuple[IO[bytes], int | None]:
+    blob = _current(uri)
     # Pin the generation so a concurrent overwrite cannot mix two versions into one read.
     pinned = blob.bucket.blob(blob.name, generation=blob.generation)
     return pinned.open("rb", chunk_size=CHUNK, retry=RETRY), blob.size

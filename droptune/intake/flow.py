@@ -9,6 +9,7 @@ whose attempt died finishes it; errors are raised so that the platform delivers 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from droptune import __version__, pipeline, storage
+from droptune import __version__, pipeline
 from droptune.cloud import gcs, pubsub
 from droptune.config import RunConfig
 from droptune.errors import DroptuneError, PreconditionFailed, SourceError, SourceNotFound
@@ -240,9 +241,9 @@ class Delivery:
             pipeline.write_report(report, folder)
             return None, report
         config = RunConfig.from_mapping(record["config"], source=self.folder.run_json)
-        issue = self._too_large("the file", obj.uri, obj.size) or self._validation_file_problem(
-            config
-        )
+        issue = self._too_large("the file", obj.uri, obj.size)
+        if issue is None:
+            config, issue = self._pin_validation_file(config)
         if issue is None:
             try:
                 return config, pipeline.prepare(obj.uri, config, folder, counter=self.counter)
@@ -252,18 +253,19 @@ class Delivery:
         pipeline.write_report(report, folder)
         return config, report
 
-    def _validation_file_problem(self, config: RunConfig) -> Issue | None:
+    def _pin_validation_file(self, config: RunConfig) -> tuple[RunConfig, Issue | None]:
         """The run's own validation file, looked at before the data is read: it must be there,
-        readable by the function, and within the same size limit as uploads."""
+        readable by the function, and within the same size limit as uploads. The config that
+        comes back reads the generation looked at, so a file replaced meanwhile is not used."""
         uri = config.validation_file
         if uri is None:
-            return None
+            return config, None
         try:
-            stream, size = storage.open_input(uri)
-            stream.close()
+            pinned, size = gcs.pin(uri)
         except SourceError as exc:  # missing, a bad URI, no permission: the setting needs fixing
-            return Issue("source_unavailable", f"validation_file: {exc}", file=uri)
-        return self._too_large("the validation file", uri, size)
+            return config, Issue("source_unavailable", f"validation_file: {exc}", file=uri)
+        issue = self._too_large("the validation file", uri, size)
+        return dataclasses.replace(config, validation_file=pinned), issue
 
     def _too_large(self, what: str, uri: str, size: int | None) -> Issue | None:
         """`file_too_large` for a file over the upload limit, which is then not read."""

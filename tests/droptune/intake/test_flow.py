@@ -175,6 +175,40 @@ def test_a_validation_file_that_cannot_be_used_rejects_before_reading(
     assert dropzone.topic.pull() == []
 
 
+def test_a_validation_file_becomes_the_validation_split(dropzone):
+    dropzone.upload("own/_holdout/val.jsonl", EXAMPLE)
+    dropzone.upload("own/chat.droptune.yaml", "validation_file: _holdout/val.jsonl\n")
+    obj = dropzone.obj("own/chat.jsonl", EXAMPLE * 2)
+    assert deliver(dropzone, obj).state == RunState.QUEUED
+    run_id = dropzone.run_id(obj)
+    validation = dropzone.read(run_id, "data/validation.jsonl").splitlines()
+    assert (
+        len(validation) == len(EXAMPLE.splitlines()) == status_split(dropzone, run_id)["validation"]
+    )
+
+
+def test_a_validation_file_replaced_after_its_check_is_not_read(dropzone, monkeypatch):
+    """The check pins the generation it looked at: a file swapped for another before the data
+    is read (here one over the size cap) is not used; the run cannot read what was checked."""
+    from droptune import pipeline
+
+    prepare = pipeline.prepare
+
+    def swap_then_prepare(uri, config, *args, **kwargs):
+        dropzone.upload("p/_holdout/val.jsonl", EXAMPLE * 3)
+        return prepare(uri, config, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "prepare", swap_then_prepare)
+    dropzone.upload("p/_holdout/val.jsonl", EXAMPLE)
+    dropzone.upload("p/chat.droptune.yaml", "validation_file: _holdout/val.jsonl\n")
+    obj = dropzone.obj("p/chat.jsonl", EXAMPLE)
+    deliver(dropzone, obj, max_upload_bytes=2 * len(EXAMPLE))
+    status = dropzone.status(dropzone.run_id(obj))
+    assert status["state"] == "REJECTED", status
+    assert status["error"]["code"] == "source_unavailable"
+    assert "no such generation" in status["error"]["message"]
+
+
 def test_object_replaced_before_reading_is_rejected(dropzone):
     old = dropzone.obj("replaced.jsonl", EXAMPLE)
     dropzone.upload("replaced.jsonl", EXAMPLE + EXAMPLE)  # a new generation replaces the old
