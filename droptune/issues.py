@@ -50,8 +50,8 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
     (
         "record_too_large",
         E,
-        "A line is longer than any training example can be (32 MiB); it is skipped unread.",
-        "Check the line: a whole file on one line, or an embedded file, needs splitting.",
+        "A line or CSV field is longer than any training example can be (32 MiB); it is skipped.",
+        "Check the line: a whole file on one line, an embedded file, or a CSV quote left open.",
     ),
     (
         "not_an_object",

@@ -54,7 +54,7 @@ COLUMN_SYNONYMS = {"sentence": "text", "review": "text", "class": "label", "cate
 _HEAD = 4096  # bytes a container is told from
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # after a CR that no LF follows
 _ARRAY_CHUNK = 1 << 20
-MAX_LINE_BYTES = 32 << 20  # a JSONL line or an array element: parsed, ~14x this in memory
+MAX_LINE_BYTES = 32 << 20  # a line, array element or CSV field: parsed, ~14x this in memory
 
 
 @dataclass(slots=True)
@@ -314,25 +314,50 @@ class RecordReader:
         if not self._is_header(first_row):
             yield from self._rows([(1, first_row)], columns)
         self._record_start = None
+        # The csv module's own field limit (128 KiB, process-wide) would end a file at its
+        # first long text; a field, like a line, may be as large as a record can be.
+        csv.field_size_limit(MAX_LINE_BYTES)
         reader = csv.reader(lines, delimiter=delimiter)
 
         def numbered() -> Iterator[tuple[int, list[str]]]:
             # The reader takes exactly the lines of one record from `lines` (no read-ahead),
             # so the first line handed out since the last record is where this one starts.
-            for row in reader:
-                yield self._record_start or 0, row
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # one record is lost; the reader goes on after it
+                    self._unreadable_record(exc)
+                else:
+                    yield self._record_start or 0, row
                 self._record_start = None
 
-        try:
-            yield from self._rows(numbered(), columns)
-        except csv.Error as exc:
-            self._issue("csv_row_length", f"unreadable row: {exc}", line=self._record_start)
+        yield from self._rows(numbered(), columns)
+
+    def _unreadable_record(self, exc: csv.Error) -> None:
+        line = self._record_start
+        if "field limit" in str(exc):
+            message = (
+                f"a field over {MAX_LINE_BYTES:,} characters (a quote left open?): the record "
+                "is skipped and reading goes on at the next line"
+            )
+            self._issue("record_too_large", message, line=line)
+        else:
+            self._issue("csv_row_length", f"unreadable row: {exc}", line=line)
 
     def _text_lines(self) -> Iterator[str]:
         """The stream's lines as text, line terminators kept (the csv module wants them). A
         line that is not valid UTF-8 is reported where it is and left out."""
         offset, number = self.bytes_read, 0
-        for raw in self.stream:
+        readline, most = self.stream.readline, MAX_LINE_BYTES + 1
+        while raw := readline(most):
+            if len(raw) == most and not raw.endswith(b"\n"):
+                number += 1
+                offset += len(raw) + self._skip_line()
+                message = f"line {number} is over {MAX_LINE_BYTES:,} bytes; skipped unread"
+                self._issue("record_too_large", message, line=number)
+                continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -6,6 +6,7 @@ than committed as fixtures, so no editor or git setting can change them.
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 
@@ -348,6 +349,47 @@ def test_a_line_too_long_for_any_example_is_skipped_unread(monkeypatch):
         ("record_too_large", 4),
     ]
     assert reader.bytes_read == len(data)
+
+
+@pytest.fixture
+def small_records(monkeypatch):
+    """Records of at most 100 bytes; the csv module's process-wide field limit, which the
+    reader sets from it, is put back afterwards."""
+    monkeypatch.setattr("droptune.reader.MAX_LINE_BYTES", 100)
+    limit = csv.field_size_limit()
+    yield
+    csv.field_size_limit(limit)
+
+
+def test_a_csv_line_too_long_for_any_example_is_skipped_unread(small_records):
+    data = b"text,label\na,x\n" + b"y" * 5000 + b",x\nb,z\n" + b"y" * 500  # last unended
+    issues = IssueLog()
+    reader = RecordReader(io.BufferedReader(io.BytesIO(data), 64), "big.csv", issues)
+    rows = [(row.line, row.value) for row in reader]
+    assert rows == [(2, {"text": "a", "label": "x"}), (4, {"text": "b", "label": "z"})]
+    assert found(issues) == [("record_too_large", 3), ("record_too_large", 5)]
+    assert reader.bytes_read == len(data)
+
+
+def test_a_quote_left_open_costs_one_record_not_the_file(small_records):
+    """A stray quote makes the rest of the file one field; at the record limit that field is
+    given up and the reader goes on at the next line."""
+    rows_after = b"".join(b"row %d,x\n" % i for i in range(20))
+    data = b'text,label\na,x\n"a quote left open,y\n' + rows_after
+    rows, issues = read(data, "open.csv")
+    assert found(issues) == [("record_too_large", 3)]
+    assert "a quote left open?" in issues.examples[0].message
+    assert rows[0] == (2, {"text": "a", "label": "x"})
+    assert rows[-1] == (23, {"text": "row 19", "label": "x"})
+    # Lost: the rows the open quote swallowed up to the limit (lines 3-14), no more.
+    assert [line for line, _ in rows] == [2, *range(15, 24)]
+
+
+def test_a_csv_field_longer_than_the_csv_modules_default_limit_is_read() -> None:
+    long = "word " * 40_000  # 200,000 characters; the csv module stops at 131,072 by default
+    rows, issues = read(f'text,label\n"{long}",x\nb,y\n'.encode(), "long.csv")
+    assert [value["text"] for _, value in rows] == [long, "b"]
+    assert found(issues) == []
 
 
 def test_an_array_element_too_large_for_any_example_stops_the_read(monkeypatch):
