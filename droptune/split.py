@@ -54,28 +54,18 @@ class SplitPlan:
 
 def held_out(sizes: np.ndarray, share: float, room: np.ndarray) -> np.ndarray:
     """Examples each stratum gives a split of `share`: its own share, rounded; but when that
-    leaves the split empty (twelve examples in four labels, a tenth each) the file's share
-    is spread over the strata instead, so a split asked for is never empty."""
-    counts = (sizes * share + 0.5).astype(np.int64)
-    return counts if counts.sum() else apportion(sizes, share, room)
+    leaves the split empty (twelve examples in four labels, a tenth each) the file's share,
+    rounded, goes one example each to the largest strata with `room`, so a split asked for is
+    never empty.
 
-
-def apportion(sizes: np.ndarray, share: float, room: np.ndarray) -> np.ndarray:
-    """The file's share, rounded, over the strata: each gives its share rounded down, and
-    one more each for the largest remainders (at most `room`).
-
-    >>> apportion(np.array([3, 3, 3, 3]), 0.1, np.array([3, 3, 3, 3])).tolist()
+    >>> held_out(np.array([3, 3, 3, 3]), 0.1, np.array([3, 3, 3, 3])).tolist()
     [1, 0, 0, 0]
     """
-    exact = sizes * share
-    counts = np.minimum(np.floor(exact).astype(np.int64), room)
-    missing = int(sizes.sum() * share + 0.5) - int(counts.sum())
-    for s in np.argsort(-(exact - np.floor(exact)), kind="stable"):
-        if missing <= 0:
-            break
-        if counts[s] < room[s]:
-            counts[s] += 1
-            missing -= 1
+    counts = (sizes * share + 0.5).astype(np.int64)
+    if counts.sum():
+        return counts
+    largest = np.argsort(-sizes, kind="stable")
+    counts[largest[room[largest] > 0][: int(sizes.sum() * share + 0.5)]] = 1
     return counts
 
 

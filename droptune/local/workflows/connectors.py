@@ -29,6 +29,7 @@ from droptune.local.workflows.errors import WorkflowRaise, error
 from droptune.local.workflows.stdlib import Runtime
 
 _TEMPLATE = re.compile(r"\{(\+?)([A-Za-z0-9_.]+)\}")
+_UNSAFE_IN_PATH = re.compile(r"[/?#\s]")  # what changes a URL when put in its path as it is
 LRO = "GoogleLongrunningOperation"
 DEFAULT_POLLING = {"initial_delay": 1.0, "multiplier": 1.25, "max_delay": 60.0}
 DEFAULT_CONNECTOR_TIMEOUT = 1800.0  # seconds a connector waits for an operation
@@ -77,9 +78,10 @@ def expand(template: str, args: dict[str, Any], used: set[str]) -> str:
     """Fill `{+name}` (a resource name: slashes kept) and `{name}` from `args`.
 
     Cloud Workflows' connectors put a `{name}` value into the path as it is given, so a value
-    with a slash (an object name in a folder) addresses another path, and Cloud Storage answers
-    404: the workflow must pass `text.url_encode(name)`. Such a value is refused here with that
-    advice, rather than encoded for it, which would hide the mistake until it runs in the cloud.
+    with a slash (an object name in a folder) addresses another path, `?` or `#` end the path,
+    and white space is no URL at all: the workflow must pass `text.url_encode(name)`. Such a
+    value is refused here with that advice, rather than encoded for it, which would hide the
+    mistake until it runs in the cloud.
     """
 
     def fill(match: re.Match[str]) -> str:
@@ -90,11 +92,11 @@ def expand(template: str, args: dict[str, Any], used: set[str]) -> str:
         value = str(args[key])
         if reserved:
             return urllib.parse.quote(value, safe="/")
-        if "/" in value:
+        if unsafe := _UNSAFE_IN_PATH.search(value):
             raise error(
                 "ValueError",
-                f"{key} {value!r} goes into the path {template} as it is, and its '/' makes it "
-                f"another path (Cloud Storage answers 404): pass ${{text.url_encode(...)}}",
+                f"{key} {value!r} goes into the path {template} as it is, and its "
+                f"{unsafe.group()!r} makes it another URL: pass ${{text.url_encode(...)}}",
             )
         return value
 

@@ -235,3 +235,16 @@ def test_storage_connector_on_fake_gcs_server(gcs_bucket, gcs_server):
         runtime,
     )
     assert raw.error["tags"] == ["ValueError"] and "text.url_encode" in raw.error["message"]
+
+
+@pytest.mark.parametrize("name", ["runs/r1.json", "what?.json", "a#b.json", "two words.json"])
+def test_a_path_value_that_would_change_the_url_is_refused(name):
+    from droptune.local.workflows.connectors import expand
+    from droptune.local.workflows.errors import WorkflowRaise
+
+    with pytest.raises(WorkflowRaise) as raised:
+        expand("b/{bucket}/o/{object}", {"bucket": "b", "object": name}, set())
+    assert raised.value.value["tags"] == ["ValueError"]
+    assert "text.url_encode" in raised.value.value["message"]
+    encoded = expand("b/{bucket}/o/{object}", {"bucket": "b", "object": "runs%2Fr1.json"}, set())
+    assert encoded == "b/b/o/runs%2Fr1.json"
