@@ -45,6 +45,7 @@ def test_a_few_steps_change_the_adapter_and_lower_the_loss(trained: tuple[Path, 
     assert (run_dir / "training" / "loss.png").stat().st_size > 1000
     saved = json.loads((run_dir / "training" / "metrics.json").read_text())
     assert saved["steps"] == 6 and saved["tokens_per_second"] > 0 and saved["peak_memory_mb"] > 0
+    assert (saved["dtype"], saved["master_weights"]) == ("float32", False)  # a CPU computes fp32
 
 
 def test_the_merged_model_reloads_and_generates(trained: tuple[Path, dict]):
@@ -230,16 +231,36 @@ def assert_every_line_labelled(stderr: str, **labels: str) -> None:
         assert labels.items() <= entry.get("logging.googleapis.com/labels", {}).items(), entry
 
 
+# The tiny random model learns the example data quickly with a larger learning rate.
+TINY = {**FAST, "max_steps": 8, "learning_rate": 1e-2}
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    from tests.support.tiny_model import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_training_on_a_gpu_runs_in_bf16_and_lowers_the_loss(run_dir: Path):
-    """The GPU path: bf16, varlen flash attention on packed rows, pinned asynchronous copies,
-    fused AdamW."""
+def test_training_on_a_gpu_runs_in_bf16_and_lowers_the_loss(tmp_path: Path, tiny_model: Path):
+    """The GPU path: bf16 with fp32 master weights, varlen flash attention on packed rows,
+    pinned asynchronous copies, fused AdamW. A tiny model, so the test needs no download and
+    fits the GPU machine's 64 MiB of carried files."""
     from droptune_trainer import attention
 
-    metrics = run(str(run_dir), overrides={**FAST, "max_steps": 6})
+    run_dir = make_run_dir(tmp_path)
+    metrics = run(str(run_dir), overrides={**TINY, "base_model": str(tiny_model)})
     losses = [loss for _, loss in metrics["train_loss"]]
-    assert metrics["device"] == "cuda" and losses[-1] < losses[0] * 0.8
+    assert (metrics["device"], metrics["dtype"], metrics["master_weights"]) == (
+        "cuda",
+        "bfloat16",
+        True,
+    )
+    assert losses[-1] < losses[0] * 0.8
+    assert (run_dir / "model" / "merged" / "model.safetensors").is_file()
+    assert metrics["evaluation"]["n"] == 2
     query = torch.zeros(1, 9, 1, 64, device="cuda", dtype=torch.bfloat16)  # SmolLM2's heads
     key = query[:, :3]
     assert attention.varlen_works(query, key, key), "the varlen kernel was refused on this GPU"

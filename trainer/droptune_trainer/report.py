@@ -55,6 +55,8 @@ def metrics_of(s: Setup, history: History) -> dict[str, Any]:
         "wall_seconds": history.seconds,
         "peak_memory_mb": history.peak_memory_mb,  # of training, before the evaluation
         "device": s.device.type,
+        "dtype": str(s.dtype).removeprefix("torch."),  # what the model computed in
+        "master_weights": history.master_weights,
         "processes": s.group.world,  # data-parallel training processes (GPUs, or machines)
         "resumed_from": history.resumed_from,
         "stopped_early": history.stopped_early,

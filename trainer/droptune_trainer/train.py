@@ -82,6 +82,7 @@ class History:
     stopped_early: bool = False
     step_end: list[tuple[float, int]] = field(default_factory=list)  # (seconds, tokens) so far
     peak_memory_mb: float = 0.0  # read when training ends, before the evaluation adds its own
+    master_weights: bool = False  # the optimizer stepped fp32 copies of low-precision weights
 
 
 # --- setup --------------------------------------------------------------------------------
@@ -294,6 +295,7 @@ def train(s: Setup) -> History:
         history = History(**{**saved["loop"], "resumed_from": saved["step"]})
         start = saved["step"]
         log.info(f"resumed from the checkpoint at step {start}", step=start)
+    history.master_weights = isinstance(weights, precision.Masters)
     writer = tensorboard_writer(s) if s.group.primary else None
     module = weights.wrap(s.group, s.device)  # what runs forward and backward
     model.train()
