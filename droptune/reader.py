@@ -209,96 +209,36 @@ class RecordReader:
 
     # --- JSON array -----------------------------------------------------------------------
     def _json_array(self) -> Iterator[Row]:
-        utf8 = codecs.getincrementaldecoder("utf-8")("strict")
-        decoder = json.JSONDecoder()
-        buf, pos, line, eof = "", 0, 1, False  # `line` is the line number at buf[0]
-        fed = self.bytes_read  # bytes handed to the UTF-8 decoder so far
-        bad_byte: Issue | None = None  # invalid UTF-8: where the readable text ends
-
-        def fill() -> bool:
-            nonlocal buf, pos, line, eof, fed, bad_byte
-            if eof:
-                return False
-            raw = self.stream.read(_ARRAY_CHUNK)
-            pending = len(utf8.getstate()[0])  # bytes of a character split across chunks
-            try:
-                chunk = utf8.decode(raw, final=not raw)
-            except UnicodeDecodeError as exc:  # keep the text before the bad byte
-                chunk = exc.object[: exc.start].decode("utf-8")
-                eof, at = True, fed - pending + exc.start
-                last = chunk.rfind("\n")  # where the bad byte's line starts, without buf + chunk
-                column = len(chunk) - last if last >= 0 else len(buf) + len(chunk) - buf.rfind("\n")
-                newlines = buf.count("\n") + chunk.count("\n")
-                bad_byte = self._utf8_issue(exc, at, line + newlines, column)
-            fed += len(raw)
-            if not raw:
-                eof = True
-            if not chunk:
-                return False
-            line += buf.count("\n", 0, pos)
-            buf, pos = buf[pos:] + chunk, 0
-            return True
-
-        def skip_ws() -> str:
-            nonlocal pos
-            while True:
-                while pos < len(buf) and buf[pos] in " \t\r\n":
-                    pos += 1
-                if pos < len(buf) or not fill():
-                    return buf[pos] if pos < len(buf) else ""
-
-        def here(at: int) -> int:
-            return line + buf.count("\n", 0, at)
-
-        def syntax(message: str, at: int) -> None:
-            # Past invalid UTF-8 the text is cut short: the bad byte is the one problem.
-            if bad_byte is None:
-                column = at - buf.rfind("\n", 0, at)
-                self._issue("json_syntax", message, line=here(at), column=column)
-
+        text = _ArrayText(self)
         try:
-            if skip_ws() != "[":
-                syntax("expected a JSON array", pos)
+            if text.skip_ws() != "[":
+                text.syntax("expected a JSON array", text.pos)
                 return
-            pos += 1
-            if skip_ws() == "]":
-                pos += 1
+            text.pos += 1
+            if text.skip_ws() == "]":
+                text.pos += 1
             else:
                 while True:
-                    start = pos
-                    while True:
-                        try:
-                            value, end = decoder.raw_decode(buf, start)
-                            break
-                        except json.JSONDecodeError as exc:
-                            if len(buf) - start > MAX_LINE_BYTES:
-                                self._issue(
-                                    "record_too_large",
-                                    f"an element over {MAX_LINE_BYTES:,} characters; the rest "
-                                    "of the array is not read",
-                                    line=here(start),
-                                )
-                                return
-                            if not fill():
-                                syntax(f"invalid JSON: {exc.msg}", exc.pos)
-                                return
-                            start = pos  # fill() dropped what was consumed
-                    yield Row(here(start), value)
-                    pos = end
-                    char = skip_ws()
+                    element = text.element()
+                    if element is None:
+                        return
+                    yield element
+                    char = text.skip_ws()
                     if char == "]":
-                        pos += 1
+                        text.pos += 1
                         break
                     if char != ",":
-                        syntax("expected ',' or ']' after an element", pos)
+                        text.syntax("expected ',' or ']' after an element", text.pos)
                         return
-                    pos += 1
-                    skip_ws()
-            if skip_ws():
-                syntax("text after the array's closing ']': a file holds one JSON array", pos)
+                    text.pos += 1
+                    text.skip_ws()
+            if text.skip_ws():
+                text.syntax(
+                    "text after the array's closing ']': a file holds one JSON array", text.pos
+                )
         finally:
-            if bad_byte is not None:
-                self.issues.add(bad_byte)
+            if text.bad_byte is not None:
+                self.issues.add(text.bad_byte)
 
     # --- CSV / TSV ------------------------------------------------------------------------
     def _delimited(self) -> Iterator[Row]:
@@ -420,6 +360,98 @@ class RecordReader:
                 )
                 continue
             yield Row(line, dict(zip(columns, row, strict=True)))
+
+
+class _ArrayText:
+    """A JSON array's text, decoded a chunk at a time: `buf[pos:]` is what is left to parse,
+    and `line` is the line number at `buf[0]`. Invalid UTF-8 ends the text at the bad byte,
+    kept as `bad_byte` (the one problem reported past it)."""
+
+    def __init__(self, reader: RecordReader) -> None:
+        self.reader = reader
+        self.utf8 = codecs.getincrementaldecoder("utf-8")("strict")
+        self.decoder = json.JSONDecoder()
+        self.buf, self.pos, self.line, self.eof = "", 0, 1, False
+        # Newlines are counted once: `here` moves this mark (a position in `buf` and its line).
+        self.mark, self.mark_line = 0, 1
+        self.fed = reader.bytes_read  # bytes handed to the UTF-8 decoder so far
+        self.bad_byte: Issue | None = None
+
+    def fill(self) -> bool:
+        """Read the next chunk onto the end of what is left; False when nothing more came."""
+        if self.eof:
+            return False
+        raw = self.reader.stream.read(_ARRAY_CHUNK)
+        pending = len(self.utf8.getstate()[0])  # bytes of a character split across chunks
+        try:
+            chunk = self.utf8.decode(raw, final=not raw)
+        except UnicodeDecodeError as exc:  # keep the text before the bad byte
+            chunk = exc.object[: exc.start].decode("utf-8")
+            self.eof, at = True, self.fed - pending + exc.start
+            last = chunk.rfind("\n")  # where the bad byte's line starts, without buf + chunk
+            if last >= 0:
+                column = len(chunk) - last
+            else:
+                column = len(self.buf) + len(chunk) - self.buf.rfind("\n")
+            newlines = self.buf.count("\n") + chunk.count("\n")
+            self.bad_byte = self.reader._utf8_issue(exc, at, self.line + newlines, column)
+        self.fed += len(raw)
+        if not raw:
+            self.eof = True
+        if not chunk:
+            return False
+        self.line = self.here(self.pos)  # the mark moves to pos, which becomes buf[0]
+        self.buf, self.pos, self.mark = self.buf[self.pos :] + chunk, 0, 0
+        return True
+
+    def skip_ws(self) -> str:
+        """Move past white space; the next character, or "" at the end."""
+        while True:
+            buf = self.buf
+            while self.pos < len(buf) and buf[self.pos] in " \t\r\n":
+                self.pos += 1
+            if self.pos < len(buf) or not self.fill():
+                return self.buf[self.pos] if self.pos < len(self.buf) else ""
+
+    def element(self) -> Row | None:
+        """The element at `pos` (reading on until it is whole), or None with the issue logged."""
+        start = self.pos
+        while True:
+            try:
+                value, end = self.decoder.raw_decode(self.buf, start)
+                break
+            except json.JSONDecodeError as exc:
+                if len(self.buf) - start > MAX_LINE_BYTES:
+                    self.reader._issue(
+                        "record_too_large",
+                        f"an element over {MAX_LINE_BYTES:,} characters; the rest of the array "
+                        "is not read",
+                        line=self.here(start),
+                    )
+                    return None
+                if not self.fill():
+                    self.syntax(f"invalid JSON: {exc.msg}", exc.pos)
+                    return None
+                start = self.pos  # fill() dropped what was consumed
+        row = Row(self.here(start), value)
+        self.pos = end
+        return row
+
+    def here(self, at: int) -> int:
+        """The line number of `buf[at]`, counting only the text since the last call (counting
+        from the start of the buffer for each element took most of the read)."""
+        if at >= self.mark:
+            self.mark_line += self.buf.count("\n", self.mark, at)
+        else:
+            self.mark_line -= self.buf.count("\n", at, self.mark)
+        self.mark = at
+        return self.mark_line
+
+    def syntax(self, message: str, at: int) -> None:
+        # Past invalid UTF-8 the text is cut short: the bad byte is the one problem.
+        if self.bad_byte is None:
+            column = at - self.buf.rfind("\n", 0, at)
+            self.reader._issue("json_syntax", message, line=self.here(at), column=column)
 
 
 class _Replay(io.RawIOBase):

@@ -11,6 +11,8 @@ import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from droptune import reader
 from droptune.issues import IssueLog
@@ -153,6 +155,28 @@ def test_json_array_lines_do_not_depend_on_chunk_size(monkeypatch, chunk: int) -
     expected, _ = read(PRETTY.encode(), "data.json")
     monkeypatch.setattr(reader, "_ARRAY_CHUNK", chunk)
     assert read(PRETTY.encode(), "data.json")[0] == expected
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    gaps=st.lists(
+        st.sampled_from(["", " ", "\n", "\n\n  ", "\r\n", "\t\n"]), min_size=3, max_size=90
+    ),
+    chunk=st.integers(1, 40),
+)
+def test_json_array_rows_carry_their_true_line(gaps: list[str], chunk: int) -> None:
+    """Whatever the white space and however the text arrives, each element's line is the one
+    its first character is on in the file."""
+    text, starts = "[" + gaps[0], []
+    for i, gap in enumerate(gaps[1:-1]):
+        starts.append(text.count("\n") + 1)
+        text += json.dumps({"text": f"row\n{i}"}) + gap + ("," + gap if i < len(gaps) - 3 else "")
+    text += "]" + gaps[-1]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reader, "_ARRAY_CHUNK", chunk)
+        rows, issues = read(text.encode(), "data.json")
+    assert [line for line, _ in rows] == starts
+    assert issues.counts == {}
 
 
 def test_json_array_trailing_comma_is_a_syntax_error() -> None:
