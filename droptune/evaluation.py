@@ -34,9 +34,16 @@ import orjson
 
 from droptune.storage import join, open_output, write_all
 
-_EDGE_PUNCT = re.compile(r"^[\W_]+|[\W_]+$", re.UNICODE)
+# Sentence punctuation, quotes, brackets and Markdown emphasis around an answer ("**Sports**.",
+# "(b)"), and a leading list bullet; not signs or symbols that tell labels apart (-1, C++, C#).
+_PUNCT = r"\s.,;:!?¡¿…'\"`*_()\[\]{}«»“”‘’。，、；：！？（）「」"
+_EDGE_PUNCT = re.compile(rf"^(?:[-•]\s+|[{_PUNCT}])+|[{_PUNCT}]+$")
 _SPACE = re.compile(r"\s+")
-_WORD = re.compile(r"\w+", re.UNICODE)
+# Scripts written without spaces between words (Chinese, Japanese kana, Thai) count a word per
+# character, as ROUGE for them usually does; other scripts count runs of word characters.
+_UNSPACED = "\u0e00-\u0e7f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(rf"[{_UNSPACED}]|[^\W{_UNSPACED}]+")
+MIN_SIGNIFICANCE_N = 20  # fewer test examples than this give no interval worth trusting
 METRICS = (
     "exact_match",
     "accuracy",
@@ -61,11 +68,20 @@ Scores = dict[str, Any]  # metric -> float; for labelled data also "label"/"pred
 
 
 def normalize(text: str) -> str:
+    """Lower case, single spaces, no punctuation around it.
+
+    >>> [normalize(t) for t in ("**Sports**.", "- World", "-1", "C++.", "(b)")]
+    ['sports', 'world', '-1', 'c++', 'b']
+    """
     return _EDGE_PUNCT.sub("", _SPACE.sub(" ", text.strip().lower()))
 
 
 class _UnicodeWords:
-    """rouge-score's default tokenizer keeps only [a-z0-9]; this keeps every letter."""
+    """rouge-score's default tokenizer keeps only [a-z0-9]; this keeps every letter.
+
+    >>> _UnicodeWords().tokenize("Café 今天很好")
+    ['café', '今', '天', '很', '好']
+    """
 
     def tokenize(self, text: str) -> list[str]:
         return _WORD.findall(text.lower())
@@ -83,13 +99,18 @@ def rouge_l(prediction: str, reference: str) -> float:
 
 
 def label_of(prediction: str, labels: Sequence[str]) -> str | None:
-    """The label a prediction names: equal after normalising, else the one it starts with."""
+    """The label a prediction names: equal after normalising, else the longest one it starts
+    with as a whole word ("No, because" names "no"; "Nobody knows" does not).
+
+    >>> [label_of(p, ["yes", "no"]) for p in ("No, because", "Nobody knows", "yes.")]
+    ['no', None, 'yes']
+    """
     said = normalize(prediction)
     by_norm = {normalize(label): label for label in labels}
     if said in by_norm:
         return by_norm[said]
     for norm, label in sorted(by_norm.items(), key=lambda kv: -len(kv[0])):
-        if norm and said.startswith(norm):
+        if norm and said.startswith(norm) and not said[len(norm)].isalnum():
             return label
     return None
 
@@ -296,9 +317,11 @@ def gate(
     accuracy for labelled data, else ROUGE-L), with the numbers the decision rests on.
 
     `require_significance`: the lower end of the delta's 95% interval must clear `min_delta`
-    too, so that a lucky draw of a small test set cannot promote a model.
+    too, so that a lucky draw of a small test set cannot promote a model; with fewer than
+    MIN_SIGNIFICANCE_N test examples it cannot pass (a bootstrap interval from a handful of
+    examples is far narrower than the truth).
 
-    >>> m = {"baseline": {"rouge_l": 0.4}, "tuned": {"rouge_l": 0.5},
+    >>> m = {"n": 50, "baseline": {"rouge_l": 0.4}, "tuned": {"rouge_l": 0.5},
     ...      "delta": {"rouge_l": 0.1}, "ci95": {"rouge_l": [-0.02, 0.2]}}
     >>> gate(m)["reason"]
     'tuned - baseline rouge_l = +0.1000 (95% interval -0.0200 to +0.2000) meets the required +0.0000'
@@ -323,7 +346,14 @@ def gate(
     if interval:
         said += f" (95% interval {interval[0]:+.4f} to {interval[1]:+.4f})"
     passed = delta >= min_delta
-    if passed and require_significance and interval and interval[0] < min_delta:
+    n = metrics.get("n", 0)
+    if passed and require_significance and n < MIN_SIGNIFICANCE_N:
+        passed = False
+        reason = (
+            f"{said}: {n} test examples cannot show significance (require_significance needs "
+            f"at least {MIN_SIGNIFICANCE_N}; use a larger test split or turn it off)"
+        )
+    elif passed and require_significance and interval and interval[0] < min_delta:
         passed = False
         reason = f"{said}: the interval's lower end misses the required {min_delta:+.4f}"
     else:

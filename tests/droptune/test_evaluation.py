@@ -172,6 +172,7 @@ def test_bootstrap_interval_is_reproducible_and_degenerate_without_variance():
 
 def test_gate_passes_and_fails_with_its_numbers():
     metrics = {
+        "n": 50,
         "baseline": {"accuracy": 0.5},
         "tuned": {"accuracy": 0.7},
         "delta": {"accuracy": 0.2},
@@ -196,11 +197,25 @@ def test_gate_passes_and_fails_with_its_numbers():
     assert gate(metrics, "accuracy", 0.0, require_significance=True)["passed"] is True
 
 
+def test_a_handful_of_test_examples_cannot_show_significance():
+    """A bootstrap over one example gives the interval [d, d]: no evidence, whatever d is."""
+    comparison = Comparison()
+    comparison.add(score("b", "a"), score("a", "a"))
+    metrics = comparison.metrics()
+    assert metrics["ci95"]["exact_match"] == [1.0, 1.0]
+    assert gate(metrics, "exact_match")["passed"] is True  # asked for no significance
+    strict = gate(metrics, "exact_match", require_significance=True)
+    assert (
+        strict["passed"] is False and "1 test examples cannot show significance" in strict["reason"]
+    )
+
+
 def test_a_gate_from_the_run_config_applies_as_written():
     from droptune.config import RunConfig
 
     written = {"metric": "macro_f1", "min_delta": 0.05, "require_significance": True}
     metrics = {
+        "n": 40,
         "baseline": {"accuracy": 0.5, "macro_f1": 0.30},
         "tuned": {"accuracy": 0.8, "macro_f1": 0.45},
         "delta": {"accuracy": 0.3, "macro_f1": 0.15},
@@ -264,3 +279,32 @@ def test_write_results_to_cloud_storage(gcs_bucket):
     assert saved["gate"]["passed"] is True
     text = gcs_bucket.blob("runs/r/evaluation/predictions.csv").download_as_text()
     assert [r["tuned_response"] for r in csv.DictReader(io.StringIO(text))] == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("labels", "answer", "named"),
+    [
+        (["-1", "0", "1"], "-1", "-1"),
+        (["-1", "0", "1"], "1.", "1"),
+        (["C", "C++", "C#"], "C", "C"),
+        (["C", "C++", "C#"], "C# is the one", "C#"),
+        (["C", "C++", "C#"], "**C++**", "C++"),
+        (["yes", "no"], "No, because it is late", "no"),
+        (["yes", "no"], "Nobody knows", None),
+        (["yes", "no"], "Not sure", None),
+        (["sports", "world"], "- World", "world"),
+    ],
+)
+def test_labels_that_differ_by_a_sign_or_a_word_boundary_stay_apart(labels, answer, named):
+    assert label_of(answer, labels) == named
+
+
+def test_signs_are_part_of_an_exact_match():
+    assert score("-3", "3")["exact_match"] == 0.0
+    assert score("3.", "3")["exact_match"] == 1.0
+
+
+def test_rouge_l_counts_chinese_and_japanese_by_character():
+    assert rouge_l("今天天气很好", "今天天气不好") == pytest.approx(5 / 6)
+    assert rouge_l("東京へ行きます", "東京へ行く") > 0.5
+    assert rouge_l("the cat sat", "the cat sat") == 1.0
