@@ -33,6 +33,14 @@ def make_run_dir(folder: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    """A two-layer random Llama with a tokenizer of its own (tests/support/tiny_model.py)."""
+    from tests.support.tiny_model import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
+
+
 @pytest.fixture
 def run_dir(tmp_path: Path, pulled_model: Path) -> Path:
     return make_run_dir(tmp_path)

@@ -1,4 +1,5 @@
-"""Batched generation's answers end at the first stop token, whichever the model names."""
+"""Batched generation: answers end at the first stop token, whichever the model names, and
+prompts are batched by length under a budget of what the device's memory holds."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ from typing import Any
 
 import pytest
 import torch
-from droptune_trainer.generation import generate, stop_ids
+from droptune_trainer.generation import (
+    GPU_TOKENS_PER_BATCH,
+    TOKENS_PER_BATCH,
+    batches,
+    bytes_per_token,
+    generate,
+    render,
+    stop_ids,
+    token_budget,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +53,112 @@ def test_stop_ids_take_every_end_and_the_padding(tokenizer):
     assert None not in stop_ids(
         SimpleNamespace(), SimpleNamespace(eos_token_id=3, pad_token_id=None)
     )
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_model).eval(), AutoTokenizer.from_pretrained(
+        tiny_model
+    )
+
+
+def test_greedy_is_plain_greedy_whatever_the_checkpoint_suggests(tiny):
+    """A checkpoint's repetition penalty, n-gram ban, top-k or beams change nothing here."""
+    model, tokenizer = tiny
+    texts, cpu = ["the data", "a longer prompt about the model"], torch.device("cpu")
+    plain = generate(model, tokenizer, texts, 12, cpu)
+    config = model.generation_config
+    saved = config.to_dict()
+    config.update(repetition_penalty=5.0, no_repeat_ngram_size=1, num_beams=3, top_k=1)
+    try:
+        assert generate(model, tokenizer, texts, 12, cpu) == plain
+        sampled = {
+            generate(model, tokenizer, texts[:1], 12, cpu, temperature=1.0)[0] for _ in range(8)
+        }
+        assert len(sampled) > 1  # top_k=1 would make every sample the same
+    finally:
+        model.generation_config = type(config).from_dict(saved)
+    assert tokenizer.padding_side == "right"  # padded on the left per call, left as it was
+
+
+class AddsBos:
+    """A tokenizer that starts every text with <s>, as Llama's and Gemma's do."""
+
+    bos_token, bos_token_id = "<s>", 1
+
+    def __call__(self, text: str) -> SimpleNamespace:
+        return SimpleNamespace(input_ids=[1, 9])
+
+
+def test_a_raw_prompt_gets_the_beginning_of_sequence_token_its_tokenizer_adds(tiny):
+    _, tokenizer = tiny
+    assert render(tokenizer, "Once upon") == "Once upon"  # ChatML adds none
+    assert render(AddsBos(), "Once upon") == "<s>Once upon"
+    assert render(AddsBos(), "<s>Once upon") == "<s>Once upon"  # not twice
+
+
+@pytest.mark.slow
+def test_a_batched_greedy_answer_is_the_answer_alone(tokenizer, pulled_model):
+    """Left padding with its attention mask: each row answers as if it were alone."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(pulled_model).eval()
+    prompts = [
+        [{"role": "user", "content": "What is the capital of France?"}],
+        [{"role": "user", "content": "Name a colour."}],
+        [{"role": "user", "content": "Write one short sentence about the sea and the sky."}],
+    ]
+    texts, cpu = [render(tokenizer, p) for p in prompts], torch.device("cpu")
+    together = generate(model, tokenizer, texts, 10, cpu)
+    assert together == [generate(model, tokenizer, [t], 10, cpu)[0] for t in texts]
+
+
+def test_batches_group_prompts_by_length_under_the_budget():
+    lengths = [50, 10, 40, 12, 11]
+    groups = batches(lengths, budget=40)
+    assert groups == [[1, 4, 3], [2], [0]]  # 3 x 12 = 36 tokens padded; 40 alone; 50 alone
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    # What each row may generate counts too: 30-token prompts that grow by 20 fit two a batch.
+    assert batches([30] * 5, budget=100, new_tokens=20) == [[0, 1], [2, 3], [4]]
+
+
+QWEN_05B = SimpleNamespace(  # the shape's generation-relevant sizes, and its bf16 weights
+    config=SimpleNamespace(
+        num_hidden_layers=24, hidden_size=896, num_attention_heads=14, num_key_value_heads=2,
+        intermediate_size=4864,
+    ),
+    dtype=torch.bfloat16,
+)  # fmt: skip
+
+
+def test_a_token_costs_its_keys_and_values_in_every_layer_and_the_prompt_pass_activations():
+    kv = 2 * 24 * 2 * (896 // 14)  # keys and values, 2 heads of 64 in 24 layers
+    assert bytes_per_token(QWEN_05B) == 2 * (kv + 4 * 4864 + 4 * 896)
+    no_shape = SimpleNamespace(config=SimpleNamespace(hidden_size=8))
+    assert bytes_per_token(no_shape) is None
+
+
+def test_a_gpu_batch_holds_what_half_its_free_memory_takes(monkeypatch):
+    gpu, per_token = torch.device("cuda"), bytes_per_token(QWEN_05B)
+    assert token_budget(QWEN_05B, torch.device("cpu")) == TOKENS_PER_BATCH
+
+    def free(driver_gib: float, cached_gib: float = 0) -> None:
+        """What the driver has left, and what PyTorch's allocator holds unused (after
+        training, most of what is free)."""
+        left, cached = int(driver_gib * 2**30), int(cached_gib * 2**30)
+        monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (left, 0))
+        monkeypatch.setattr(torch.cuda, "memory_reserved", lambda device: cached + 2**30)
+        monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device: 2**30)
+
+    free(100)
+    assert token_budget(QWEN_05B, gpu) == GPU_TOKENS_PER_BATCH  # capped
+    free(1)
+    assert token_budget(QWEN_05B, gpu) == 2**29 // per_token  # 9,198 tokens in half a GiB
+    free(0.5, cached_gib=0.5)
+    assert token_budget(QWEN_05B, gpu) == 2**29 // per_token  # the same: cached is free
+    free(0.01)
+    assert token_budget(QWEN_05B, gpu) == 1024  # a floor: a batch is never empty
+    no_shape = SimpleNamespace(config=None)
+    assert token_budget(no_shape, gpu) == TOKENS_PER_BATCH

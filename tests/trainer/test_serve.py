@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from droptune_trainer.serve import (
     MAX_BATCH,
+    MAX_WAITING,
     Model,
     Parameters,
     Pending,
@@ -74,6 +75,10 @@ def test_predict_chats_and_prompts(client):
         ({"instances": [{"prompt": "x"}], "parameters": {"beams": 4}}, "beams"),
         ({"instances": [{"messages": [{"role": "user"}]}]}, "chat template refuses"),
         ({"instances": [{"prompt": "x " * 9000}]}, "exceed the model's context of 8192"),
+        ({"instances": [{"prompt": ""}]}, "instances.0.prompt"),
+        ({"instances": [{"prompt": "x", "max_tokens": 5}]}, "max_tokens"),
+        ({"instances": [{"prompt": "x", "tools": []}]}, '"tools" go with "messages"'),
+        ({"instances": [{"prompt": "x"}], "parameters": {"temperature": 1e-300}}, "too small"),
     ],
 )
 def test_bad_bodies_are_400_with_a_reason(client, body, says):
@@ -129,8 +134,52 @@ def test_the_oldest_request_goes_first_with_all_that_can_join_it(client, monkeyp
 
     monkeypatch.setattr("droptune_trainer.serve.generate", generate)
     texts = [f"{i}" for i in range(2 * MAX_BATCH + 3)]
-    assert [t for t, _ in model.generate_all(texts, greedy)] == texts
+    lengths = [1] * len(texts)
+    assert [t for t, _ in model.generate_all(texts, lengths, greedy)] == texts
     assert sizes == [MAX_BATCH, MAX_BATCH, 3]  # one large request: batches of MAX_BATCH
+    sizes.clear()
+    long = [f"{i}" for i in range(6)]  # prompts that fill the token budget two at a time
+    answers = model.generate_all(long, [model.budget // 2 - 4] * 6, greedy)
+    assert [t for t, _ in answers] == long and sizes == [2, 2, 2]
+
+
+def test_a_failed_generation_fails_only_the_request_that_caused_it(client, monkeypatch):
+    def generate(model, tokenizer, texts, *args):
+        if "boom" in texts:
+            raise RuntimeError("CUDA out of memory")
+        return [(f"answer to {t}", 1) for t in texts]
+
+    monkeypatch.setattr("droptune_trainer.serve.generate", generate)
+    model = client.app.state.model
+
+    async def together() -> list[Any]:
+        pendings = [Pending([t], Parameters(), [1]) for t in ("fine", "boom", "also fine")]
+        await model.answer(pendings)
+        return [p.done.exception() or p.done.result() for p in pendings]
+
+    fine, failed, also = asyncio.run(together())
+    assert fine == [("answer to fine", 1)] and also == [("answer to also fine", 1)]
+    assert "CUDA out of memory" in str(failed)
+    response = predict(client, {"instances": [{"prompt": "boom"}]})
+    assert response.status_code == 500
+    assert response.json() == {"error": "generation failed: RuntimeError: CUDA out of memory"}
+
+
+def test_a_full_queue_turns_requests_away_with_a_503(client, monkeypatch):
+    monkeypatch.setattr(client.app.state.model, "waiting", MAX_WAITING)
+    response = predict(client, {"instances": [{"prompt": "Hi"}]})
+    assert response.status_code == 503 and "retry later" in response.json()["error"]
+
+
+def test_tools_reach_the_chat_template(client, monkeypatch):
+    seen = []
+    monkeypatch.setattr(
+        "droptune_trainer.serve.render", lambda tok, prompt, tools=None: seen.append(tools) or "x"
+    )
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {}}}]
+    body = {"instances": [{"messages": [{"role": "user", "content": "hi"}], "tools": tools}]}
+    client.app.state.model.prompts(PredictRequest(**body))
+    assert seen == [tools]
 
 
 def test_concurrent_requests_share_generations(client):
@@ -175,7 +224,9 @@ def test_a_request_measured_while_a_batch_is_padded_leaves_the_batch_alone(clien
     request = PredictRequest(instances=[{"prompt": "Hi"}])
     tokenizer = Interleaved(model.tokenizer._tokenizer, lambda: model.prompts(request))
     monkeypatch.setattr(model.tokenizer, "_tokenizer", tokenizer)
-    answers = model.generate_all(["Hi", "Count from one to ten:"], Parameters(max_new_tokens=1))
+    answers = model.generate_all(
+        ["Hi", "Count from one to ten:"], [1, 5], Parameters(max_new_tokens=1)
+    )
     assert tokenizer.measured and len(answers) == 2
 
 

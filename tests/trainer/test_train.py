@@ -235,13 +235,6 @@ def assert_every_line_labelled(stderr: str, **labels: str) -> None:
 TINY = {**FAST, "max_steps": 8, "learning_rate": 1e-2}
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    from tests.support.tiny_model import tiny_checkpoint
-
-    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_training_on_a_gpu_runs_in_bf16_and_lowers_the_loss(tmp_path: Path, tiny_model: Path):

@@ -26,12 +26,11 @@ from droptune.cases import Answer, Case, cases, compare, labels_of
 from droptune.log import get_logger, labelled
 from droptune.reporting import try_render_run
 from droptune_trainer.data import read_run, read_split, run_id_of
-from droptune_trainer.generation import generate, render
+from droptune_trainer.errors import TrainerError
+from droptune_trainer.generation import batches, generate, render, token_budget
 
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
-TOKENS_PER_BATCH = 16_384  # prompt and answer tokens of one generation, all rows: on a CPU
-GPU_TOKENS_PER_BATCH = 65_536  # on a GPU, if half its free memory holds them
 LABEL_SLACK = 4  # tokens after the longest label: an end-of-turn token, punctuation
 
 
@@ -52,59 +51,6 @@ def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def token_budget(model: Any, device: torch.device) -> int:
-    """Prompt and answer tokens one generation holds, all rows together. On a GPU a step of
-    many rows takes about the time of one (a small model's step waits on kernel launches, not
-    arithmetic: on an H200, 64 answers of the Qwen2-0.5B shape in one batch took 0.67 s, one
-    answer alone 0.74 s), so there a batch holds as many tokens as half the free memory
-    takes, up to GPU_TOKENS_PER_BATCH (`bytes_per_token`). On a CPU a step's time grows with
-    its rows, and larger batches only add padding: TOKENS_PER_BATCH."""
-    if device.type != "cuda":
-        return TOKENS_PER_BATCH
-    per_token = bytes_per_token(model)
-    if per_token is None:
-        return TOKENS_PER_BATCH
-    free, _ = torch.cuda.mem_get_info(device)  # what the driver has left, and what PyTorch
-    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)  # holds
-    return max(1024, min(GPU_TOKENS_PER_BATCH, int(free / 2 / per_token)))
-
-
-def bytes_per_token(model: Any) -> int | None:
-    """Memory a token of a batch takes during generation, from the model's config: keys and
-    values in every layer, and the MLP's and the residual stream's activations (four of each)
-    while the prompt is read. None when the config does not say its shape."""
-    config = getattr(model, "config", None)
-    config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    try:
-        layers, hidden, heads = (
-            config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
-        )  # fmt: skip
-    except AttributeError:
-        return None
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or hidden // heads
-    intermediate = getattr(config, "intermediate_size", None) or 4 * hidden
-    return getattr(model, "dtype", torch.float32).itemsize * (
-        2 * layers * kv_heads * head_dim + 4 * intermediate + 4 * hidden
-    )
-
-
-def batches(lengths: list[int], budget: int, new_tokens: int = 0) -> list[list[int]]:
-    """Indices of prompts grouped by length (`lengths`, in tokens) so that padding stays
-    small: a batch holds at most `budget` tokens once padded to its longest prompt and
-    grown by the `new_tokens` each row may generate (what the KV cache ends up holding)."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    groups, current = [], []
-    for i in order:
-        if current and (lengths[i] + new_tokens) * (len(current) + 1) > budget:
-            groups.append(current)
-            current = []
-        current.append(i)
-    if current:
-        groups.append(current)
-    return groups
-
-
 def answer_all(
     model: Any,
     tokenizer: Any,
@@ -116,11 +62,12 @@ def answer_all(
     texts = [render(tokenizer, c.prompt, c.tools) for c in items]
     lengths = prompt_lengths(tokenizer, texts)
     results: list[Answer] = [Answer("", 0, n, 0.0) for n in lengths]
-    switch = (
-        model.disable_adapter()
-        if adapters_off and hasattr(model, "disable_adapter")
-        else nullcontext()
-    )
+    if adapters_off and not hasattr(model, "disable_adapter"):
+        raise TrainerError(
+            "the baseline is the base model, and this model has no adapters to switch off: "
+            "pass the base model as baseline_model (full tuning)"
+        )
+    switch = model.disable_adapter() if adapters_off else nullcontext()
     model.eval()
     with switch:
         for group in batches(lengths, token_budget(model, device), max_new_tokens):

@@ -5,18 +5,23 @@
 - `AIP_HTTP_PORT` (8080), `AIP_HEALTH_ROUTE` (/health), `AIP_PREDICT_ROUTE` (/predict);
   the model comes from `AIP_STORAGE_URI` (a `gs://` folder is downloaded first, a local path
   is used as it is): the tuned `merged/` checkpoint of a run, or any plain checkpoint.
-- `POST {"instances": [{"messages": [...]} | {"prompt": "raw text"}], "parameters":
-  {"max_new_tokens", "temperature", "top_p"}}` answers `{"predictions": [text, ...],
-  "metadata": {"usage": [{"inputTokens", "outputTokens"}, ...]}}` (Vertex passes `metadata`
-  on; callers that count cost read it, the rest ignore it). `messages` are rendered with the model's chat template; a `prompt` is continued as it is.
+- `POST {"instances": [{"messages": [...], "tools": [...]} | {"prompt": "raw text"}],
+  "parameters": {"max_new_tokens", "temperature", "top_p"}}` answers `{"predictions": [text,
+  ...], "metadata": {"usage": [{"inputTokens", "outputTokens"}, ...]}}` (Vertex passes
+  `metadata` on; callers that count cost read it, the rest ignore it). `messages` (and
+  `tools`, for a model tuned on tool calls) are rendered with the model's chat template, as
+  in training and evaluation; a `prompt` is continued as it is.
 - Requests that arrive together are generated together: a worker takes what is queued, oldest
   first, with every later request of the same parameters that fits (up to `MAX_BATCH`
-  instances), and runs one batched generation, so concurrent callers share the model instead
-  of waiting in line; a request with more instances runs in batches of `MAX_BATCH`.
-- A malformed body, messages the chat template refuses, or a prompt that with
-  `max_new_tokens` does not fit the model's context is a 400 that says what is wrong; bodies
-  over 1.5 MB (Vertex's online prediction limit) are refused with a 413, counted as they
-  arrive when the client sends no length.
+  instances), and runs batched generations of them under the evaluation's token budget (what
+  the device's memory holds), so concurrent callers share the model instead of waiting in
+  line. If a shared generation fails, each request is tried again alone, so only the one
+  that caused it gets the error (a 500 that says why).
+- A malformed body, an empty prompt, messages the chat template refuses, or a prompt that
+  with `max_new_tokens` does not fit the model's context is a 400 that says what is wrong;
+  bodies over 1.5 MB (Vertex's online prediction limit) are refused with a 413, counted as
+  they arrive when the client sends no length; with `MAX_WAITING` instances already waiting
+  a request gets a 503, for the caller to retry later.
 - The health route answers 503 if the generation worker has stopped.
 """
 
@@ -40,13 +45,19 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from droptune.log import get_logger
-from droptune_trainer.errors import RunFolderError
-from droptune_trainer.generation import generate, render
+from droptune_trainer.errors import RunFolderError, TrainerError
+from droptune_trainer.generation import batches, generate, render, token_budget
 
 log = get_logger("droptune.serve")
 MAX_BODY_BYTES = 1_500_000
-MAX_BATCH = 16
-MAX_NEW_TOKENS = 2048
+MAX_BATCH = 16  # instances generated together
+MAX_WAITING = 1024  # instances queued before requests are turned away
+MAX_NEW_TOKENS = 2048  # the most a request may ask for
+MIN_TEMPERATURE = 0.01  # below it, logits / temperature overflow: use 0 for greedy
+
+
+class GenerationFailed(TrainerError):
+    """The model could not answer a request (it is answered with a 500 that says why)."""
 
 
 class ChatMessage(BaseModel):
@@ -56,8 +67,10 @@ class ChatMessage(BaseModel):
 
 
 class Instance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     messages: list[ChatMessage] | None = None
-    prompt: str | None = None
+    prompt: str | None = Field(None, min_length=1)
+    tools: list[dict[str, Any]] | None = None
 
     @model_validator(mode="after")
     def one_of(self) -> Instance:
@@ -65,6 +78,8 @@ class Instance(BaseModel):
             raise ValueError('give exactly one of "messages" (a chat) or "prompt" (raw text)')
         if self.messages is not None and not self.messages:
             raise ValueError('"messages" is empty')
+        if self.tools is not None and self.messages is None:
+            raise ValueError('"tools" go with "messages", which the chat template renders')
         return self
 
 
@@ -73,6 +88,15 @@ class Parameters(BaseModel):
     max_new_tokens: int = Field(256, ge=1, le=MAX_NEW_TOKENS)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def greedy_or_sampled(self) -> Parameters:
+        if 0 < self.temperature < MIN_TEMPERATURE:
+            raise ValueError(
+                f"temperature {self.temperature} is too small to sample with: use 0 (greedy) "
+                f"or at least {MIN_TEMPERATURE}"
+            )
+        return self
 
 
 class PredictRequest(BaseModel):
@@ -84,6 +108,7 @@ class PredictRequest(BaseModel):
 class Pending:
     texts: list[str]
     parameters: Parameters
+    lengths: list[int] = field(default_factory=list)  # prompt tokens of each text
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -105,9 +130,12 @@ class Model:
         self.model = (
             AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(self.device).eval()
         )
-        self.context = getattr(self.model.config, "max_position_embeddings", None)
+        text_config = self.model.config.get_text_config()  # a multimodal model's language part
+        self.context = getattr(text_config, "max_position_embeddings", None)
+        self.budget = token_budget(self.model, self.device)  # tokens one generation holds
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.backlog: deque[Pending] = deque()  # taken from the queue, not yet generated
+        self.waiting = 0  # instances queued or being generated
         self.batches = 0  # generations run, for tests and logs
 
     def prompts(self, request: PredictRequest) -> tuple[list[str], list[int]]:
@@ -115,17 +143,19 @@ class Model:
         texts, lengths = [], []
         for i, inst in enumerate(request.instances):
             if inst.prompt is not None:
-                texts.append(inst.prompt)
+                texts.append(render(self.counter, inst.prompt))
             else:
                 chat = [m.model_dump(exclude_none=True) for m in inst.messages]
                 try:
-                    texts.append(render(self.counter, chat))
-                except TemplateError as exc:
+                    texts.append(render(self.counter, chat, inst.tools))
+                except (TemplateError, TypeError, ValueError, KeyError) as exc:
                     raise HTTPException(
                         400,
                         f"instances.{i}.messages: the model's chat template refuses them: {exc}",
                     ) from None
             lengths.append(len(self.counter(texts[-1], add_special_tokens=False).input_ids))
+            if not lengths[-1]:
+                raise HTTPException(400, f"instances.{i}: the prompt is empty; give it text")
             wanted = lengths[-1] + request.parameters.max_new_tokens
             if self.context and wanted > self.context:
                 raise HTTPException(
@@ -139,17 +169,27 @@ class Model:
     async def predict(self, request: PredictRequest) -> list[tuple[str, int, int]]:
         """(text, input tokens, output tokens) of each instance."""
         texts, lengths = self.prompts(request)
-        pending = Pending(texts, request.parameters)
-        await self.queue.put(pending)
-        answers = await pending.done
+        if self.waiting + len(texts) > MAX_WAITING:
+            raise HTTPException(
+                503, f"busy: {self.waiting} instances are waiting to be answered; retry later"
+            )
+        pending = Pending(texts, request.parameters, lengths)
+        self.waiting += len(texts)
+        try:
+            await self.queue.put(pending)
+            answers = await pending.done
+        finally:
+            self.waiting -= len(texts)
         return [(text, n, out) for n, (text, out) in zip(lengths, answers, strict=True)]
 
     async def next_group(self) -> list[Pending]:
-        """The oldest waiting request and every later one that can share its generation."""
-        if not self.backlog:
+        """The oldest waiting request and every later one that can share its generation;
+        requests whose callers are gone (their futures cancelled) are dropped."""
+        while not self.backlog:
             self.backlog.append(await self.queue.get())
-        while not self.queue.empty():
-            self.backlog.append(self.queue.get_nowait())
+            while not self.queue.empty():
+                self.backlog.append(self.queue.get_nowait())
+            self.backlog = deque(p for p in self.backlog if not p.done.done())
         first = self.backlog.popleft()
         group, size, later = [first], len(first.texts), deque()
         for p in self.backlog:
@@ -161,39 +201,63 @@ class Model:
         self.backlog = later
         return group
 
-    def generate_all(self, texts: list[str], params: Parameters) -> list[tuple[str, int]]:
-        answers = []
-        for start in range(0, len(texts), MAX_BATCH):
-            answers += generate(
-                self.model,
-                self.tokenizer,
-                texts[start : start + MAX_BATCH],
-                params.max_new_tokens,
-                self.device,
-                params.temperature,
-                params.top_p,
-            )
+    def generate_all(
+        self, texts: list[str], lengths: list[int], params: Parameters
+    ) -> list[tuple[str, int]]:
+        """Answers to `texts` in their order, generated in batches of similar lengths that
+        the token budget holds (at most MAX_BATCH rows each)."""
+        answers: list[tuple[str, int]] = [("", 0)] * len(texts)
+        for group in batches(lengths, self.budget, params.max_new_tokens):
+            for start in range(0, len(group), MAX_BATCH):
+                rows = group[start : start + MAX_BATCH]
+                generated = generate(
+                    self.model,
+                    self.tokenizer,
+                    [texts[i] for i in rows],
+                    params.max_new_tokens,
+                    self.device,
+                    params.temperature,
+                    params.top_p,
+                )
+                for i, answer in zip(rows, generated, strict=True):
+                    answers[i] = answer
         return answers
 
-    async def worker(self) -> None:
+    async def answer(self, group: list[Pending]) -> None:
+        """Generate `group` together and settle each request's future."""
         loop = asyncio.get_running_loop()
-        while True:
-            group = await self.next_group()
-            texts = [t for p in group for t in p.texts]
-            run = partial(self.generate_all, texts, group[0].parameters)
-            try:
-                answers = await loop.run_in_executor(None, run)
-            except Exception as exc:  # a failed generation fails its requests, not the server
+        texts = [t for p in group for t in p.texts]
+        lengths = [n for p in group for n in p.lengths]
+        run = partial(self.generate_all, texts, lengths, group[0].parameters)
+        try:
+            answers = await loop.run_in_executor(None, run)
+        except Exception as exc:  # fails its requests, not the server
+            self.release_memory()
+            if len(group) > 1:  # which request was it? Each alone, so only that one fails.
                 for p in group:
-                    if not p.done.done():
-                        p.done.set_exception(exc)
-                continue
-            self.batches += 1
-            start = 0
-            for p in group:
-                if not p.done.done():  # its caller may have gone
-                    p.done.set_result(answers[start : start + len(p.texts)])
-                start += len(p.texts)
+                    await self.answer([p])
+                return
+            log.error(f"generation failed: {type(exc).__name__}: {exc}")
+            if not group[0].done.done():  # a new error each: no shared traceback holds tensors
+                group[0].done.set_exception(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+            return
+        self.batches += 1
+        start = 0
+        for p in group:
+            if not p.done.done():  # its caller may have gone
+                p.done.set_result(answers[start : start + len(p.texts)])
+            start += len(p.texts)
+
+    def release_memory(self) -> None:
+        """After a failure (often out of memory): give the allocator's cache back."""
+        if self.device.type == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()
+
+    async def worker(self) -> None:
+        while True:
+            await self.answer(await self.next_group())
 
 
 class BodyLimit:
@@ -274,6 +338,10 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def refused(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(GenerationFailed)
+    async def failed(request: Request, exc: GenerationFailed) -> JSONResponse:
+        return JSONResponse({"error": f"generation failed: {exc}"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
