@@ -76,6 +76,18 @@ class Execution:
         return len(self.steps)
 
 
+# http.default_retry and its predicates decide; only the requests wait.
+BLOCKING = frozenset(
+    {"sys.sleep", "sys.log", "http.request", *(f"http.{m.lower()}" for m in http.METHODS)}
+)
+BLOCKING_PREFIXES = ("googleapis.", "events.", "experimental.executions.")
+
+
+def is_blocking(name: str) -> bool:
+    """Whether a call waits on the world (a request, a callback, the clock, the log)."""
+    return name in BLOCKING or name.startswith(BLOCKING_PREFIXES)
+
+
 class Engine:
     """Runs one compiled workflow. `call_hooks` adds functions by name (connectors, http)."""
 
@@ -99,6 +111,7 @@ class Engine:
         self.records: list[StepRecord] = []
         self.lock: threading.RLock | None = None
         self._depth = threading.local()
+        self._expressions = threading.local()  # expression calls under way on this thread
 
     # --- entry --------------------------------------------------------------------------
     def run(self, argument: Any = None) -> Execution:
@@ -152,7 +165,32 @@ class Engine:
             record.ended = time.perf_counter()
 
     # --- calls ----------------------------------------------------------------------------
-    def call(self, name: str, args: list[Any], kwargs: dict[str, Any], frame: Frame) -> Any:
+    def call(
+        self,
+        name: str,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        frame: Frame,
+        in_expression: bool = False,
+    ) -> Any:
+        """Call a subworkflow, a library function or a connector. Cloud Workflows refuses
+        blocking calls (HTTP, connectors, sys.sleep, sys.log) inside expressions; so does
+        this engine, also in a subworkflow that an expression calls, so that a workflow that
+        runs here cannot fail on that in the cloud."""
+        depth = getattr(self._expressions, "value", 0)
+        if (depth or in_expression) and is_blocking(name):
+            raise error(
+                "TypeError",
+                f"{name} is a blocking call, which cannot run inside an expression (nor in a "
+                "subworkflow an expression calls): make it a call step",
+            )
+        self._expressions.value = depth + in_expression
+        try:
+            return self._call(name, args, kwargs)
+        finally:
+            self._expressions.value = depth
+
+    def _call(self, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         sub = self.workflow.subworkflows.get(name)
         if sub is not None and name != "main":
             return self.call_subworkflow(sub, args, kwargs)

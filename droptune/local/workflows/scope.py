@@ -69,7 +69,8 @@ class Frame:
         raise error("KeyError", f"variable not defined: {name}")
 
     def call(self, name: str, args: list[Any]) -> Any:
-        return self.engine.call(name, args, {}, self)
+        """A call made by an expression."""
+        return self.engine.call(name, args, {}, self, in_expression=True)
 
     def owner(self, name: str) -> Frame | None:
         """The frame an assignment to `name` writes to (None: a new variable here)."""
