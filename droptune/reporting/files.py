@@ -79,8 +79,20 @@ def load_run(uri: str, names: tuple[str, ...] = (*JSON_FILES, "predictions")) ->
         if name != "predictions" and not isinstance(value, dict):
             files.problems.append(f"{path}: expected a JSON object")
             continue
+        if name == "tuning_job":
+            value = _tuning_job(value)
         setattr(files, name, value)
     return files
+
+
+def _tuning_job(record: dict[str, Any]) -> dict[str, Any]:
+    """The tuning job as Vertex AI returns it. droptune's training/tuning_job.json holds it
+    under `resource`, beside the fields it read (`tuned_model` there is the model's name, not
+    the resource's tunedModel map) and `emulated`; a file with the bare resource is read too."""
+    resource = record.get("resource")
+    if not isinstance(resource, dict):
+        return record
+    return {**resource, "emulated": bool(record.get("emulated"))}
 
 
 def _predictions(data: bytes) -> list[dict[str, str]]:

@@ -155,6 +155,9 @@ def test_a_gemini_run_tunes_evaluates_and_records_the_tuned_endpoint(
     assert metrics["tokens"]["saved"]["output"] == pytest.approx(1 - 3 / 18, abs=1e-4)
     sent = [body for target, body in tuner.requests if "/publishers/" in target]
     assert sent[0]["systemInstruction"]["parts"][0]["text"] == "Label the ticket."
+    # The report reads the job from tuning_job.json as the evaluation wrote it.
+    report = gcs_bucket.blob("runs/g1/evaluation/report.html").download_as_text()
+    assert "dropped or truncated examples" in report and job["resource"]["name"] in report
     card = json.loads(gcs_bucket.blob("runs/g1/endpoint.json").download_as_bytes())
     endpoint = job["endpoint"]
     assert card["endpoint"] == endpoint == status["endpoint"]
