@@ -91,6 +91,8 @@ class ScriptedVertex:
         return dict(job)
 
     def cancel_job(self, name: str, region: str) -> dict:
+        if self.jobs[name]["state"] not in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
+            raise http_error(400)  # FAILED_PRECONDITION: the job has ended
         self.jobs[name]["state"] = "JOB_STATE_CANCELLED"
         return {}
 
@@ -306,6 +308,24 @@ def test_a_job_past_its_deadline_is_cancelled_and_the_run_fails(vertex, gcs_serv
     assert execution.state == "FAILED" and "TimeoutError" in execution.error["tags"]
     assert "customJobs.cancel" in vertex.calls
     assert status_of(vertex.bucket, "slow")["state"] == "FAILED"
+
+
+def test_a_run_that_fails_while_its_job_runs_cancels_the_job(vertex, gcs_server):
+    """Here the job can no longer be followed (every poll answers 500): the run ends FAILED,
+    and its GPU job does not run on unwatched. Vertex AI's own timeout backs that up."""
+    vertex.job_seconds = 10 * 3600
+    queue_run(vertex.bucket, "lost", training_timeout_minutes=60)
+
+    def broken_get(**kwargs: Any) -> dict:
+        raise http_error(500)
+
+    hooks = {AIPLATFORM + "customJobs.get": broken_get}
+    execution = execute(vertex, gcs_server, "lost", hooks=hooks)
+    assert execution.state == "FAILED"
+    assert status_of(vertex.bucket, "lost")["state"] == "FAILED"
+    (job,) = vertex.jobs.values()
+    assert job["state"] == "JOB_STATE_CANCELLED"
+    assert job["jobSpec"]["scheduling"] == {"timeout": "4200s"}  # 60 minutes + 10
 
 
 def test_a_duplicate_message_does_not_start_a_second_job(vertex, gcs_server):
