@@ -156,13 +156,13 @@ variable "base_model_bucket" {
 }
 
 variable "endpoint_id" {
-  description = "Vertex AI endpoint id tuned models are deployed to (created by the first run that deploys)."
+  description = "Vertex AI endpoint id tuned models are deployed to (created by the first run that deploys); default: name_prefix, so that two deployments in one project keep to their own endpoints."
   type        = string
-  default     = "droptune"
+  default     = null
 }
 
 variable "poll_seconds" {
-  description = "The workflow's first wait for a training job, in seconds; later waits grow by 1.5x."
+  description = "The workflow's first wait for a training job, in seconds; each later wait adds twice the time waited so far (about 3x), up to poll_max_seconds."
   type        = number
   default     = 60
 }

@@ -218,6 +218,9 @@ def test_workflow_environment_points_at_the_buckets_images_and_accounts():
         "google_cloudfunctions2_function.evaluate.service_config[0].uri"
     )
     assert ref(env["DROPTUNE_REGION"]) == "var.region"
+    # Each deployment its own endpoint, unless one is named: two stacks never retire each
+    # other's models.
+    assert "coalesce(var.endpoint_id, var.name_prefix)" in env["DROPTUNE_ENDPOINT_ID"]
     assert (
         "local.workflow_env"
         in module.resource("google_workflows_workflow.pipeline")["user_env_vars"]

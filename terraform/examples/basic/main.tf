@@ -33,9 +33,15 @@ module "droptune" {
 
   project_id            = var.project_id
   region                = var.region
+  name_prefix           = var.name_prefix
   default_backend       = var.default_backend
+  default_base_model    = var.default_base_model
   enable_tensorboard    = var.enable_tensorboard
   alert_email           = var.alert_email
   notification_channels = var.notification_channels
+  kms_key_name          = var.kms_key_name
+  base_model_bucket     = var.base_model_bucket
   force_destroy         = var.force_destroy
+  # Every other input of ../../variables.tf can be set here too, e.g.
+  # upload_function = { memory = "4Gi", ... } for uploads over 2 GiB.
 }

@@ -38,3 +38,27 @@ variable "force_destroy" {
   type        = bool
   default     = false
 }
+
+variable "name_prefix" {
+  description = "Prefix of every resource name; a second deployment in the same project needs its own."
+  type        = string
+  default     = "droptune"
+}
+
+variable "default_base_model" {
+  description = "Base model for uploads whose configuration names none. Empty: droptune's default for the backend."
+  type        = string
+  default     = ""
+}
+
+variable "kms_key_name" {
+  description = "Optional Cloud KMS key for customer-managed encryption of the buckets (null: Google-managed keys)."
+  type        = string
+  default     = null
+}
+
+variable "base_model_bucket" {
+  description = "Optional bucket holding base models referenced as gs:// paths (null: none)."
+  type        = string
+  default     = null
+}
