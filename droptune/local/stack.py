@@ -267,8 +267,10 @@ class LocalStack:
         thread.start()
 
     def _execute(self, run_id: str, message_id: str, event: dict[str, Any]) -> None:
+        # Like the service, each execution knows its own id (the workflow marks its writes).
+        execution_id = f"{run_id}-{message_id}"
         runtime = Runtime(
-            env=self.workflow_env(),
+            env={**self.workflow_env(), "GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": execution_id},
             connector_roots={"storage": self.storage.url, "aiplatform": self.vertex.url},
         )
         started = time.time()

@@ -30,6 +30,9 @@ PARENT = "projects/p/locations/us-central1"
 AIPLATFORM = "googleapis.aiplatform.v1.projects.locations."
 
 
+EXECUTION = {"GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": "e-1"}
+
+
 def http_error(code: int) -> WorkflowRaise:
     return WorkflowRaise({"message": f"HTTP {code}", "code": code, "tags": ["HttpError"]})
 
@@ -335,6 +338,44 @@ def test_a_duplicate_message_does_not_start_a_second_job(vertex, gcs_server):
     assert again.state == "SUCCEEDED" and again.result["state"] == "SUCCEEDED"
     assert "another execution" in again.result["detail"]
     assert vertex.calls.count("customJobs.create") == 1
+
+
+def test_an_execution_that_loses_the_claim_to_another_stops_quietly(vertex, gcs_server):
+    """A duplicate message's execution read the same QUEUED status.json; the other execution
+    claimed the run in between. This one neither fails the run nor starts a job."""
+    queue_run(vertex.bucket, "raced")
+    blob = vertex.bucket.blob("runs/raced/status.json")
+
+    def claimed_first(**kwargs: Any) -> dict:
+        winner = status_of(vertex.bucket, "raced") | {"state": "TRAINING", "execution": "other"}
+        blob.upload_from_string(json.dumps(winner), content_type="application/json")
+        raise http_error(412)  # the write this execution sent, on the generation it read
+
+    hooks = {"googleapis.storage.v1.objects.insert": claimed_first}
+    execution = execute(vertex, gcs_server, "raced", hooks=hooks, env=EXECUTION)
+    assert execution.state == "SUCCEEDED", execution.error
+    assert (
+        execution.result["state"] == "TRAINING"
+        and "another execution" in execution.result["detail"]
+    )
+    assert status_of(vertex.bucket, "raced")["execution"] == "other"  # left to the winner
+    assert vertex.calls == []
+
+
+def test_a_conditional_write_refused_after_its_own_retry_fails_the_run(vertex, gcs_server):
+    """Here the write went through but its answer was lost, and the retry was refused: the
+    newest status.json is this execution's own, so nothing else owns the run."""
+    queue_run(vertex.bucket, "echo")
+    blob = vertex.bucket.blob("runs/echo/status.json")
+
+    def written_then_refused(**kwargs: Any) -> dict:
+        mine = status_of(vertex.bucket, "echo") | {"state": "TRAINING", "execution": "e-1"}
+        blob.upload_from_string(json.dumps(mine), content_type="application/json")
+        raise http_error(412)
+
+    hooks = {"googleapis.storage.v1.objects.insert": written_then_refused}
+    execution = execute(vertex, gcs_server, "echo", hooks=hooks, env=EXECUTION)
+    assert execution.state == "FAILED" and execution.error["code"] == 412
 
 
 def test_throttled_job_creation_is_retried(vertex, gcs_server):
