@@ -131,6 +131,8 @@ class ScriptedVertex:
 
     def undeploy(self, endpoint: str, body: dict, region: str) -> dict:
         models = self.endpoints[endpoint]["deployedModels"]
+        if not any(m["id"] == body["deployedModelId"] for m in models):
+            raise http_error(404)
         models[:] = [m for m in models if m["id"] != body["deployedModelId"]]
         return {}
 
@@ -271,6 +273,23 @@ def test_a_second_deployment_replaces_the_first_model_on_the_endpoint(vertex, gc
     assert len(endpoint["deployedModels"]) == 1
     assert vertex.calls.count("endpoints.create") == 1
     assert vertex.calls.count("endpoints.undeployModel") == 1
+
+
+def test_a_model_another_run_retired_first_does_not_fail_this_one(vertex, gcs_server):
+    """Two runs deploy at the same time: both saw the old model, and the other retired it."""
+    queue_run(vertex.bucket, "old")
+    execute(vertex, gcs_server, "old")
+    undeploy = vertex.hooks()[AIPLATFORM + "endpoints.undeployModel"]
+
+    def retired_by_the_other_run(**kwargs: Any) -> dict:
+        undeploy(**kwargs)  # the other run's call
+        return undeploy(**kwargs)  # this run's: 404
+
+    queue_run(vertex.bucket, "new")
+    hooks = {AIPLATFORM + "endpoints.undeployModel": retired_by_the_other_run}
+    execution = execute(vertex, gcs_server, "new", hooks=hooks)
+    assert execution.result["state"] == "SUCCEEDED", execution.error
+    assert status_of(vertex.bucket, "new")["state"] == "SUCCEEDED"
 
 
 def test_a_failed_job_fails_the_run_with_the_error(vertex, gcs_server):
