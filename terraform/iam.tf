@@ -298,6 +298,15 @@ resource "google_kms_crypto_key_iam_member" "storage_agent" {
   member        = local.storage_agent
 }
 
+# The buckets are created with the key as their default, which fails until the grant above
+# is honoured (IAM is eventually consistent): they wait for it.
+resource "time_sleep" "kms_propagation" {
+  count = var.kms_key_name == null ? 0 : 1
+
+  create_duration = "60s"
+  triggers        = { grant = google_kms_crypto_key_iam_member.storage_agent[0].etag }
+}
+
 # IAM is eventually consistent: a grant can take a minute to be honoured. The builds, the
 # functions, the triggers and the workflow wait for it, so the first apply works end to end.
 resource "time_sleep" "iam_propagation" {

@@ -39,7 +39,7 @@ resource "google_storage_bucket" "uploads" {
     }
   }
 
-  depends_on = [google_project_service.enabled, google_kms_crypto_key_iam_member.storage_agent]
+  depends_on = [google_project_service.enabled, time_sleep.kms_propagation]
 }
 
 resource "google_storage_bucket" "runs" {
@@ -87,7 +87,7 @@ resource "google_storage_bucket" "runs" {
     }
   }
 
-  depends_on = [google_project_service.enabled, google_kms_crypto_key_iam_member.storage_agent]
+  depends_on = [google_project_service.enabled, time_sleep.kms_propagation]
 }
 
 resource "google_storage_bucket" "sources" {
@@ -134,7 +134,7 @@ resource "google_storage_bucket" "sources" {
     }
   }
 
-  depends_on = [google_project_service.enabled, google_kms_crypto_key_iam_member.storage_agent]
+  depends_on = [google_project_service.enabled, time_sleep.kms_propagation]
 }
 
 # The functions' source: `make function-source` puts main.py, the droptune wheel and a

@@ -9,6 +9,7 @@ locals {
     DROPTUNE_TRAINER_IMAGE       = local.trainer_image
     DROPTUNE_JOB_SERVICE_ACCOUNT = google_service_account.trainer.email
     DROPTUNE_ENDPOINT_ID         = coalesce(var.endpoint_id, var.name_prefix)
+    DROPTUNE_LABELS              = jsonencode(local.common_labels)
     DROPTUNE_POLL_SECONDS        = tostring(var.poll_seconds)
     DROPTUNE_POLL_MAX_SECONDS    = tostring(var.poll_max_seconds)
     DROPTUNE_EVALUATION_URL      = google_cloudfunctions2_function.evaluate.service_config[0].uri

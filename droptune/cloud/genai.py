@@ -140,7 +140,7 @@ class TuningRequest:
             epochs=config.get("epochs"),
             learning_rate_multiplier=config.get("learning_rate_multiplier"),
             adapter_size=config.get("adapter_size"),
-            labels={"run_id": run_id, "droptune": "run"},
+            labels={"run_id": run_id, "droptune": "tuning-job"},
         )
 
 

@@ -240,7 +240,7 @@ def test_a_run_trains_passes_the_gate_and_is_deployed(vertex, gcs_server):
         "--run-dir",
         f"gs://{vertex.bucket.name}/runs/r1/",
     ]
-    assert job["labels"] == {"run_id": "r1", "droptune": "train"}
+    assert job["labels"] == {"app": "droptune", "run_id": "r1", "droptune": "training-job"}
     card = json.loads(vertex.bucket.blob("runs/r1/endpoint.json").download_as_bytes())
     assert card["endpoint"] == f"{PARENT}/endpoints/droptune"
     assert (

@@ -80,7 +80,7 @@ def test_a_job_goes_queued_running_succeeded_and_names_its_endpoint(client, tune
     assert spec["trainingDatasetUri"] == RUN + "data/gemini/train.jsonl"
     assert spec["validationDatasetUri"] == RUN + "data/gemini/validation.jsonl"
     assert spec["hyperParameters"] == {"epochCount": 3, "learningRateMultiplier": 0.5}
-    assert done.resource["labels"] == {"run_id": "tickets-1-abcd", "droptune": "run"}
+    assert done.resource["labels"] == {"run_id": "tickets-1-abcd", "droptune": "tuning-job"}
 
 
 @pytest.mark.parametrize(
