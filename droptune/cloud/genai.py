@@ -128,7 +128,7 @@ class TuningRequest:
 
         >>> r = TuningRequest.for_run("gs://r/runs/a-1/", "a-1", {"base_model": "gemini-2.5-flash", "epochs": 3})
         >>> r.training_uri, r.labels
-        ('gs://r/runs/a-1/data/gemini/train.jsonl', {'run_id': 'a-1', 'droptune': 'run'})
+        ('gs://r/runs/a-1/data/gemini/train.jsonl', {'run_id': 'a-1', 'droptune': 'tuning-job'})
         """
         return cls(
             base_model=str(config["base_model"]),
