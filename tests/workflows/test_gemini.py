@@ -22,7 +22,8 @@ from droptune.local.vertex import VertexServer
 from droptune.local.workflows.engine import Engine, Execution, load_workflow
 from droptune.local.workflows.stdlib import Runtime, VirtualClock
 from tests.support.gemini import Script, ScriptedTuner
-from tests.workflows.test_pipeline import PIPELINE, event, http_error, queue_run, states, status_of
+from tests.support.vertex import http_error
+from tests.workflows.test_pipeline import PIPELINE, event, queue_run, states, status_of
 
 ROOT = Path(__file__).parents[2]
 EVALUATE_URL = "https://droptune-evaluate.run.app/"

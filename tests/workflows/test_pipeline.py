@@ -1,9 +1,9 @@
 """workflows/pipeline.workflows.yaml on the local engine, against real Cloud Storage (the
 emulator) and a scripted Vertex AI: every path a run can take, and what each costs in steps.
 
-Vertex AI's methods are replaced through the engine's call hooks by `ScriptedVertex`, whose
-training job lasts as long as the test says on the engine's virtual clock; this is what lets a
-2-hour job be counted in steps in milliseconds. The real local Vertex server is exercised end to
+Vertex AI's methods are replaced through the engine's call hooks by `ScriptedVertex`
+(tests/support/vertex.py), whose training job lasts as long as the test says on the engine's
+virtual clock; this is what lets a 2-hour job be counted in steps in milliseconds. The real local Vertex server is exercised end to
 end in tests/droptune/local/test_stack.py.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,120 +20,15 @@ import pytest
 from droptune.config import RunConfig
 from droptune.intake.lease import lease_fields
 from droptune.local.workflows.engine import Engine, Execution, load_workflow
-from droptune.local.workflows.errors import WorkflowRaise
 from droptune.local.workflows.stdlib import Runtime, VirtualClock
 from droptune.runs import RunState, RunStatus
+from tests.support.vertex import AIPLATFORM, ScriptedVertex, http_error
 
 PIPELINE = Path(__file__).parents[2] / "workflows" / "pipeline.workflows.yaml"
 PARENT = "projects/p/locations/us-central1"
-AIPLATFORM = "googleapis.aiplatform.v1.projects.locations."
 
 
 EXECUTION = {"GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": "e-1"}
-
-
-def http_error(code: int) -> WorkflowRaise:
-    return WorkflowRaise({"message": f"HTTP {code}", "code": code, "tags": ["HttpError"]})
-
-
-@dataclass
-class ScriptedVertex:
-    """customJobs, models and endpoints as plain data; the job's fate is set by the test."""
-
-    clock: VirtualClock
-    bucket: Any
-    job_seconds: float = 600
-    job_end: str = "JOB_STATE_SUCCEEDED"
-    gate_passed: bool = True
-    create_failures: list[int] = field(default_factory=list)  # HTTP codes before success
-    jobs: dict[str, dict] = field(default_factory=dict)
-    endpoints: dict[str, dict] = field(default_factory=dict)
-    calls: list[str] = field(default_factory=list)
-
-    def hooks(self) -> dict[str, Any]:
-        methods = {
-            "customJobs.create": self.create_job,
-            "customJobs.get": self.get_job,
-            "customJobs.cancel": self.cancel_job,
-            "models.upload": self.upload_model,
-            "endpoints.get": self.get_endpoint,
-            "endpoints.create": self.create_endpoint,
-            "endpoints.deployModel": self.deploy,
-            "endpoints.undeployModel": self.undeploy,
-            "endpoints.predict": lambda **kw: {"predictions": ["Hi!"]},
-        }
-
-        def recorded(name: str, fn: Any) -> Any:
-            def call(**kwargs: Any) -> Any:
-                self.calls.append(name)
-                return fn(**kwargs)
-
-            return call
-
-        return {AIPLATFORM + name: recorded(name, fn) for name, fn in methods.items()}
-
-    def create_job(self, parent: str, body: dict, region: str) -> dict:
-        if self.create_failures:
-            raise http_error(self.create_failures.pop(0))
-        name = f"{parent}/customJobs/{len(self.jobs) + 1}"
-        created = datetime.fromtimestamp(self.clock.now(), UTC).isoformat().replace("+00:00", "Z")
-        self.jobs[name] = {**body, "name": name, "state": "JOB_STATE_PENDING"}
-        self.jobs[name] |= {"createTime": created, "started": self.clock.now()}
-        return dict(self.jobs[name])
-
-    def get_job(self, name: str, region: str) -> dict:
-        job = self.jobs[name]
-        if job["state"] in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
-            done = self.clock.now() - job["started"] >= self.job_seconds
-            job["state"] = self.job_end if done else "JOB_STATE_RUNNING"
-            if job["state"] == "JOB_STATE_FAILED":
-                job["error"] = {"code": 3, "message": "The replica workerpool0-0 exited with 1"}
-            if job["state"] == "JOB_STATE_SUCCEEDED":
-                self.write_evaluation(job)
-        return dict(job)
-
-    def cancel_job(self, name: str, region: str) -> dict:
-        if self.jobs[name]["state"] not in ("JOB_STATE_PENDING", "JOB_STATE_RUNNING"):
-            raise http_error(400)  # FAILED_PRECONDITION: the job has ended
-        self.jobs[name]["state"] = "JOB_STATE_CANCELLED"
-        return {}
-
-    def write_evaluation(self, job: dict) -> None:
-        prefix = job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"].split("/", 3)[3]
-        gate = {"metric": "rouge_l", "min_delta": 0.0, "passed": self.gate_passed}
-        gate["reason"] = "tuned - baseline rouge_l = +0.1000 meets the required +0.0000"
-        if not self.gate_passed:
-            gate["reason"] = "tuned - baseline rouge_l = -0.1000 misses the required +0.0000"
-        metrics = {"split": "test", "n": 2, "gate": gate}
-        self.bucket.blob(prefix + "evaluation/metrics.json").upload_from_string(
-            json.dumps(metrics), content_type="application/json"
-        )
-
-    def upload_model(self, parent: str, body: dict, region: str) -> dict:
-        return {"model": f"{parent}/models/7"}
-
-    def get_endpoint(self, name: str, region: str) -> dict:
-        if name not in self.endpoints:
-            raise http_error(404)
-        return self.endpoints[name]
-
-    def create_endpoint(self, parent: str, endpointId: str, body: dict, region: str) -> dict:  # noqa: N803
-        name = f"{parent}/endpoints/{endpointId}"
-        self.endpoints[name] = {**body, "name": name}
-        return self.endpoints[name]
-
-    def deploy(self, endpoint: str, body: dict, region: str, connector_params: dict) -> dict:
-        deployed = {"id": str(100 + len(self.calls)), "model": body["deployedModel"]["model"]}
-        models = self.endpoints[endpoint].setdefault("deployedModels", [])
-        models.append(deployed)
-        return {"deployedModel": deployed}
-
-    def undeploy(self, endpoint: str, body: dict, region: str) -> dict:
-        models = self.endpoints[endpoint]["deployedModels"]
-        if not any(m["id"] == body["deployedModelId"] for m in models):
-            raise http_error(404)
-        models[:] = [m for m in models if m["id"] != body["deployedModelId"]]
-        return {}
 
 
 @pytest.fixture
