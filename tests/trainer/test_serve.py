@@ -120,11 +120,18 @@ def test_the_oldest_request_goes_first_with_all_that_can_join_it(client, monkeyp
 
     async def groups() -> list[list[str]]:
         waiting.queue, waiting.backlog = asyncio.Queue(), deque()
-        for texts, params in ((["a"], greedy), (["b"], sampled), (many, greedy), (["c"], greedy)):
+        gone = Pending(["gone"], greedy)
+        gone.done.cancel()  # its caller went away before it was generated
+        queued = ((["a"], greedy), (["b"], sampled), (many, greedy), (["c"], greedy))
+        for texts, params in queued[:2]:
+            waiting.queue.put_nowait(Pending(texts, params))
+        waiting.queue.put_nowait(gone)
+        for texts, params in queued[2:]:
             waiting.queue.put_nowait(Pending(texts, params))
         return [[t for p in await waiting.next_group() for t in p.texts] for _ in range(3)]
 
-    assert asyncio.run(groups()) == [["a", "c"], ["b"], many]  # c joins a; b waits its turn
+    # c joins a; b waits its turn; the request nobody waits for is dropped
+    assert asyncio.run(groups()) == [["a", "c"], ["b"], many]
     model = client.app.state.model
     sizes = []
 

@@ -185,11 +185,14 @@ class Model:
     async def next_group(self) -> list[Pending]:
         """The oldest waiting request and every later one that can share its generation;
         requests whose callers are gone (their futures cancelled) are dropped."""
-        while not self.backlog:
-            self.backlog.append(await self.queue.get())
+        while True:
+            if not self.backlog:
+                self.backlog.append(await self.queue.get())
             while not self.queue.empty():
                 self.backlog.append(self.queue.get_nowait())
             self.backlog = deque(p for p in self.backlog if not p.done.done())
+            if self.backlog:
+                break
         first = self.backlog.popleft()
         group, size, later = [first], len(first.texts), deque()
         for p in self.backlog:
