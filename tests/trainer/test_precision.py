@@ -203,3 +203,39 @@ def test_a_bf16_run_resumed_from_a_checkpoint_ends_where_an_uninterrupted_one_do
     for name, param in r.model.named_parameters():
         if param.requires_grad:
             torch.testing.assert_close(param, ended[name], rtol=0, atol=0, msg=name)
+
+
+def test_full_tuning_in_bf16_steps_fp32_weights_under_autocast(
+    tmp_path: Path, tiny_model: Path, monkeypatch
+):
+    """The GPU's full-tuning configuration on a CPU. Steps of 1e-5 are far below bf16's
+    spacing at these weights' size, so a bf16 weight would not move at all; the fp32 weights
+    take every step, while the layers compute in bf16."""
+    from droptune_trainer import precision
+
+    run_dir = make_run_dir(tmp_path)
+    overrides = {**FAST, "base_model": str(tiny_model), "method": "full", "max_steps": 2}
+    s = setup(str(run_dir), overrides={**overrides, "learning_rate": 1e-5})
+    assert {p.dtype for p in s.model.parameters()} == {torch.float32}
+    s.dtype = torch.bfloat16  # what a GPU computes in
+    name = "model.layers.0.mlp.up_proj.weight"
+    before = s.model.get_parameter(name).detach().clone()
+    trained = {}
+    cast_down = precision.Upcast.restore
+
+    def keep_then_cast(self) -> None:
+        trained["fp32"] = self.model.get_parameter(name).detach().clone()
+        cast_down(self)
+
+    monkeypatch.setattr(precision.Upcast, "restore", keep_then_cast)
+    computed = set()
+    layer = s.model.get_submodule("model.layers.0.mlp.up_proj")
+    hook = layer.register_forward_hook(lambda module, args, out: computed.add(out.dtype))
+    history = train(s)
+    hook.remove()
+    assert computed == {torch.bfloat16} and not history.master_weights
+    assert {p.dtype for p in s.model.parameters()} == {torch.bfloat16}  # cast down at the end
+    step = trained["fp32"] - before
+    assert (step != 0).float().mean() > 0.9  # every weight moved, by about the learning rate
+    landed = before.bfloat16() + step.bfloat16()  # the same steps taken in bf16
+    assert (landed == before.bfloat16()).float().mean() > 0.9  # would mostly have been lost

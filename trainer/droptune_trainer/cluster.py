@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 
 import torch
@@ -32,6 +33,7 @@ from droptune.errors import ConfigError
 
 PRIMARY, WORKERS = "workerpool0", "workerpool1"
 PROCESSES_ENV = "DROPTUNE_PROCESSES_PER_NODE"
+COLLECTIVE_TIMEOUT = timedelta(hours=1)  # how long a rank waits for the others
 
 
 @dataclass(frozen=True)
@@ -204,7 +206,13 @@ def join(env: Mapping[str, str]) -> Group:
     group = Group(int(env["RANK"]), world, int(env["LOCAL_RANK"]))
     if torch.cuda.is_available():
         torch.cuda.set_device(group.local_rank)
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        # The other ranks wait in a collective while rank 0 writes a checkpoint (a fully tuned
+        # model's: tens of GB, uploaded when staged): longer than NCCL's 10-minute default.
+        dist.init_process_group(
+            "nccl", timeout=COLLECTIVE_TIMEOUT, device_id=torch.device("cuda", group.local_rank)
+        )
+    else:
+        dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     return group
 
 

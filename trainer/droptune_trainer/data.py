@@ -23,6 +23,7 @@ import json
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -196,9 +197,10 @@ def pad_rows(examples: Sequence[Example], tokens_per_row: int) -> list[Row]:
     return rows
 
 
-def epoch_order(rows: Sequence[Row], seed: int, epoch: int) -> list[int]:
-    """The order of rows in an epoch: shuffled, the same for the same seed and epoch."""
-    order = list(range(len(rows)))
+@lru_cache(maxsize=2)  # this epoch's and the next: asked for once per row, shuffled once
+def epoch_order(rows: int, seed: int, epoch: int) -> list[int]:
+    """The order of `rows` rows in an epoch: shuffled, the same for the same seed and epoch."""
+    order = list(range(rows))
     random.Random(seed * 1_000_003 + epoch).shuffle(order)
     return order
 

@@ -17,14 +17,23 @@ ends the model gets the fp32 weights back, so that evaluation, the saved adapter
 merged model are what they were with fp32 adapters throughout. What changes against fp32
 adapters is the adapters' matmuls, in bf16 as under autocast.
 
-The training loop sees either way through the same calls: `Direct` (the optimizer steps the
-model's own weights: fp32 runs, full fine-tuning, QLoRA, `master_weights: false`) or
-`Masters`; `weights_for` picks.
+Full fine-tuning and QLoRA go the other way (`upcast`): their trainable weights are fp32
+and autocast computes in bf16. A fully tuned model is loaded in fp32 for it: its optimizer
+steps (about the learning rate, 1e-5) are far below bf16's spacing at a weight's size (about
+1e-4 at 0.02), so a bf16 weight would keep most of them from ever landing; when training
+ends it is cast to bf16 (`Upcast`), the dtype it is evaluated, saved and served in. QLoRA's
+adapters, norms and embeddings are fp32 already (peft's preparation of a 4-bit model), and
+without autocast its activations would stay fp32 end to end.
+
+The training loop sees every way through the same calls: `Direct` (the optimizer steps the
+model's own weights: fp32 runs, QLoRA, `master_weights: false`), `Upcast` (full tuning in
+bf16) or `Masters`; `weights_for` picks, and `compute` is the forward pass's autocast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,11 +42,29 @@ import torch
 from droptune_trainer.cluster import Group
 
 
-def weights_for(model: torch.nn.Module, dtype: torch.dtype, masters: bool) -> Direct | Masters:
-    """`Masters` when asked for and the model computes in a lower precision than fp32."""
-    if masters and dtype != torch.float32:
+def upcast(method: str, dtype: torch.dtype) -> bool:
+    """Whether `method` trains fp32 weights under autocast when the compute dtype is `dtype`."""
+    return method in ("full", "qlora") and dtype != torch.float32
+
+
+def compute(method: str, dtype: torch.dtype, device: torch.device) -> Any:
+    """The context a forward pass runs in: autocast to `dtype` where `upcast`."""
+    if not upcast(method, dtype):
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def weights_for(
+    model: torch.nn.Module, dtype: torch.dtype, method: str = "lora", masters: bool = True
+) -> Direct | Masters:
+    """`Masters` for LoRA when asked for and the model computes below fp32; `Upcast` for full
+    tuning below fp32; else `Direct`."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if method == "full" and upcast(method, dtype):
+        return Upcast(trainable, model, dtype)
+    if method == "lora" and masters and dtype != torch.float32:
         return Masters.lower(model, dtype)
-    return Direct([p for p in model.parameters() if p.requires_grad], model)
+    return Direct(trainable, model)
 
 
 @dataclass
@@ -76,6 +103,17 @@ class Direct:
 
     def restore(self) -> None:
         pass
+
+
+@dataclass
+class Upcast(Direct):
+    """Full tuning: fp32 weights stepped directly, computed in `dtype` under autocast, and
+    cast to `dtype` when training ends."""
+
+    dtype: torch.dtype = torch.bfloat16
+
+    def restore(self) -> None:
+        self.model.to(self.dtype)
 
 
 @dataclass

@@ -148,7 +148,12 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
 
 def device_and_dtype(config: TrainConfig, local_rank: int = 0) -> tuple[torch.device, torch.dtype]:
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    bf16 = device.type == "cuda" and config.bf16 and torch.cuda.is_bf16_supported()
+    # Emulated bf16 (T4, V100) would be slow and has no flash attention: fp32 there.
+    bf16 = (
+        device.type == "cuda"
+        and config.bf16
+        and torch.cuda.is_bf16_supported(including_emulation=False)
+    )
     return device, torch.bfloat16 if bf16 else torch.float32
 
 
@@ -177,7 +182,9 @@ def setup(
     config = load_config(local, recipe, overrides or {})
     torch.manual_seed(config.seed)
     device, dtype = device_and_dtype(config, group.local_rank)
-    tokenizer, model = load_model(config, device, dtype)
+    # Fully tuned weights are trained in fp32 under autocast (precision.py), then cast down.
+    weights_dtype = torch.float32 if config.method == "full" else dtype
+    tokenizer, model = load_model(config, device, weights_dtype)
     if config.packing:
         attention.install(model)
     train_rows = rows_for(config, tokenizer, read_split(local, "train", required=True))
@@ -218,7 +225,8 @@ def loss_sum(s: Setup, row: Row, module: Any = None) -> tuple[torch.Tensor, int]
         lengths = [len(e.input_ids) for e in row.examples]
         batch[attention.KWARG] = attention.documents(lengths, s.device)
     keep = to_device(keep, s.device)
-    logits = (module or s.model)(**batch, use_cache=False, logits_to_keep=keep).logits
+    with precision.compute(s.config.method, s.dtype, s.device):
+        logits = (module or s.model)(**batch, use_cache=False, logits_to_keep=keep).logits
     total = functional.cross_entropy(
         logits.float().reshape(-1, logits.shape[-1]),
         to_device(chosen, s.device).reshape(-1),
@@ -255,17 +263,19 @@ def schedule(config: TrainConfig, total_steps: int) -> Any:
     return factor
 
 
-def rows_of_step(s: Setup, step: int) -> list[Row]:
-    """This rank's micro-batches of optimizer step `step`. A step takes accumulation × world
-    rows in the epoch's order and each rank every world-th of them, so that W processes with
-    accumulation A follow the same path as one process with accumulation W × A."""
+def rows_of_step(s: Setup, step: int, rank: int | None = None) -> list[Row]:
+    """A rank's micro-batches of optimizer step `step` (this process's by default). A step
+    takes accumulation × world rows in the epoch's order and each rank every world-th of
+    them, so that W processes with accumulation A follow the same path as one process with
+    accumulation W × A."""
     per_epoch, world = len(s.train_rows), s.group.world
+    rank = s.group.rank if rank is None else rank
     per_step = s.config.gradient_accumulation * world
     rows = []
     for j in range(s.config.gradient_accumulation):
-        index = step * per_step + j * world + s.group.rank
+        index = step * per_step + j * world + rank
         epoch, position = divmod(index, per_epoch)
-        rows.append(s.train_rows[epoch_order(s.train_rows, s.config.seed, epoch)[position]])
+        rows.append(s.train_rows[epoch_order(per_epoch, s.config.seed, epoch)[position]])
     return rows
 
 
@@ -273,12 +283,11 @@ def train(s: Setup) -> History:
     config, model = s.config, s.model
     per_step = config.gradient_accumulation * s.group.world
     steps_per_epoch = math.ceil(len(s.train_rows) / per_step)
-    total = config.max_steps or steps_per_epoch * config.epochs
+    # Steps run on through epoch boundaries, so `epochs` passes take this many, no more.
+    total = config.max_steps or math.ceil(config.epochs * len(s.train_rows) / per_step)
     eval_every = config.eval_every or steps_per_epoch
     checkpoint_every = config.checkpoint_every or steps_per_epoch
-    weights = precision.weights_for(
-        model, s.dtype, masters=config.master_weights and config.method == "lora"
-    )
+    weights = precision.weights_for(model, s.dtype, config.method, config.master_weights)
     optimizer = torch.optim.AdamW(
         weights.trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
         fused=s.device.type == "cuda",  # one kernel for every parameter's update
@@ -295,6 +304,8 @@ def train(s: Setup) -> History:
         history = History(**{**saved["loop"], "resumed_from": saved["step"]})
         start = saved["step"]
         log.info(f"resumed from the checkpoint at step {start}", step=start)
+        if history.stopped_early:  # that run had ended; it stopped before saving the model
+            total = start
     history.master_weights = isinstance(weights, precision.Masters)
     writer = tensorboard_writer(s) if s.group.primary else None
     module = weights.wrap(s.group, s.device)  # what runs forward and backward
@@ -302,9 +313,10 @@ def train(s: Setup) -> History:
     started = time.perf_counter() - history.seconds
     for step in range(start, total):
         rows = rows_of_step(s, step)
-        label_tokens, tokens = s.group.sum(
-            [sum(row.label_tokens for row in rows), sum(row.tokens for row in rows)], s.device
-        )
+        # Every rank holds every row and knows the order: the step's totals need no collective.
+        everyone = [r for rank in range(s.group.world) for r in rows_of_step(s, step, rank)]
+        label_tokens = sum(row.label_tokens for row in everyone)
+        tokens = sum(row.tokens for row in everyone)
         # Gradients are averaged over ranks: scaled by world, each step is the loss summed
         # over every rank's label tokens divided by their count, as in one process.
         scale = s.group.world / max(label_tokens, 1)
@@ -321,6 +333,7 @@ def train(s: Setup) -> History:
         weights.end_step(s.group)
         torch.nn.utils.clip_grad_norm_(weights.trainable, 1.0)
         optimizer.step()
+        rate = scheduler.get_last_lr()[0]  # the rate this step was taken with
         scheduler.step()
         weights.after_step(optimizer)
         done = step + 1
@@ -329,7 +342,7 @@ def train(s: Setup) -> History:
         history.seconds = time.perf_counter() - started
         history.step_end.append((history.seconds, history.tokens))
         history.train_loss.append((done, step_loss / max(label_tokens, 1)))
-        history.learning_rate.append((done, scheduler.get_last_lr()[0]))
+        history.learning_rate.append((done, rate))
         log_step(writer, history, done)
         if done % eval_every == 0 or done == total:
             improved = record_eval(s, history, done, writer)
