@@ -239,3 +239,16 @@ def test_full_tuning_in_bf16_steps_fp32_weights_under_autocast(
     assert (step != 0).float().mean() > 0.9  # every weight moved, by about the learning rate
     landed = before.bfloat16() + step.bfloat16()  # the same steps taken in bf16
     assert (landed == before.bfloat16()).float().mean() > 0.9  # would mostly have been lost
+
+
+def test_epochs_run_on_through_epoch_boundaries_and_stop_at_the_count(
+    tmp_path: Path, tiny_model: Path
+):
+    """Steps take rows across epoch boundaries, so 2 epochs of R rows at 3 rows a step are
+    ceil(2R / 3) steps, not 2 x ceil(R / 3) (which ran part of a third epoch)."""
+    overrides = {**FAST, "base_model": str(tiny_model), "epochs": 2, "gradient_accumulation": 3}
+    s = setup(str(make_run_dir(tmp_path)), overrides={**overrides, "eval_every": 100})
+    rows = len(s.train_rows)
+    assert rows % 3  # else both counts agree
+    history = train(s)
+    assert history.train_loss[-1][0] == -(-2 * rows // 3)
