@@ -123,7 +123,9 @@ class RunConfig(Settings):
         "Custom backend: tokens per example; longer ones are truncated.", default=2048
     )
     epochs: int = setting(
-        "Passes over the training data (used for token and cost totals).", default=3
+        "Passes over the training data: the trainer's and Gemini tuning's, and the token and "
+        "cost totals'.",
+        default=3,
     )
     validation_fraction: float = setting("Share of examples held out for validation.", default=0.1)
     test_fraction: float = setting(
@@ -215,6 +217,13 @@ class RunConfig(Settings):
                 "validation_fraction + test_fraction must leave examples for training"
             )
         _check_gate(self.gate)
+        if self.training:
+            # The trainer's own settings, checked here so that a misspelt key rejects the
+            # upload instead of failing a GPU job. The trainer's config module ships in the
+            # same distribution and imports nothing of droptune but this module.
+            from droptune_trainer.config import TrainConfig
+
+            TrainConfig.from_mapping(self.training, source="training")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.column_map.items()):
             raise ConfigError(
                 f"column_map maps column names to field names, both text; got {self.column_map!r}"

@@ -87,6 +87,8 @@ def test_a_metadata_column_map_with_number_keys_reads_them_as_text():
         ({"column_map": {"text": 1}}, "column_map maps column names to field names"),
         ({"gate": {"require_significance": "yes"}}, "must be true or false; got 'yes'"),
         ({"gate": {"treshold": 0.1}}, "gate takes metric, min_delta, require_significance"),
+        ({"training": {"max_step": 2}}, "in training: 'max_step' (did you mean 'max_steps'?)"),
+        ({"training": {"lora_rank": "many"}}, "lora_rank must be an integer"),
     ],
 )
 def test_bad_values_fail_with_a_sentence(values: dict, words: str) -> None:
