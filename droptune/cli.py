@@ -206,8 +206,17 @@ def models_pull(
 
 
 def main() -> None:
+    from google.auth.exceptions import DefaultCredentialsError
+
     try:
         app()
     except DroptuneError as exc:
         err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except DefaultCredentialsError:  # a gs:// path or a cloud run, and no Google login here
+        err.print(
+            "[red]error:[/] no Google Cloud credentials: run `gcloud auth application-default "
+            "login` (or set GOOGLE_APPLICATION_CREDENTIALS); local mode needs none while "
+            "`droptune local up` runs"
+        )
         sys.exit(2)

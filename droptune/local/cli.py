@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,7 +117,10 @@ def status() -> None:
     state.use()
     from droptune.cloud import gcs
 
-    table = Table("run", "state", "detail", box=None)
+    table = Table(box=None)
+    table.add_column("run", no_wrap=True)  # whole: the other commands take it
+    table.add_column("state")
+    table.add_column("detail")
     for blob in gcs.client().list_blobs(state.runs_bucket, prefix="runs/"):
         if blob.name.count("/") != 2 or not blob.name.endswith("/status.json"):
             continue
@@ -257,8 +261,8 @@ def last_message(log_file: Path) -> str | None:
 
 def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
     console.print(f"\n{_state(status['state'])}  {status.get('detail', '')}", soft_wrap=True)
-    if status.get("error"):
-        console.print(f"[red]error:[/] {status['error'].get('message', status['error'])}")
+    if error := status.get("error"):
+        console.print(f"[red]error:[/] {where(error)}{error.get('message', error)}", soft_wrap=True)
     metrics_file = run_dir / "evaluation" / "metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
@@ -294,11 +298,29 @@ def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
         card = json.loads(card_file.read_text())
         body = json.dumps(card["request_example"])
         console.print("\ncall the tuned model:")
-        console.print(f'  droptune runs ask {run_dir.name} "Hello"', soft_wrap=True, markup=False)
+        command = f'{program()} runs ask {run_dir.name} "Hello"'
+        console.print(f"  {command}", soft_wrap=True, markup=False)
         console.print(
             f"  curl -X POST {card['predict_url']} -H 'Content-Type: application/json' -d '{body}'",
             soft_wrap=True,
         )
+
+
+def where(error: dict[str, Any]) -> str:
+    """`line 2, $.messages[0].role: ` for an error that says where it is, else nothing."""
+    parts = [f"line {error['line']}" if error.get("line") else "", error.get("path") or ""]
+    located = ", ".join(p for p in parts if p)
+    return f"{located}: " if located else ""
+
+
+def program() -> str:
+    """The droptune command for commands to copy: `droptune` where that is on PATH, else the
+    path it was run by (`.venv/bin/droptune`)."""
+    typed = sys.argv[0] if sys.argv and Path(sys.argv[0]).name == "droptune" else ""
+    on_path = shutil.which("droptune")
+    if not typed or (on_path and Path(on_path).resolve() == Path(typed).resolve()):
+        return "droptune"
+    return os.path.relpath(typed)
 
 
 def _state(state: str) -> str:

@@ -72,7 +72,10 @@ def list_command(bucket: BucketOpt = None, as_json: JsonOpt = False) -> None:
     if not runs:
         out.print("no runs yet")
         return
-    table = Table("run", "state", "backend", "age", "headline metric", box=None, pad_edge=False)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("run", no_wrap=True, min_width=12)  # whole: `show`, `ask`, `cancel` take it
+    for name in ("state", "backend", "age", "headline metric"):
+        table.add_column(name)
     for run in runs:
         state = run.state or "–"
         table.add_row(

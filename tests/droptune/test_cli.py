@@ -92,3 +92,26 @@ def test_models_pull_prints_the_checkpoint_folder(pulled_model):
     result = droptune("models", "pull")
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().strip() == str(pulled_model)
+
+
+def test_no_google_credentials_is_a_usage_error_that_says_how_to_log_in(monkeypatch, capsys):
+    from google.auth.exceptions import DefaultCredentialsError
+
+    from droptune import cli
+
+    def no_login() -> None:
+        raise DefaultCredentialsError("Your default credentials were not found.")
+
+    monkeypatch.setattr(cli, "app", no_login)
+    with pytest.raises(SystemExit) as exited:
+        cli.main()
+    assert exited.value.code == 2
+    assert "gcloud auth application-default login" in capsys.readouterr().err
+
+
+def test_a_rejected_runs_error_says_where_it_is():
+    from droptune.local.cli import where
+
+    error = {"code": "bad_role", "line": 2, "path": "$.messages[0].role", "message": "x"}
+    assert where(error) == "line 2, $.messages[0].role: "
+    assert where({"message": "no location"}) == ""
