@@ -77,12 +77,15 @@ def ask(
     env: Mapping[str, str] = os.environ,
 ) -> str:
     """The answer of the run's deployed model to `prompt` (greedy), through the endpoint
-    named in the run's endpoint.json. `system` defaults to the run's `system_instruction`,
-    which the model was tuned with; "" sends none."""
-    files = _run_files(uri, "run", "status", "endpoint")
+    named in the run's endpoint.json. `system` defaults to the system turn the model was
+    tuned with: the run's `system_instruction`, else the one every training example had
+    (validation/report.json); "" sends none."""
+    files = _run_files(uri, "run", "status", "endpoint", "validation")
     card = _endpoint_card(files)
     if system is None:
-        system = (files.run or {}).get("config", {}).get("system_instruction")
+        system = (files.run or {}).get("config", {}).get("system_instruction") or (
+            files.validation or {}
+        ).get("system_prompt")
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
     endpoint = card["endpoint"]

@@ -66,6 +66,7 @@ class Report:
     bytes: int = 0
     seconds: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
+    system_prompt: str | None = None  # the one every example has, which the model expects
 
     @property
     def errors(self) -> int:
@@ -99,6 +100,7 @@ class Report:
             "bytes": self.bytes,
             "seconds": round(self.seconds, 3),
             "outputs": self.outputs,
+            "system_prompt": self.system_prompt,
         }
 
 

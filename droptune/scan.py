@@ -76,6 +76,10 @@ class Scan:
         self.token_limit, self.over_limit_code = limits.tokens_per_example(config)
         self.unknown_fields: dict[str, list[int]] = {}  # field -> [first line, records]
         self.labels: dict[str, int] = {}  # label -> id; its stratum in the ledger is id + 1
+        # The system prompt every valid example shares (None: none, or they differ), which
+        # the tuned model expects: `droptune runs ask` sends it.
+        self.system_prompt: str | None = None
+        self._systems_seen, self._systems_agree = 0, True
         self.size: int | None = None
         self.bytes = 0
         self.tokenizer_seconds = 0.0  # loading the counter, when this scan loaded it
@@ -149,9 +153,20 @@ class Scan:
                     self.invalid += 1
                     continue
                 digest = xxhash.xxh3_64_intdigest(encoded)
+                if self._systems_agree:
+                    self._note_system(example)
                 yield Scanned(line, example, encoded, digest, 0)
             else:
                 self.invalid += 1
+
+    def _note_system(self, example: Example) -> None:
+        first = example.messages[0] if example.messages else {}
+        text = first.get("content") if first.get("role") == "system" else None
+        if not self._systems_seen:
+            self.system_prompt = text
+        elif text != self.system_prompt:
+            self.system_prompt, self._systems_agree = None, False
+        self._systems_seen += 1
 
     def _renamed(self, rows: Iterator[Row], container: str) -> Iterator[Row]:
         mapping = self.config.column_map

@@ -198,6 +198,7 @@ def build_report(
         base_model=config.base_model,
         format=scan.format,
         counts=counts,
+        system_prompt=scan.system_prompt,
         issues=sorted(scan.issues.examples, key=lambda i: (i.line is None, i.line or 0)),
         issue_counts=dict(scan.issues.counts),
         tokens=tokens,

@@ -147,7 +147,9 @@ def ask_command(
         str | None,
         typer.Option(
             "--system",
-            help="A system instruction to send first (default: the run's system_instruction).",
+            help="A system instruction to send first (default: the one the model was tuned "
+            "with: the run's system_instruction, else the system turn every training example "
+            'had; "" sends none).',
         ),
     ] = None,
     max_new_tokens: Annotated[

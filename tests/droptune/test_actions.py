@@ -123,6 +123,23 @@ def test_ask_sends_the_system_instruction_the_run_was_tuned_with(tmp_path, verte
     ]
 
 
+def test_ask_sends_the_system_prompt_every_training_example_had(tmp_path, vertex):
+    """Data that carries its own system turn (the demo's tickets) was tuned with it: the
+    validation report records it, and ask sends it unless the run names another."""
+    from google.cloud import aiplatform_v1
+
+    endpoints = aiplatform_v1.EndpointServiceClient(**client_options(vertex))
+    models = aiplatform_v1.ModelServiceClient(**client_options(vertex))
+    model, endpoint = deploy_echo(models, endpoints)
+    folder = run_folder(tmp_path, endpoint={"endpoint": endpoint, "model": model})
+    (Path(folder) / "validation").mkdir()
+    (Path(folder) / "validation" / "report.json").write_bytes(
+        orjson.dumps({"system_prompt": "Classify the ticket."})
+    )
+    echo = orjson.loads(actions.ask(folder, "Refund?"))["echo"]
+    assert [m["content"] for m in echo["messages"]] == ["Classify the ticket.", "Refund?"]
+
+
 @pytest.mark.parametrize("action", [("cancel",), ("ask", "Hi")])
 def test_an_unreadable_run_file_is_named(tmp_path, action):
     folder = run_folder(tmp_path)

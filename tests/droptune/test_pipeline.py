@@ -166,3 +166,23 @@ def test_a_dataset_larger_than_the_ledgers_memory_prepares_the_same(tmp_path, mo
         outputs.append((saved, data))
     assert report.issue_counts["duplicate_example"] == 30
     assert outputs[0] == outputs[1]
+
+
+def test_the_report_records_the_system_prompt_every_example_shares(tmp_path):
+    examples = Path(__file__).parents[2] / "droptune" / "examples"
+    shared = orjson.loads((examples / "tickets.jsonl").read_bytes().splitlines()[0])["system"]
+    tickets = pipeline.validate(str(examples / "tickets.jsonl"), RunConfig(), EstimateCounter())
+    assert tickets.to_dict()["system_prompt"] == shared
+
+    def chat(system: str | None, i: int) -> dict:
+        turns = [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]
+        return {"messages": ([{"role": "system", "content": system}] if system else []) + turns}
+
+    for systems in (["A", "B"], ["A", None], [None, None]):
+        rows = [chat(systems[i % 2], i) for i in range(20)]
+        source = write_jsonl(tmp_path / "mixed.jsonl", rows)
+        report = pipeline.validate(source, RunConfig(), counter=EstimateCounter())
+        assert report.system_prompt is None, systems
+    given = RunConfig(system_instruction="Be brief.")  # every example gets it
+    source = write_jsonl(tmp_path / "qa.jsonl", [qa(i) for i in range(20)])
+    assert pipeline.validate(source, given, counter=EstimateCounter()).system_prompt == "Be brief."
