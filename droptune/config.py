@@ -218,12 +218,13 @@ class RunConfig(Settings):
             )
         _check_gate(self.gate)
         if self.training:
-            # The trainer's own settings, checked here so that a misspelt key rejects the
-            # upload instead of failing a GPU job. The trainer's config module ships in the
-            # same distribution and imports nothing of droptune but this module.
-            from droptune_trainer.config import TrainConfig
+            # The trainer's settings, as the trainer will build them from this run, checked
+            # here so that a misspelt key rejects the upload instead of failing a GPU job. The
+            # trainer's config module ships in the same distribution and imports nothing of
+            # droptune but this module.
+            from droptune_trainer.config import TrainConfig, from_run_config
 
-            TrainConfig.from_mapping(self.training, source="training")
+            TrainConfig.from_mapping(from_run_config(self.to_dict()), source="training")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.column_map.items()):
             raise ConfigError(
                 f"column_map maps column names to field names, both text; got {self.column_map!r}"

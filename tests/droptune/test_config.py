@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
@@ -167,3 +168,12 @@ def test_a_blank_system_instruction_is_refused() -> None:
 def test_a_text_setting_given_something_else_is_refused(key) -> None:
     with pytest.raises(ConfigError, match=rf"^droptune.yaml: {key} must be text; got 5$"):
         RunConfig.from_mapping({key: 5}, source="droptune.yaml")
+
+
+def test_training_settings_are_checked_as_the_trainer_builds_them_from_the_run():
+    """With the run's own max_length, as the trainer merges them; the demo's sidecar too."""
+    RunConfig.from_mapping({"max_length": 128, "training": {"tokens_per_batch": 512}})
+    with pytest.raises(ConfigError, match="must hold one whole example of max_length"):
+        RunConfig.from_mapping({"training": {"tokens_per_batch": 512}})  # max_length 2048
+    sidecar = Path(__file__).parents[2] / "droptune" / "examples" / "tickets.droptune.yaml"
+    assert RunConfig.from_yaml(sidecar).training["tokens_per_batch"] == 512

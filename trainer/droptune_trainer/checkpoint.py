@@ -1,9 +1,11 @@
 """Checkpoints that a killed job can always resume from.
 
 A checkpoint is a folder `step-00000042/` holding `state.pt`: the trainable weights (the
-adapter for LoRA), the optimizer and scheduler, the RNG states and the loop's own state. It is
-written under a temporary name and renamed into place, and `latest` (a one-line file, itself
-replaced atomically) names the newest, so a crash mid-write leaves the previous one intact.
+adapter for LoRA), the optimizer and scheduler, the RNG states and the loop's own state. The
+file is written under a temporary name and renamed into place (files, not folders: Cloud
+Storage FUSE, Vertex AI's `/gcs/` mount, renames files but not folders on a flat bucket), and
+`latest` (a one-line file, replaced the same way) names the newest only once it is whole, so a
+crash mid-write leaves the previous one in use.
 """
 
 from __future__ import annotations
@@ -40,11 +42,9 @@ def save(
     scheduler: Any,
     loop: dict[str, Any],
 ) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}"
-    partial = folder / f".step-{step:08d}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir()
+    shutil.rmtree(final, ignore_errors=True)  # a crash's half-written one
+    final.mkdir(parents=True)
     state = {
         "step": step,
         "model": weights,  # the trainable weights by name (fp32 masters' where there are)
@@ -53,9 +53,9 @@ def save(
         "rng": rng_state(),
         "loop": loop,
     }
-    torch.save(state, partial / "state.pt")
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
+    partial = final / "state.pt.partial"
+    torch.save(state, partial)
+    partial.replace(final / "state.pt")
     pointer = folder / f".{LATEST}.partial"
     pointer.write_text(final.name + "\n")
     pointer.replace(folder / LATEST)

@@ -4,13 +4,23 @@ model), then a recipe YAML, then `--set key=value`, later winning; unknown keys 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from droptune.config import Settings, setting
 from droptune.errors import ConfigError
 
 Method = Literal["lora", "qlora", "full"]
+
+
+def from_run_config(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The trainer's settings that a run's configuration gives: its base model, `epochs`,
+    `max_length` and `eval_max_output_tokens`, then its own `training` mapping over them."""
+    given = {k: run_config[k] for k in ("base_model", "epochs", "max_length") if run_config.get(k)}
+    if run_config.get("eval_max_output_tokens"):
+        given["eval_max_new_tokens"] = run_config["eval_max_output_tokens"]
+    return given | dict(run_config.get("training") or {})
 
 
 @dataclass

@@ -27,7 +27,7 @@ from droptune.errors import ConfigError
 from droptune.log import get_logger, labelled
 from droptune.models import locate
 from droptune_trainer import attention, checkpoint, cluster, precision
-from droptune_trainer.config import TrainConfig
+from droptune_trainer.config import TrainConfig, from_run_config
 from droptune_trainer.data import (
     IGNORE,
     Row,
@@ -89,13 +89,7 @@ class History:
 def load_config(
     run_dir: Path, recipe: dict[str, Any] | None, overrides: dict[str, Any]
 ) -> TrainConfig:
-    run = read_run(run_dir)
-    from_run = {
-        k: run["config"][k] for k in ("base_model", "epochs", "max_length") if run["config"].get(k)
-    }
-    if run["config"].get("eval_max_output_tokens"):
-        from_run["eval_max_new_tokens"] = run["config"]["eval_max_output_tokens"]
-    from_run |= run["config"].get("training") or {}  # the run's own trainer settings
+    from_run = from_run_config(read_run(run_dir)["config"])
     return TrainConfig.from_mapping(
         {**from_run, **(recipe or {}), **overrides}, source="the training config"
     )
