@@ -158,12 +158,14 @@ def test_a_dataset_is_tuned_evaluated_deployed_and_answers(stack, client, droptu
 
 
 def test_a_training_error_fails_the_run_with_the_trainers_message(stack, client):
-    settings = {"training": {**FAST, "lora_rank": 0}}
+    # Valid settings (a bad value would be rejected with the upload) that only the model can
+    # refuse: it has no layer of that name.
+    settings = {"training": {**FAST, "target_modules": "no_such_layer"}}
     run_id = drop(client, "broken/tickets.jsonl", TICKETS.read_bytes(), settings)
     status = wait_for_end(client, run_id)
     assert status["state"] == "FAILED"
     assert "TrainingJobFailed" in status["error"]["tags"]
-    assert "lora_rank must be at least 1" in status["error"]["message"]
+    assert "no_such_layer" in status["error"]["message"]
     assert vertex_list(stack, "models", run_id) == []
 
 
