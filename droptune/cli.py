@@ -21,6 +21,7 @@ from rich.table import Table
 from droptune import pipeline
 from droptune.config import BACKENDS, RunConfig
 from droptune.errors import DroptuneError
+from droptune.issues import CATALOGUE
 from droptune.report import Report, render_issue_lines
 
 app = typer.Typer(
@@ -125,6 +126,9 @@ def _summary(report: Report) -> None:
             out.print(
                 f"… {total - shown:,} more (the first {report.issues and shown} shown; see --json)"
             )
+        out.print("\nhow to fix:")
+        for code in dict.fromkeys(issue.code for issue in report.issues):
+            out.print(f"  {code}: {CATALOGUE[code].hint}", markup=False, soft_wrap=True)
 
 
 def _finish(report: Report, as_json: bool) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from droptune.issues import CATALOGUE
+
 EXAMPLE = Path(__file__).parents[2] / "droptune" / "examples" / "chat.jsonl"
 
 
@@ -41,6 +43,9 @@ def test_validate_invalid_file_exit_1_with_location(tmp_path):
     text = result.stdout.decode()
     assert f"{bad}:12: $.messages[0].content: error:" in text
     assert "[message_missing_key]" in text
+    hint = CATALOGUE["message_missing_key"].hint
+    assert text.count("how to fix:") == 1
+    assert text.count(f"\n  message_missing_key: {hint}\n") == 1  # once for each code
 
 
 def test_validate_usage_errors_exit_2(tmp_path):
