@@ -155,12 +155,7 @@ class RecordReader:
         while raw := readline(most):
             line += 1
             if len(raw) == most and not raw.endswith(b"\n"):
-                offset += len(raw) + self._skip_line()
-                self._issue(
-                    "record_too_large",
-                    f"line {line} is over {MAX_LINE_BYTES:,} bytes; skipped unread",
-                    line=line,
-                )
+                offset += self._skip_too_large(raw, line)
                 continue
             try:
                 value = loads(raw)
@@ -174,6 +169,16 @@ class RecordReader:
                 yield Row(line, value)
             offset += len(raw)
         self.bytes_read = offset
+
+    def _skip_too_large(self, start: bytes, line: int) -> int:
+        """`record_too_large` for a line that begins with `start` (the most a line may hold)
+        and goes on: the rest is read past unkept. Returns the line's length in bytes."""
+        self._issue(
+            "record_too_large",
+            f"line {line} is over {MAX_LINE_BYTES:,} bytes; skipped unread",
+            line=line,
+        )
+        return len(start) + self._skip_line()
 
     def _skip_line(self) -> int:
         """Reads past the rest of the current line a chunk at a time; its length in bytes."""
@@ -294,9 +299,7 @@ class RecordReader:
         while raw := readline(most):
             if len(raw) == most and not raw.endswith(b"\n"):
                 number += 1
-                offset += len(raw) + self._skip_line()
-                message = f"line {number} is over {MAX_LINE_BYTES:,} bytes; skipped unread"
-                self._issue("record_too_large", message, line=number)
+                offset += self._skip_too_large(raw, number)
                 continue
             try:
                 text = raw.decode("utf-8")

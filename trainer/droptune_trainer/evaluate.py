@@ -27,7 +27,7 @@ from droptune.log import get_logger, labelled
 from droptune.reporting import try_render_run
 from droptune_trainer.data import read_run, read_split, run_id_of
 from droptune_trainer.errors import TrainerError
-from droptune_trainer.generation import batches, generate, render, token_budget
+from droptune_trainer.generation import batches, generate, prompt_lengths, render, token_budget
 
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
@@ -42,13 +42,6 @@ def answer_budget(tokenizer: Any, labels: list[str] | None, max_new_tokens: int)
         return max_new_tokens
     longest = max(len(ids) for ids in tokenizer(labels, add_special_tokens=False)["input_ids"])
     return min(max_new_tokens, longest + LABEL_SLACK)
-
-
-def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
-    """Tokens of each rendered prompt, tokenized as `generate` tokenizes it."""
-    if not texts:
-        return []
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def answer_all(

@@ -13,6 +13,7 @@ token that ends an answer (`stop_ids`), not only the checkpoint's end of sequenc
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import torch
@@ -38,6 +39,7 @@ def render(tokenizer: Any, prompt: str | list[dict[str, Any]], tools: Any = None
     )
 
 
+@lru_cache(maxsize=8)  # asked for every raw prompt; a tokenizer does not change its mind
 def adds_bos(tokenizer: Any) -> bool:
     """Whether the tokenizer starts a text with its beginning-of-sequence token."""
     ids = tokenizer("a").input_ids
@@ -80,6 +82,13 @@ def generate(
             ids = ids[: end + 1]
         answers.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)))
     return answers
+
+
+def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
+    """Tokens of each rendered prompt, tokenized as `generate` tokenizes it."""
+    if not texts:
+        return []
+    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
 def stop_ids(model: Any, tokenizer: Any) -> set[int]:

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from droptune.log import get_logger
 from droptune_trainer.errors import RunFolderError, TrainerError
-from droptune_trainer.generation import batches, generate, render, token_budget
+from droptune_trainer.generation import batches, generate, prompt_lengths, render, token_budget
 
 log = get_logger("droptune.serve")
 MAX_BODY_BYTES = 1_500_000
@@ -140,29 +140,29 @@ class Model:
 
     def prompts(self, request: PredictRequest) -> tuple[list[str], list[int]]:
         """Each instance's text and its tokens; a 400 for what the model cannot answer."""
-        texts, lengths = [], []
+        texts = []
         for i, inst in enumerate(request.instances):
             if inst.prompt is not None:
                 texts.append(render(self.counter, inst.prompt))
-            else:
-                chat = [m.model_dump(exclude_none=True) for m in inst.messages]
-                try:
-                    texts.append(render(self.counter, chat, inst.tools))
-                except (TemplateError, TypeError, ValueError, KeyError) as exc:
-                    raise HTTPException(
-                        400,
-                        f"instances.{i}.messages: the model's chat template refuses them: {exc}",
-                    ) from None
-            lengths.append(len(self.counter(texts[-1], add_special_tokens=False).input_ids))
-            if not lengths[-1]:
+                continue
+            chat = [m.model_dump(exclude_none=True) for m in inst.messages]
+            try:
+                texts.append(render(self.counter, chat, inst.tools))
+            except (TemplateError, TypeError, ValueError, KeyError) as exc:
+                raise HTTPException(
+                    400, f"instances.{i}.messages: the model's chat template refuses them: {exc}"
+                ) from None
+        lengths = prompt_lengths(self.counter, texts)
+        new_tokens = request.parameters.max_new_tokens
+        for i, length in enumerate(lengths):
+            if not length:
                 raise HTTPException(400, f"instances.{i}: the prompt is empty; give it text")
-            wanted = lengths[-1] + request.parameters.max_new_tokens
-            if self.context and wanted > self.context:
+            if self.context and length + new_tokens > self.context:
                 raise HTTPException(
                     400,
-                    f"instances.{i}: {lengths[-1]} prompt tokens + max_new_tokens "
-                    f"{request.parameters.max_new_tokens} exceed the model's context of "
-                    f"{self.context} tokens; shorten the prompt or ask for fewer tokens",
+                    f"instances.{i}: {length} prompt tokens + max_new_tokens {new_tokens} "
+                    f"exceed the model's context of {self.context} tokens; shorten the prompt "
+                    "or ask for fewer tokens",
                 )
         return texts, lengths
 
