@@ -60,7 +60,7 @@ def weights_for(
     """`Masters` for LoRA when asked for and the model computes below fp32; `Upcast` for full
     tuning below fp32; else `Direct`."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    if method == "full" and upcast(method, dtype):
+    if method == "full" and dtype != torch.float32:
         return Upcast(trainable, model, dtype)
     if method == "lora" and masters and dtype != torch.float32:
         return Masters.lower(model, dtype)
