@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from droptune_trainer.config import TrainConfig
-from droptune_trainer.train import merge_adapter, run, setup
+from droptune_trainer.train import base_with_adapter, run, setup
 from safetensors.torch import load_file
 
 from droptune.errors import ConfigError
@@ -64,12 +64,13 @@ def test_the_merged_model_reloads_and_generates(trained: tuple[Path, dict]):
     assert out.shape[1] > prompt["input_ids"].shape[1]
 
 
-def test_a_saved_adapter_merged_into_its_base_is_the_merged_model(trained: tuple[Path, dict]):
-    """How a QLoRA run gets a servable checkpoint (its 4-bit base cannot take the update):
-    on a LoRA run, the same weights as merging the model in memory."""
+def test_the_saved_adapter_on_its_base_is_the_merged_model(trained: tuple[Path, dict]):
+    """What a QLoRA run evaluates and merges once training is done (its 4-bit base cannot
+    take the update), and what `evaluate` loads: on a LoRA run, the weights it merged."""
     run_dir = trained[0]
-    merged = merge_adapter(TrainConfig(), run_dir / "model" / "adapter", torch.float32)
-    state = merged.state_dict()
+    adapter = run_dir / "model" / "adapter"
+    reloaded = base_with_adapter(TrainConfig(), adapter, torch.device("cpu"), torch.float32)
+    state = reloaded.merge_and_unload().state_dict()
     saved = load_file(run_dir / "model" / "merged" / "model.safetensors")
     assert saved.keys() <= state.keys()
     for name, weight in saved.items():
@@ -257,3 +258,18 @@ def test_training_on_a_gpu_runs_in_bf16_and_lowers_the_loss(tmp_path: Path, tiny
     query = torch.zeros(1, 9, 1, 64, device="cuda", dtype=torch.bfloat16)  # SmolLM2's heads
     key = query[:, :3]
     assert attention.varlen_works(query, key, key), "the varlen kernel was refused on this GPU"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_qlora_evaluates_the_model_it_deploys(tmp_path: Path, tiny_model: Path):
+    """QLoRA trains on a 4-bit base but deploys the adapter merged into the bf16 base: the
+    evaluation (and its gate) must see that model, and the 4-bit one is gone by then."""
+    pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (in the image)")
+    run_dir = make_run_dir(tmp_path)
+    overrides = {**TINY, "base_model": str(tiny_model), "method": "qlora"}
+    metrics = run(str(run_dir), overrides=overrides)
+    assert metrics["evaluation"]["n"] == 2
+    config = json.loads((run_dir / "model" / "merged" / "config.json").read_text())
+    assert "quantization_config" not in config
+    assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"

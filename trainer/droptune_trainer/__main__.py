@@ -51,14 +51,15 @@ def evaluate(
     ] = None,
 ) -> None:
     """Compare the base model and the tuned one (model/adapter) on data/test.jsonl."""
-    from dataclasses import replace
-
-    from peft import PeftModel
-
     from droptune.log import labelled
     from droptune_trainer.data import run_id_of
     from droptune_trainer.evaluate import evaluate as compare
-    from droptune_trainer.train import device_and_dtype, load_config, load_model
+    from droptune_trainer.train import (
+        base_with_adapter,
+        device_and_dtype,
+        load_config,
+        load_tokenizer,
+    )
     from droptune_trainer.vertex import local_run_dir, publish_results, run_output
 
     with local_run_dir(run_dir) as local:
@@ -71,9 +72,8 @@ def evaluate(
                 )
             with labelled(run_id=run_id_of(local)):  # model loading logs too
                 device, dtype = device_and_dtype(config)
-                tokenizer, base = load_model(replace(config, method="full"), device, dtype)
-                adapter = str(model.local / "adapter")
-                tuned = PeftModel.from_pretrained(base, adapter).to(device)
+                tokenizer = load_tokenizer(config)
+                tuned = base_with_adapter(config, model.local / "adapter", device, dtype)
                 compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
                 publish_results(run_dir, local, "evaluation")
         finally:

@@ -101,13 +101,21 @@ def load_base(config: TrainConfig) -> tuple[str, dict[str, Any]]:
     return files.location, ({"gguf_file": files.gguf_file} if files.gguf_file else {})
 
 
-def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def load_tokenizer(config: TrainConfig) -> Any:
+    from transformers import AutoTokenizer
 
     location, kwargs = load_base(config)
     tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = load_tokenizer(config)
+    location, kwargs = load_base(config)
     if config.method == "qlora":
         if device.type != "cuda":
             raise ConfigError(
@@ -391,24 +399,40 @@ def save_model(s: Setup) -> None:
         s.model.save_pretrained(out / "merged", safe_serialization=True)
     else:
         s.model.save_pretrained(out / "adapter", safe_serialization=True)
-        if s.config.method == "lora":
-            merged = s.model.merge_and_unload()
-        else:  # a 4-bit base cannot take the update exactly: merged into the base as it is
-            merged = merge_adapter(s.config, out / "adapter", s.dtype)
-        merged.save_pretrained(out / "merged", safe_serialization=True)
+        s.model.merge_and_unload().save_pretrained(out / "merged", safe_serialization=True)
     s.tokenizer.save_pretrained(out / "merged")
     s.model_out.publish()
 
 
-def merge_adapter(config: TrainConfig, adapter: Path, dtype: torch.dtype) -> Any:
-    """The base model in `dtype` (not quantized), loaded on the CPU, with the saved `adapter`
-    merged in: what a QLoRA run serves, since servers load plain checkpoints."""
-    from peft import PeftModel
+def base_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> Any:
+    """The base model in `dtype`, never quantized: the baseline of full tuning."""
     from transformers import AutoModelForCausalLM
 
     location, kwargs = load_base(config)
-    base = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
-    return PeftModel.from_pretrained(base, adapter).merge_and_unload()
+    return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs).to(device)
+
+
+def base_with_adapter(
+    config: TrainConfig, adapter: Path, device: torch.device, dtype: torch.dtype
+) -> Any:
+    """The base model in `dtype`, never quantized, with the saved `adapter` on top."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(base_model(config, device, dtype), adapter)
+
+
+def unquantize(s: Setup) -> None:
+    """Swap a QLoRA run's 4-bit model for its base in `s.dtype` with the trained adapter.
+    Servers load plain checkpoints, so the run deploys the adapter merged into that base,
+    which answers a little differently from the 4-bit model: the evaluation and its gate
+    must judge the model that is deployed. Inference in bf16 needs no optimizer state, so
+    a model that trained in 4 bits fits for this."""
+    adapter = s.model_out.local / "adapter"
+    s.model.save_pretrained(adapter, safe_serialization=True)
+    s.model = None
+    if s.device.type == "cuda":
+        torch.cuda.empty_cache()
+    s.model = base_with_adapter(s.config, adapter, s.device, s.dtype)
 
 
 def run(
@@ -431,6 +455,8 @@ def run(
             if not group.primary:
                 return {"rank": group.rank}
             metrics = write_training_metrics(s, history)
+            if s.config.method == "qlora":
+                unquantize(s)
             evaluation = evaluate_tuned(s)  # before save_model(): merging removes the adapters
             save_model(s)
             publish_results(run_dir, s.run_dir, "training", "evaluation")
@@ -447,9 +473,7 @@ def evaluate_tuned(s: Setup) -> dict[str, Any] | None:
 
     if not s.config.evaluate_at_end or not (s.run_dir / "data" / "test.jsonl").is_file():
         return None
-    baseline = None
-    if s.config.method == "full":
-        baseline = load_model(s.config, s.device, s.dtype)[1]
+    baseline = base_model(s.config, s.device, s.dtype) if s.config.method == "full" else None
     return evaluate(
         s.model,
         s.tokenizer,
