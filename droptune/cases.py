@@ -84,10 +84,15 @@ def score(answer: Answer, case: Case, labels: list[str] | None) -> evaluation.Sc
 
 
 def compare(
-    items: list[Case], baseline: list[Answer], tuned: list[Answer], labels: list[str] | None
+    items: list[Case],
+    baseline: list[Answer],
+    tuned: list[Answer],
+    labels: list[str] | None,
+    batched: bool = False,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The core's metrics of both models' answers, and the rows of predictions.csv."""
-    comparison = evaluation.Comparison(labels=labels or ())
+    """The core's metrics of both models' answers, and the rows of predictions.csv.
+    `batched`: the answers came from batched generation, each with its batch's time."""
+    comparison = evaluation.Comparison(labels=labels or (), shared_latency=batched)
     rows = []
     for case, b_answer, t_answer in zip(items, baseline, tuned, strict=True):
         b, t = score(b_answer, case, labels), score(t_answer, case, labels)

@@ -9,7 +9,8 @@ and the prediction name, for per-label precision, recall and F1 and the confusio
 
 Per model (`Comparison.metrics`) the means, plus macro F1 for labelled data; the deltas tuned -
 baseline with a paired bootstrap 95% interval (the same resampled examples for both models),
-so a small test set cannot pass for a clear win. `gate` decides whether the tuned model may be
+so a small test set cannot pass for a clear win. Latency gets no interval where a batch's
+answers share one wall time (`shared_latency`): they are not independent draws. `gate` decides whether the tuned model may be
 deployed, and `write_results` writes `evaluation/metrics.json` (the fixed core of the run
 layout, plus `labels`) and `evaluation/predictions.csv`, to a local folder or gs:// alike.
 
@@ -231,11 +232,15 @@ def _codes(values: list[str | None], names: list[str]) -> np.ndarray:
 @dataclass
 class Comparison:
     """Scores of the same examples by two models. `labels`: the label set in the order the
-    report shows it; labels that only the answers name are added after it."""
+    report shows it; labels that only the answers name are added after it. `shared_latency`:
+    the answers were generated in batches and each carries its batch's time, so latency gets
+    its means and delta but no interval (resampling answers would treat one measurement as
+    many and give a falsely narrow one)."""
 
     baseline: list[Scores] = field(default_factory=list)
     tuned: list[Scores] = field(default_factory=list)
     labels: Sequence[str] = ()
+    shared_latency: bool = False
 
     def add(self, baseline: Scores, tuned: Scores) -> None:
         self.baseline.append(baseline)
@@ -260,6 +265,8 @@ class Comparison:
                 base = np.array([s[name] for s in self.baseline], dtype=float)
                 tuned = np.array([s[name] for s in self.tuned], dtype=float)
                 resampled = (tuned - base)[draws].mean(axis=1)
+                if name == "latency_s" and self.shared_latency:
+                    resampled = None
                 _record(out, _MEASURED.get(name, name), base.mean(), tuned.mean(), resampled)
             if name == "accuracy" and "label" in first:
                 self._add_labels(out, draws)
@@ -294,15 +301,17 @@ class Comparison:
 
 
 def _record(
-    out: dict[str, Any], name: str, baseline: float, tuned: float, resampled: np.ndarray
+    out: dict[str, Any],
+    name: str,
+    baseline: float,
+    tuned: float,
+    resampled: np.ndarray | None,
 ) -> None:
     out["baseline"][name] = float(baseline)
     out["tuned"][name] = float(tuned)
     out["delta"][name] = float(tuned - baseline)
-    out["ci95"][name] = [
-        float(np.percentile(resampled, 2.5)),
-        float(np.percentile(resampled, 97.5)),
-    ]
+    if resampled is not None:
+        out["ci95"][name] = [float(np.percentile(resampled, q)) for q in (2.5, 97.5)]
 
 
 # --- the quality gate ---------------------------------------------------------------------
@@ -353,7 +362,10 @@ def gate(
             f"{said}: {n} test examples cannot show significance (require_significance needs "
             f"at least {MIN_SIGNIFICANCE_N}; use a larger test split or turn it off)"
         )
-    elif passed and require_significance and interval and interval[0] < min_delta:
+    elif passed and require_significance and not interval:
+        passed = False
+        reason = f"{said}: {metric} has no 95% interval to show significance with"
+    elif passed and require_significance and interval[0] < min_delta:
         passed = False
         reason = f"{said}: the interval's lower end misses the required {min_delta:+.4f}"
     else:

@@ -47,10 +47,11 @@ class MetricRow:
 
     @property
     def change(self) -> str:
-        """`better`, `worse` or `unclear`: whether the 95% interval of the delta excludes 0."""
-        if self.direction == 0 or self.delta is None:
+        """`better`, `worse` or `unclear`: whether the 95% interval of the delta excludes 0
+        (without an interval, chance cannot be ruled out: unclear)."""
+        if self.direction == 0 or self.delta is None or self.ci95 is None:
             return "unclear"
-        low, high = self.ci95 or (self.delta, self.delta)
+        low, high = self.ci95
         if low > 0 or high < 0:
             return "better" if (low > 0) == (self.direction > 0) else "worse"
         return "unclear"

@@ -107,6 +107,21 @@ def test_means_of_input_tokens_and_latency():
     assert metrics["delta"]["mean_latency_s"] == pytest.approx(-1.0)
     assert metrics["delta"]["exact_match"] == 0.5
     assert "labels" not in metrics and "macro_f1" not in metrics["tuned"]
+    assert "mean_latency_s" in metrics["ci95"]  # one time per request: each answer a sample
+
+
+def test_latency_shared_by_a_batch_gets_no_interval_and_cannot_pass_a_strict_gate():
+    """Batched generation gives every answer of a batch the batch's time: 40 answers in two
+    batches are two measurements, and an interval from resampling the 40 would be false."""
+    comparison = Comparison(shared_latency=True)
+    for i in range(40):
+        comparison.add(score("x", "x", latency_s=2.0 + i // 20), score("x", "x", latency_s=1.0))
+    metrics = comparison.metrics()
+    assert metrics["delta"]["mean_latency_s"] == pytest.approx(-1.5)
+    assert "mean_latency_s" not in metrics["ci95"] and "exact_match" in metrics["ci95"]
+    assert gate(metrics, "mean_latency_s", -2.0)["passed"] is True
+    strict = gate(metrics, "mean_latency_s", -2.0, require_significance=True)
+    assert strict["passed"] is False and "no 95% interval" in strict["reason"]
 
 
 def test_per_label_statistics_match_a_hand_computed_case():

@@ -41,6 +41,7 @@ def test_evaluation_measures_writes_reports_and_labels_its_logs(
     assert metrics["n"] == 2 and metrics["delta"]["rouge_l"] == 0.0  # the same model twice
     assert metrics["tuned"]["mean_input_tokens"] > 10
     assert metrics["tuned"]["mean_latency_s"] > 0
+    assert "mean_latency_s" not in metrics["ci95"]  # batched: one time for many answers
     folder = run_dir / "evaluation"
     assert json.loads((folder / "metrics.json").read_text()) == metrics
     with (folder / "predictions.csv").open(newline="") as f:

@@ -9,7 +9,8 @@ baseline is the base model itself (LoRA adapters switched off, no second copy in
 Writes `evaluation/predictions.csv` and `evaluation/metrics.json` (with the quality gate)
 through the core's `write_results`, then the report (`evaluation/report.html`). Each answer's
 latency is the wall time of the batch that produced it: every request in a batch waits for
-the whole batch, as it would on a server that batches requests.
+the whole batch, as it would on a server that batches requests. Answers that share one time
+are not independent samples, so latency gets means and a delta but no bootstrap interval.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def evaluate(
             adapters_off=baseline_model is None,
         )
         tuned = answer_all(model, tokenizer, items, max_new_tokens, device, adapters_off=False)
-        metrics, rows = compare(items, baseline, tuned, labels)
+        metrics, rows = compare(items, baseline, tuned, labels, batched=True)
         if gate is None:
             gate = read_run(run_dir)["config"].get("gate")
         metrics["gate"] = evaluation.gate(metrics, **(gate or {}))

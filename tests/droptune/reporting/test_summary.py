@@ -131,3 +131,14 @@ def test_most_changed_prefers_the_gate_metric_and_breaks_ties_by_rouge():
     assert [c.user_input for c in better] == ["q4"]
     assert most_changed(rows, "exact_match")[0][0].metric == "rouge_l"
     assert most_changed([], "accuracy") == ([], [])
+
+
+def test_a_delta_without_an_interval_is_unclear():
+    """The trainer's latency has no interval (a batch's answers share one time): its delta
+    alone cannot say better or worse."""
+    from droptune.reporting.summary import MetricRow
+
+    row = MetricRow("mean_latency_s", "seconds per request", 2.0, 1.0, -1.0, None, -1)
+    assert row.change == "unclear"
+    timed = MetricRow("mean_latency_s", "seconds per request", 2.0, 1.0, -1.0, (-1.2, -0.8), -1)
+    assert timed.change == "better"
