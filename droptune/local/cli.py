@@ -33,6 +33,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 STATE_STYLE = {"SUCCEEDED": "green", "GATED": "yellow", "REJECTED": "red", "FAILED": "red"}
 START_TIMEOUT = 120.0
+PROGRESS_EVERY = 10.0  # seconds between training progress lines when not on a terminal
 
 
 # --- the stack ----------------------------------------------------------------------------
@@ -202,13 +203,14 @@ def follow(
 
     uri = f"gs://{state.runs_bucket}/runs/{run_id}/status.json"
     started, seen, body = time.monotonic(), 0, None
+    said, said_at = None, -PROGRESS_EVERY  # the last progress line printed off a terminal
     with console.status("waiting for the upload function") as spinner:
         while time.monotonic() - started < timeout:
             found = gcs.read_bytes(uri)
+            elapsed = time.monotonic() - started
             if found is not None:
                 body = json.loads(found[0])
                 for entry in body["history"][seen:]:
-                    elapsed = time.monotonic() - started
                     console.print(
                         f"{elapsed:6.1f}s  {_state(entry['state'])}  {entry['detail']}",
                         soft_wrap=True,
@@ -220,6 +222,11 @@ def follow(
                     training_progress(state, home, run_id) if body["state"] == "TRAINING" else None
                 )
                 spinner.update(progress or f"{body['state'].lower()}")
+                # Off a terminal (a pipe, a CI log) the spinner shows nothing: print it instead.
+                quiet = console.is_terminal or elapsed - said_at < PROGRESS_EVERY
+                if not quiet and progress not in (None, said):
+                    console.print(f"{elapsed:6.1f}s  {progress}", soft_wrap=True)
+                    said, said_at = progress, elapsed
             time.sleep(0.5)
     raise StackError(
         f"run {run_id} did not end in {timeout / 60:.0f} min; it is still {body and body['state']}"

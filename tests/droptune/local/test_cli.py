@@ -57,3 +57,40 @@ def test_a_config_with_a_mistake_is_refused_before_anything_starts(tmp_path: Pat
     assert result.returncode == 2
     assert "epoks" in result.stderr and "epochs" in result.stderr
     assert not (home / "state.json").exists()
+
+
+def test_follow_prints_training_progress_when_not_on_a_terminal(monkeypatch):
+    """In a pipe or a CI log the spinner shows nothing: training progress comes as lines, each
+    new message at most every PROGRESS_EVERY seconds."""
+    import io
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from droptune.cloud import gcs
+    from droptune.local import cli
+
+    clock = [0.0]
+    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(cli.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + 2 * s))
+
+    def status(state: str, *history: str) -> tuple[bytes, int]:
+        entries = [{"state": s, "detail": s.lower()} for s in history]
+        return json.dumps({"state": state, "history": entries}).encode(), 1
+
+    training = status("TRAINING", "VALIDATING", "TRAINING")
+    statuses = iter([training] * 30 + [status("SUCCEEDED", "VALIDATING", "TRAINING", "SUCCEEDED")])
+    monkeypatch.setattr(gcs, "read_bytes", lambda uri: next(statuses))
+    steps = iter(f"training: step {n // 4}" for n in range(30))
+    monkeypatch.setattr(cli, "training_progress", lambda *args: next(steps))
+    printed = io.StringIO()
+    console = Console(file=printed, width=200)
+    assert not console.is_terminal
+
+    final = cli.follow(SimpleNamespace(runs_bucket="runs"), Path("."), "r", 600, console)
+
+    assert final["state"] == "SUCCEEDED"
+    lines = printed.getvalue().splitlines()
+    progress = [line.split("s  ", 1)[1] for line in lines if "training: step" in line]
+    assert progress == ["training: step 0", "training: step 2", "training: step 5"]
+    assert "SUCCEEDED" in lines[-1]
