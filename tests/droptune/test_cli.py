@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,14 @@ def test_a_rejected_runs_error_says_where_it_is():
     error = {"code": "bad_role", "line": 2, "path": "$.messages[0].role", "message": "x"}
     assert where(error) == "line 2, $.messages[0].role: "
     assert where({"message": "no location"}) == ""
+
+
+def test_help_shows_flags_without_a_value():
+    """A flag takes no value; a help screen saying `--json <bool>` sends people typing one."""
+    result = subprocess.run(
+        [sys.executable, "-m", "droptune", "local", "run", "--help"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "120"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "--json" in result.stdout and "--timeout" in result.stdout
+    assert "<bool>" not in result.stdout and "BOOLEAN" not in result.stdout
