@@ -137,7 +137,8 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
     (
         "unknown_field",
         W,
-        "A top-level field the detected format does not read (one warning per field name).",
+        "A field the detected format does not read, at the top level or in a chat message "
+        "(one warning per field name).",
         "It is ignored; remove it or check its spelling.",
     ),
     (

@@ -15,11 +15,13 @@ turns them into the dataset-level checks of the report.
 
 from __future__ import annotations
 
+import difflib
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
+from typing import Any
 
 import orjson
 import xxhash
@@ -29,6 +31,7 @@ from droptune.config import RunConfig
 from droptune.counting import OrderedCounts, worth_a_pool
 from droptune.errors import TokenizerError
 from droptune.formats import BY_NAME, Example, Format, RecordProblem, classify
+from droptune.formats.chat import MESSAGE_FIELDS
 from droptune.formats.export import group_sessions
 from droptune.formats.schema import json_path, load_schema
 from droptune.issues import Issue, IssueLog
@@ -75,6 +78,7 @@ class Scan:
         self.ledger = Ledger()
         self.token_limit, self.over_limit_code = limits.tokens_per_example(config)
         self.unknown_fields: dict[str, list[int]] = {}  # field -> [first line, records]
+        self.unread_in_messages: dict[str, list[Any]] = {}  # key -> [line, path, records]
         self.labels: dict[str, int] = {}  # label -> id; its stratum in the ledger is id + 1
         # The system prompt every valid example shares (None: none, or they differ), which
         # the tuned model expects: `droptune runs ask` sends it.
@@ -193,9 +197,18 @@ class Scan:
                 self.invalid += 1
                 self._issue(problem.code, problem.message, line, problem.path)
                 continue
+            if example.unread:
+                self._note_unread(line, example.unread)
             if system:
                 example.give_system(system)
             yield line, example
+
+    def _note_unread(self, line: int, unread: list[tuple[str, str]]) -> None:
+        first: dict[str, str] = {}  # a record counts once per key, however many messages
+        for key, path in unread:
+            first.setdefault(key, path)
+        for key, path in first.items():
+            self.unread_in_messages.setdefault(key, [line, path, 0])[2] += 1
 
     def _good_rows(self, fmt, rows, is_valid, matches, fields) -> Iterator[tuple[int, dict]]:
         unknown = self.unknown_fields
@@ -239,15 +252,26 @@ class Scan:
 
     def _report_unknown_fields(self, fmt: Format) -> None:
         """One warning per field the format does not read, at its first line."""
-        known = ", ".join(sorted(load_schema(fmt.schema).fields))
+        fields = load_schema(fmt.schema).fields
         for key, (line, records) in self.unknown_fields.items():
-            self._issue(
-                "unknown_field",
-                f"{key!r} is not a field of {fmt.title} (it reads {known}), so it is ignored; "
-                f"{records} of {self.records} records have it",
-                line,
-                json_path([key]),
-            )
+            said = f"{key!r} is not a field of {fmt.title} (it reads {', '.join(sorted(fields))})"
+            self._unread(said, key, fields, records, line, json_path([key]))
+        for key, (line, path, records) in self.unread_in_messages.items():
+            read = ", ".join(sorted(MESSAGE_FIELDS))
+            said = f"{key!r} is not a field of a message (it reads {read}; a tool's message also tool_call_id and name)"
+            self._unread(said, key, MESSAGE_FIELDS, records, line, path)
+
+    def _unread(
+        self, said: str, key: str, known: frozenset[str], records: int, line: int, path: str
+    ) -> None:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        self._issue(
+            "unknown_field",
+            f"{said}, so it is ignored; {records} of {self.records} records have it{hint}",
+            line,
+            path,
+        )
 
     def _check(self, line: int, example: Example) -> bool:
         if example.messages is None:

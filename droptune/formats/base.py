@@ -40,6 +40,7 @@ class Example:
     tools: list[Any] | None = None
     label: str | None = None
     lines: list[int] | None = None  # per message, for formats that group several records
+    unread: list[tuple[str, str]] | None = None  # (key, JSON path) in a message, not read
 
     def give_system(self, text: str) -> None:
         """Open the conversation with a system turn of `text` unless it has one; the turn

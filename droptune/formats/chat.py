@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 
 from droptune.formats.base import Example, Message, Record, RecordProblem
+from droptune.formats.schema import json_path
 
 ROLES = {
     "system": "system",
@@ -41,6 +42,11 @@ def is_gemini_messages(record: Record) -> bool:
 
 
 REASONING_PARTS = frozenset({"reasoning", "thinking"})
+# What a message's keys mean to the conversion; anything else in a message is dropped.
+MESSAGE_FIELDS = frozenset(
+    {"role", "content", "reasoning_content", "tool_calls", "weight", "loss_weight"}
+)
+TOOL_MESSAGE_FIELDS = MESSAGE_FIELDS | {"tool_call_id", "name"}
 
 
 def parse_tool_call(value: Any, path: str) -> dict[str, Any]:
@@ -147,15 +153,25 @@ def content_paths(n: int) -> list[str]:
 
 
 def chat_to_chat(record: Record) -> Example:
+    """A chat record as it is; keys of a message that nothing reads are listed in `unread`.
+
+    >>> chat_to_chat({"messages": [{"role": "user", "content": "hi", "wieght": 0}]}).unread
+    [('wieght', '$.messages[0].wieght')]
+    """
     messages: list[Message] = []
-    for m in record["messages"]:
+    unread: list[tuple[str, str]] = []
+    for i, m in enumerate(record["messages"]):
         role = ROLES[m["role"]]
         content = m.get("content")
         if type(content) is str and len(m) == 2:  # just role and content: most messages
             messages.append({"role": role, "content": content})
-        else:
-            messages.append(_message(m, role, f"$.messages[{len(messages)}].content"))
-    return Example(messages, content_paths(len(messages)), tools=parse_tools(record.get("tools")))
+            continue
+        messages.append(_message(m, role, f"$.messages[{i}].content"))
+        known = TOOL_MESSAGE_FIELDS if role == "tool" else MESSAGE_FIELDS
+        if not known.issuperset(m):
+            unread += [(k, json_path(["messages", i, k])) for k in m if k not in known]
+    tools = parse_tools(record.get("tools"))
+    return Example(messages, content_paths(len(messages)), tools=tools, unread=unread or None)
 
 
 def gemini_messages_to_chat(record: Record) -> Example:

@@ -78,6 +78,31 @@ def test_each_unknown_field_is_warned_once_at_its_first_line(validate_data) -> N
     )
 
 
+def test_a_messages_unread_key_is_warned_once_with_its_path(validate_data) -> None:
+    """A misspelt `weight` would silently train on the turn it meant to skip."""
+    user = {"role": "user", "content": "q", "name": "ann"}
+    skipped = {"role": "assistant", "content": "a", "wieght": 0}
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    calling = {"role": "assistant", "content": None, "tool_calls": [call]}
+    tool = {"role": "tool", "content": "{}", "tool_call_id": "c1", "name": "f"}
+    records = [
+        chat("1"),
+        {"messages": [user, skipped, {"role": "user", "content": "q2"}, skipped]},
+        {"messages": [{"role": "user", "content": "q"}, calling, tool, skipped]},
+    ]
+    report = validate_data(jsonl(*records))
+    assert report.valid and report.counts["valid"] == 3
+    found = [(i.code, i.line, i.path) for i in report.issues]
+    assert found == [
+        ("unknown_field", 2, "$.messages[0].name"),
+        ("unknown_field", 2, "$.messages[1].wieght"),
+    ]  # a tool's message reads its name
+    assert "1 of 3 records have it" in report.issues[0].message
+    assert report.issues[1].message.endswith(
+        "so it is ignored; 2 of 3 records have it; did you mean 'weight'?"
+    )
+
+
 def test_fields_a_converter_reads_are_known(validate_data) -> None:
     records = [{"text": f"t{i}", "label": "a", "system": "s", "instruction": "i"} for i in range(2)]
     export = [
