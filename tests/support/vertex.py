@@ -29,6 +29,7 @@ class ScriptedVertex:
     job_seconds: float = 600
     job_end: str = "JOB_STATE_SUCCEEDED"
     gate_passed: bool = True
+    serving_fails: bool = False  # a deployed model answers predictions with an HTTP 500
     create_failures: list[int] = field(default_factory=list)  # HTTP codes before success
     jobs: dict[str, dict] = field(default_factory=dict)
     endpoints: dict[str, dict] = field(default_factory=dict)
@@ -44,7 +45,7 @@ class ScriptedVertex:
             "endpoints.create": self.create_endpoint,
             "endpoints.deployModel": self.deploy,
             "endpoints.undeployModel": self.undeploy,
-            "endpoints.predict": lambda **kw: {"predictions": ["Hi!"]},
+            "endpoints.predict": self.predict,
         }
 
         def recorded(name: str, fn: Any) -> Any:
@@ -107,14 +108,43 @@ class ScriptedVertex:
         return self.endpoints[name]
 
     def deploy(self, endpoint: str, body: dict, region: str, connector_params: dict) -> dict:
+        """As Vertex AI: the request's trafficSplit replaces the endpoint's ("0": the new one)."""
         deployed = {"id": str(100 + len(self.calls)), "model": body["deployedModel"]["model"]}
         models = self.endpoints[endpoint].setdefault("deployedModels", [])
         models.append(deployed)
+        split = body.get("trafficSplit") or {}
+        if split:
+            self.set_split(
+                endpoint, {deployed["id"] if k == "0" else k: v for k, v in split.items()}
+            )
         return {"deployedModel": deployed}
 
     def undeploy(self, endpoint: str, body: dict, region: str) -> dict:
-        models = self.endpoints[endpoint]["deployedModels"]
-        if not any(m["id"] == body["deployedModelId"] for m in models):
+        """As Vertex AI: a model that still has traffic leaves only when the request's
+        trafficSplit takes it away, or when it is the last one."""
+        resource = self.endpoints[endpoint]
+        models = resource["deployedModels"]
+        gone = body["deployedModelId"]
+        if not any(m["id"] == gone for m in models):
             raise http_error(404)
-        models[:] = [m for m in models if m["id"] != body["deployedModelId"]]
+        models[:] = [m for m in models if m["id"] != gone]
+        split = body.get("trafficSplit") or {}
+        if not models:
+            split = {}
+        elif not split:
+            if resource.get("trafficSplit", {}).get(gone, 0):
+                raise http_error(400)  # FAILED_PRECONDITION: it still has traffic
+            split = {k: v for k, v in resource.get("trafficSplit", {}).items() if k != gone}
+        self.set_split(endpoint, split)
         return {}
+
+    def set_split(self, endpoint: str, split: dict[str, int]) -> None:
+        ids = {m["id"] for m in self.endpoints[endpoint].get("deployedModels", [])}
+        if split and (sum(split.values()) != 100 or not split.keys() <= ids):
+            raise http_error(400)  # INVALID_ARGUMENT: a split over the deployed models, of 100
+        self.endpoints[endpoint]["trafficSplit"] = split
+
+    def predict(self, endpoint: str, body: dict, region: str) -> dict:
+        if self.serving_fails:
+            raise http_error(500)
+        return {"predictions": ["Hi!"]}

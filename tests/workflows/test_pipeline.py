@@ -149,14 +149,14 @@ def test_a_run_trains_passes_the_gate_and_is_deployed(vertex, gcs_server):
     assert execution.logs[-1]["data"]["state"] == "SUCCEEDED"
 
 
-def test_a_two_hour_job_costs_at_most_100_steps(vertex, gcs_server):
+def test_a_two_hour_job_costs_at_most_101_steps(vertex, gcs_server):
     vertex.job_seconds = 2 * 3600
     queue_run(vertex.bucket, "long")
     execution = execute(vertex, gcs_server, "long")
     assert execution.result["state"] == "SUCCEEDED"
     polls = vertex.calls.count("customJobs.get")
     assert polls <= 16
-    assert execution.step_count <= 100, execution.step_count
+    assert execution.step_count <= 101, execution.step_count  # 100 + the smoke test's try
 
 
 def test_a_second_deployment_replaces_the_first_model_on_the_endpoint(vertex, gcs_server):
@@ -167,6 +167,31 @@ def test_a_second_deployment_replaces_the_first_model_on_the_endpoint(vertex, gc
     assert len(endpoint["deployedModels"]) == 1
     assert vertex.calls.count("endpoints.create") == 1
     assert vertex.calls.count("endpoints.undeployModel") == 1
+
+
+def test_a_model_that_fails_its_smoke_prediction_gives_the_traffic_back(vertex, gcs_server):
+    queue_run(vertex.bucket, "good")
+    assert execute(vertex, gcs_server, "good").result["state"] == "SUCCEEDED"
+    (endpoint,) = vertex.endpoints.values()
+    (good,) = endpoint["deployedModels"]
+    assert endpoint["trafficSplit"] == {good["id"]: 100}
+
+    vertex.serving_fails = True
+    queue_run(vertex.bucket, "broken")
+    execution = execute(vertex, gcs_server, "broken")
+    assert execution.state == "FAILED" and "SmokeTestFailed" in execution.error["tags"]
+    assert endpoint["deployedModels"] == [good] and endpoint["trafficSplit"] == {good["id"]: 100}
+    status = status_of(vertex.bucket, "broken")
+    assert status["state"] == "FAILED"
+    assert "failed its smoke prediction (HTTP 500)" in status["error"]["message"]
+    assert "traffic went back" in status["error"]["message"]
+    assert not vertex.bucket.blob("runs/broken/endpoint.json").exists()
+
+    queue_run(vertex.bucket, "first-ever")  # on an endpoint with no model before it
+    del vertex.endpoints[endpoint["name"]]
+    assert execute(vertex, gcs_server, "first-ever").state == "FAILED"
+    (endpoint,) = vertex.endpoints.values()
+    assert endpoint["deployedModels"] == [] and endpoint["trafficSplit"] == {}
 
 
 def test_a_model_another_run_retired_first_does_not_fail_this_one(vertex, gcs_server):

@@ -5,7 +5,8 @@ process answers its health route; then the endpoint lists the deployed model and
 of traffic, and the operation's response is the `DeployedModel`. A process that exits, or
 is not healthy within `containerSpec.deploymentTimeout` (else the server's default), ends
 the operation with error code 13 and the last lines of its log. `undeployModel` stops the
-process before its operation is done. Serving logs go to `root/endpoints/ENDPOINT/ID.log`.
+process before its operation is done; as on Vertex AI, a model with traffic leaves only when
+the request's `trafficSplit` takes that traffic away, or when it is the endpoint's last. Serving logs go to `root/endpoints/ENDPOINT/ID.log`.
 """
 
 from __future__ import annotations
@@ -185,11 +186,19 @@ class Endpoints:
             kept = [d for d in endpoint.resource.deployed_models if d.id != deployed_id]
             if len(kept) == len(endpoint.resource.deployed_models):
                 raise not_found(f"DeployedModel {deployed_id} of Endpoint {endpoint.resource.name}")
+            split = dict(undeploy.traffic_split)
+            if split.get(deployed_id, 0):
+                raise invalid(f"trafficSplit gives traffic to {deployed_id}, which it undeploys.")
+            if kept and not split and endpoint.resource.traffic_split.get(deployed_id, 0):
+                raise precondition(
+                    f"DeployedModel {deployed_id} still has traffic; give trafficSplit "
+                    "without it to undeploy it."
+                )
+            remaining = {} if not kept else split or dict(endpoint.resource.traffic_split)
+            remaining.pop(deployed_id, None)
+            _check_split(remaining, {d.id for d in kept})
             del endpoint.resource.deployed_models[:]
             endpoint.resource.deployed_models.extend(kept)
-            remaining = dict(undeploy.traffic_split) or _without(
-                dict(endpoint.resource.traffic_split), deployed_id
-            )
             endpoint.resource.traffic_split.clear()
             endpoint.resource.traffic_split.update(remaining)
             endpoint.resource.update_time.CopyFrom(schema.now())
@@ -267,12 +276,12 @@ def check_deployed_model(deployed: Any) -> None:
         raise invalid("deployedModel needs dedicatedResources or automaticResources.")
 
 
-def _without(split: dict[str, int], deployed_id: str) -> dict[str, int]:
-    """The traffic split once `deployed_id` is gone: its share goes to the largest other."""
-    share = split.pop(deployed_id, 0)
-    if split and share:
-        split[max(split, key=split.__getitem__)] += share
-    return split
+def _check_split(split: dict[str, int], deployed: set[str]) -> None:
+    """A traffic split over deployed models that adds up to 100 (or an empty one)."""
+    if split and sum(split.values()) != 100:
+        raise invalid(f"trafficSplit must add up to 100, not {sum(split.values())}.")
+    if unknown := split.keys() - deployed:
+        raise invalid(f"trafficSplit names models not deployed: {', '.join(sorted(unknown))}.")
 
 
 def _pick(endpoint: EndpointState) -> Any:

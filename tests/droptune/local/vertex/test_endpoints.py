@@ -90,6 +90,40 @@ def test_deploy_predict_undeploy(vertex, models, endpoints, predictions):
         predictions.predict(endpoint=endpoint, instances=["hi"])
 
 
+def test_a_model_with_traffic_leaves_only_with_a_split_that_takes_it_away(
+    vertex, models, endpoints
+):
+    """As on Vertex AI, which the workflow's rollback after a failed smoke test relies on."""
+    model, endpoint = deploy_echo(models, endpoints)
+    (old,) = endpoints.get_endpoint(name=endpoint).deployed_models
+    new = (
+        endpoints.deploy_model(
+            endpoint=endpoint,
+            deployed_model={"model": model, "dedicated_resources": DEDICATED},
+            traffic_split={"0": 100},
+        )
+        .result(timeout=30)
+        .deployed_model
+    )
+    url = f"{vertex.url}/v1/{endpoint}:undeployModel"
+    refused = requests.post(url, json={"deployedModelId": new.id}, timeout=10)
+    assert_error(refused, 400, "FAILED_PRECONDITION", "still has traffic")
+    wrong = requests.post(
+        url, json={"deployedModelId": new.id, "trafficSplit": {new.id: 100}}, timeout=10
+    )
+    assert_error(wrong, 400, "INVALID_ARGUMENT", "which it undeploys")
+    unknown = requests.post(
+        url, json={"deployedModelId": new.id, "trafficSplit": {"42": 100}}, timeout=10
+    )
+    assert_error(unknown, 400, "INVALID_ARGUMENT", "not deployed: 42")
+    endpoints.undeploy_model(
+        endpoint=endpoint, deployed_model_id=new.id, traffic_split={old.id: 100}
+    ).result(timeout=20)
+    resource = endpoints.get_endpoint(name=endpoint)
+    assert [d.id for d in resource.deployed_models] == [old.id]
+    assert dict(resource.traffic_split) == {old.id: 100}
+
+
 def test_a_model_that_never_gets_healthy_fails_its_deployment(models, endpoints):
     script = "import sys; print('cannot load the model'); sys.exit(2)"
     model = upload(models, [sys.executable, "-c", script])
