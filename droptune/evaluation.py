@@ -259,16 +259,24 @@ class Comparison:
         if not n:
             return out
         draws = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP_SAMPLES, n))
-        first = self.tuned[0]
         for name in [*_MEANS, *_MEASURED]:
-            if name in first:
-                base = np.array([s[name] for s in self.baseline], dtype=float)
-                tuned = np.array([s[name] for s in self.tuned], dtype=float)
-                resampled = (tuned - base)[draws].mean(axis=1)
+            base = np.array([s.get(name, np.nan) for s in self.baseline], dtype=float)
+            tuned = np.array([s.get(name, np.nan) for s in self.tuned], dtype=float)
+            # A measurement an answer lacks (no usage reported) leaves its pair out of that
+            # measurement's means and delta; scores are on every answer.
+            paired = ~(np.isnan(base) | np.isnan(tuned))
+            if paired.any():
+                resampled = _resampled_mean(np.where(paired, tuned - base, 0.0), paired, draws)
                 if name == "latency_s" and self.shared_latency:
                     resampled = None
-                _record(out, _MEASURED.get(name, name), base.mean(), tuned.mean(), resampled)
-            if name == "accuracy" and "label" in first:
+                _record(
+                    out,
+                    _MEASURED.get(name, name),
+                    base[paired].mean(),
+                    tuned[paired].mean(),
+                    resampled,
+                )
+            if name == "accuracy" and "label" in self.tuned[0]:
                 self._add_labels(out, draws)
         return out
 
@@ -298,6 +306,13 @@ class Comparison:
         }
         given = list(self.labels)
         return given + sorted(x for x in seen if x is not None and x not in given)
+
+
+def _resampled_mean(values: np.ndarray, kept: np.ndarray, draws: np.ndarray) -> np.ndarray:
+    """The mean of the kept `values` in each resample (resamples that keep none left out)."""
+    counts = kept[draws].sum(axis=1)
+    sums = values[draws].sum(axis=1)
+    return sums[counts > 0] / counts[counts > 0]
 
 
 def _record(

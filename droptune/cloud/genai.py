@@ -307,8 +307,11 @@ def generate(
         raise GeminiError(f"{model}: generateContent failed: {exc}") from exc
     latency = time.perf_counter() - started
     usage = response.usage_metadata
-    output = None  # answer and thinking: both billed as output; an answer may be all thinking
-    if usage and (usage.candidates_token_count, usage.thoughts_token_count) != (None, None):
+    # Answer and thinking: both billed as output; an answer may be all thinking, and a blocked
+    # prompt has no candidate at all. proto3 JSON leaves zero counts out, so with usage
+    # reported, a count that is missing is 0.
+    output = None
+    if usage:
         output = (usage.candidates_token_count or 0) + (usage.thoughts_token_count or 0)
     return Answer(
         text=response.text or "",

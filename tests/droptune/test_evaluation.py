@@ -110,6 +110,24 @@ def test_means_of_input_tokens_and_latency():
     assert "mean_latency_s" in metrics["ci95"]  # one time per request: each answer a sample
 
 
+def test_a_measurement_some_answers_lack_is_averaged_over_the_pairs_that_have_it():
+    """An answer with no usage reported has no token counts; its scores still count."""
+    comparison = Comparison()
+    comparison.add(
+        score("x", "x", output_tokens=4), score("x", "x")
+    )  # the tuned answer without a count
+    comparison.add(score("y", "x", output_tokens=6), score("x", "x", output_tokens=2))
+    comparison.add(score("y", "x", output_tokens=8), score("x", "x", output_tokens=4))
+    metrics = comparison.metrics()
+    assert metrics["delta"]["exact_match"] == pytest.approx(2 / 3)  # every answer
+    assert metrics["baseline"]["mean_output_tokens"] == 7.0  # the two complete pairs
+    assert metrics["tuned"]["mean_output_tokens"] == 3.0
+    assert metrics["ci95"]["mean_output_tokens"] == [-4.0, -4.0]
+    lonely = Comparison()
+    lonely.add(score("x", "x", output_tokens=4), score("x", "x"))
+    assert "mean_output_tokens" not in lonely.metrics()["tuned"]  # no pair has it
+
+
 def test_latency_shared_by_a_batch_gets_no_interval_and_cannot_pass_a_strict_gate():
     """Batched generation gives every answer of a batch the batch's time: 40 answers in two
     batches are two measurements, and an interval from resampling the 40 would be false."""

@@ -54,6 +54,7 @@ class ScriptedTuner:
     throttle_create: int = 0
     throttle_generate: int = 0
     thoughts: int = 0  # thinking tokens each answer reports (2.5 models think by default)
+    blocked: Callable[[str, list[dict[str, str]]], bool] = lambda target, messages: False
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     started: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -100,8 +101,11 @@ class ScriptedTuner:
                 self.throttle_generate -= 1
                 raise ApiError("RESOURCE_EXHAUSTED", "Resource exhausted, please try again.")
         messages = to_messages(request)
-        text = self.answer(target, messages)
         prompt = sum(len(m["content"].split()) for m in messages)
+        if self.blocked(target, messages):  # no candidate; usage counts the prompt only
+            usage = {"promptTokenCount": prompt, "totalTokenCount": prompt}
+            return {"promptFeedback": {"blockReason": "SAFETY"}, "usageMetadata": usage}
+        text = self.answer(target, messages)
         response = gemini_response(
             text, {"inputTokens": prompt, "outputTokens": len(text.split())}, "scripted-001"
         )

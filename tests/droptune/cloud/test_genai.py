@@ -147,6 +147,14 @@ def test_an_answer_that_is_all_thinking_still_counts_its_output(client, tuner):
     assert answer.text == "" and answer.output_tokens == 8
 
 
+def test_a_blocked_prompt_is_an_empty_answer_of_no_output_tokens(client, tuner):
+    """Safety-blocked: no candidate, and usage without a candidates count (proto3 leaves 0
+    out). The evaluation scores it as an empty answer rather than lose the measurement."""
+    tuner.blocked = lambda target, messages: True
+    answer = genai.generate(client, "gemini-2.5-flash", [{"role": "user", "content": "hi"}], 8)
+    assert (answer.text, answer.output_tokens, answer.input_tokens) == ("", 0, 1)
+
+
 def test_too_much_throttling_is_an_error_that_names_the_model(server, tuner):
     settings = genai.GeminiSettings(
         PROJECT, LOCATION, base_url=server.url, attempts=2, first_retry_s=0.01
