@@ -81,9 +81,11 @@ def evaluate(request: flask.Request) -> tuple[dict[str, Any], int]:
         except (EvaluationError, ConfigError) as exc:  # the run or the deployment: no retry helps
             log.error(f"evaluation of {work.run_uri} failed: {exc}")
             return error(422, "FAILED_PRECONDITION", str(exc))
-        except genai.GeminiError as exc:  # the model API, after its own retries: worth a retry
+        except genai.GeminiError as exc:  # the model API, after its own retries
             log.error(f"evaluation of {work.run_uri} failed: {exc}")
-            return error(503, "UNAVAILABLE", str(exc))
+            if exc.retryable:  # throttled or unavailable: the workflow tries the slice again
+                return error(503, "UNAVAILABLE", str(exc))
+            return error(422, "FAILED_PRECONDITION", str(exc))  # refused: it would be again
     return answer, 200
 
 

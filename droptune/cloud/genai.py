@@ -41,6 +41,13 @@ RETRY_STATUS_CODES = (429, 503)  # throttled or briefly unavailable: nothing was
 class GeminiError(DroptuneError):
     """A Gemini API call failed after its retries, or answered something unusable."""
 
+    @property
+    def retryable(self) -> bool:
+        """Worth another try later: throttling, a server or transport error; not a request
+        the API refused (400, 403, 404: the same request would be refused again)."""
+        code = getattr(self.__cause__, "code", None)
+        return not isinstance(code, int) or code in (408, 429) or code >= 500
+
 
 @dataclass(frozen=True)
 class GeminiSettings:

@@ -268,3 +268,27 @@ def test_the_evaluation_functions_log_lines_name_the_run(monkeypatch, capture_lo
     (entry,) = read_log()
     assert entry["severity"] == "ERROR"
     assert entry["logging.googleapis.com/labels"] == {"run_id": "chat-7-ab"}
+
+
+@pytest.mark.parametrize(("code", "status"), [(429, 503), (503, 503), (400, 422), (404, 422)])
+def test_the_evaluation_function_asks_for_a_retry_only_when_one_can_help(
+    monkeypatch, code: int, status: int
+):
+    """The workflow retries a slice on 5xx: a request the model API refused would be refused
+    again, 6 times over a whole slice of billed calls."""
+    from google.genai import errors
+
+    from droptune.cloud.genai import GeminiError
+
+    def evaluate_slice(*args):
+        try:
+            raise errors.APIError(code, {"error": {"message": "upstream", "status": "X"}})
+        except errors.APIError as exc:
+            raise GeminiError(f"gemini-2.5-flash: generateContent failed: {exc}") from exc
+
+    monkeypatch.setattr("droptune.gemini.evaluate_slice", evaluate_slice)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "p")
+    client = create_app(target="evaluate", source=str(SOURCE)).test_client()
+    answer = client.post("/", json={"run_uri": "gs://r/runs/chat-7-ab/", "tuning_job": "j"})
+    assert answer.status_code == status
+    assert "generateContent failed" in answer.get_json()["error"]["message"]

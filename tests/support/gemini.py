@@ -55,6 +55,7 @@ class ScriptedTuner:
     throttle_generate: int = 0
     thoughts: int = 0  # thinking tokens each answer reports (2.5 models think by default)
     blocked: Callable[[str, list[dict[str, str]]], bool] = lambda target, messages: False
+    refuse_generate: bool = False  # every generateContent answered 400 INVALID_ARGUMENT
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     started: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -100,6 +101,8 @@ class ScriptedTuner:
             if self.throttle_generate > 0:
                 self.throttle_generate -= 1
                 raise ApiError("RESOURCE_EXHAUSTED", "Resource exhausted, please try again.")
+            if self.refuse_generate:
+                raise ApiError("INVALID_ARGUMENT", "Request contains an invalid argument.")
         messages = to_messages(request)
         prompt = sum(len(m["content"].split()) for m in messages)
         if self.blocked(target, messages):  # no candidate; usage counts the prompt only

@@ -160,10 +160,19 @@ def test_too_much_throttling_is_an_error_that_names_the_model(server, tuner):
         PROJECT, LOCATION, base_url=server.url, attempts=2, first_retry_s=0.01
     )
     tuner.throttle_generate = 5
-    with pytest.raises(genai.GeminiError, match=r"gemini-2\.5-flash: generateContent failed"):
+    with pytest.raises(genai.GeminiError, match=r"gemini-2\.5-flash: generateContent failed") as e:
         genai.generate(
             genai.client(settings), "gemini-2.5-flash", [{"role": "user", "content": "hi"}]
         )
+    assert e.value.retryable  # throttled: worth a try later
+
+
+def test_a_refused_request_is_not_worth_retrying(client, tuner):
+    tuner.refuse_generate = True
+    with pytest.raises(genai.GeminiError, match="invalid argument") as refused:
+        genai.generate(client, "gemini-2.5-flash", [{"role": "user", "content": "hi"}])
+    assert not refused.value.retryable
+    assert len(tuner.requests) == 1  # the SDK did not retry it either
 
 
 def test_a_tuned_endpoint_answers_generate_content(client, tuner):
