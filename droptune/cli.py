@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
@@ -215,7 +216,7 @@ def main() -> None:
     try:
         app()
     except DroptuneError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2)
     except DefaultCredentialsError:  # a gs:// path or a cloud run, and no Google login here
         err.print(

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 import requests
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from droptune.config import BACKENDS, RunConfig
@@ -165,7 +166,7 @@ def run(
     state.use()
     console = err if as_json else out
     run_id = upload(state, file, backend, config)
-    console.print(f"uploaded {file} -> run [bold]{run_id}[/]", soft_wrap=True)
+    console.print(f"uploaded {escape(str(file))} -> run [bold]{run_id}[/]", soft_wrap=True)
     final = follow(state, home, run_id, timeout * 60, console)
     run_dir = home / "runs" / run_id
     from droptune.cloud import gcs
@@ -212,7 +213,7 @@ def follow(
                 body = json.loads(found[0])
                 for entry in body["history"][seen:]:
                     console.print(
-                        f"{elapsed:6.1f}s  {_state(entry['state'])}  {entry['detail']}",
+                        f"{elapsed:6.1f}s  {_state(entry['state'])}  {escape(entry['detail'])}",
                         soft_wrap=True,
                     )
                 seen = len(body["history"])
@@ -225,7 +226,7 @@ def follow(
                 # Off a terminal (a pipe, a CI log) the spinner shows nothing: print it instead.
                 quiet = console.is_terminal or elapsed - said_at < PROGRESS_EVERY
                 if not quiet and progress not in (None, said):
-                    console.print(f"{elapsed:6.1f}s  {progress}", soft_wrap=True)
+                    console.print(f"{elapsed:6.1f}s  {progress}", soft_wrap=True, markup=False)
                     said, said_at = progress, elapsed
             time.sleep(0.5)
     raise StackError(
@@ -267,9 +268,12 @@ def last_message(log_file: Path) -> str | None:
 
 
 def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
-    console.print(f"\n{_state(status['state'])}  {status.get('detail', '')}", soft_wrap=True)
+    console.print(
+        f"\n{_state(status['state'])}  {escape(status.get('detail', ''))}", soft_wrap=True
+    )
     if error := status.get("error"):
-        console.print(f"[red]error:[/] {where(error)}{error.get('message', error)}", soft_wrap=True)
+        said = escape(f"{where(error)}{error.get('message', error)}")
+        console.print(f"[red]error:[/] {said}", soft_wrap=True)
     metrics_file = run_dir / "evaluation" / "metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
@@ -291,7 +295,7 @@ def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
                 "[yellow]emulated:[/] no Gemini model was tuned; a small open model tuned on "
                 "this machine stood in for it (the cloud runs the real service)"
             )
-    console.print(f"\nrun folder: {run_dir}")
+    console.print(f"\nrun folder: {run_dir}", markup=False)
     for name in (
         "evaluation/report.html",
         "validation/report.md",
@@ -310,6 +314,7 @@ def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
         console.print(
             f"  curl -X POST {card['predict_url']} -H 'Content-Type: application/json' -d '{body}'",
             soft_wrap=True,
+            markup=False,
         )
 
 

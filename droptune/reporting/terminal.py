@@ -163,9 +163,9 @@ def _training(s: RunSummary) -> Table:
                 losses = [loss for _, loss in series]
                 table.add_row(title, f"{sparkline(losses)}  {losses[0]:.3f} → {losses[-1]:.3f}")
         for fact in training.facts:
-            table.add_row(fact.name, fact.value)
+            table.add_row(fact.name, Text(fact.value))
     for fact in s.tuning:
-        table.add_row(fact.name, fact.value)
+        table.add_row(fact.name, Text(fact.value))
     return table
 
 
@@ -176,7 +176,7 @@ def _labels(s: RunSummary) -> Table:
         base = ((labels.get("baseline") or {}).get("per_label") or {}).get(name, {})
         tuned = ((labels.get("tuned") or {}).get("per_label") or {}).get(name, {})
         table.add_row(
-            name,
+            Text(name),
             f"{base.get('f1', 0):.2f}",
             f"{tuned.get('f1', 0):.2f}",
             f"{tuned.get('precision', 0):.2f}",
@@ -194,10 +194,12 @@ def _changed(s: RunSummary) -> Table:
     return table
 
 
-def _case_cells(c: Changed) -> list[str]:
-    def cut(text: str) -> str:
+def _case_cells(c: Changed) -> list[Text]:
+    """The texts as they are: data, never rich markup ("[/x]" would be a broken tag)."""
+
+    def cut(text: str) -> Text:
         text = " ".join(text.split())
-        return text if len(text) <= CASE_CHARS else text[: CASE_CHARS - 1] + "…"
+        return Text(text if len(text) <= CASE_CHARS else text[: CASE_CHARS - 1] + "…")
 
     return [cut(c.user_input), cut(c.baseline), cut(c.tuned)]
 
@@ -207,5 +209,5 @@ def _facts(title: str, facts: list[Fact]) -> Table:
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # resource names in full: they are copied from here
     for fact in facts:
-        table.add_row(fact.name, fact.value)
+        table.add_row(fact.name, Text(fact.value))
     return table

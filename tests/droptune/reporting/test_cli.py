@@ -144,3 +144,23 @@ def test_no_bucket_anywhere_is_a_usage_error_that_says_what_to_do(no_stack):
     result = droptune("list", **no_stack)
     assert result.returncode == 2
     assert "pass --bucket BUCKET, set DROPTUNE_RUNS_BUCKET" in " ".join(result.stderr.split())
+
+
+def test_show_prints_the_datas_brackets_as_text(tmp_path: Path, no_stack):
+    """Inputs and answers are data: "[/x]" is no closing tag, "[bold]" no style."""
+    import csv
+
+    folder = make_run(tmp_path)
+    predictions = folder / "evaluation" / "predictions.csv"
+    with predictions.open() as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["user_input"] = "[/x] [bold]" + row["user_input"]
+    with predictions.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    write_json(folder / "status.json", {"state": "FAILED", "error": {"message": "boom [/y]"}})
+    result = droptune("show", str(folder), **no_stack)
+    assert result.returncode == 0, result.stderr
+    assert "[/x] [bold]" in result.stdout and "boom [/y]" in result.stdout
