@@ -143,8 +143,9 @@ def _confusion(figure: Any, summary: RunSummary) -> bool:
             for j, count in enumerate(row):
                 shade = "white" if count > peak / 2 else "black"
                 ax.text(j, i, str(count), ha="center", va="center", color=shade, fontsize=9)
-        ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
-        ax.set_yticks(range(len(names)), names)
+        # Label names are data: "$0-$50" is no math ("$$" would fail the whole report).
+        ax.set_xticks(range(len(columns)), columns, rotation=30, ha="right", parse_math=False)
+        ax.set_yticks(range(len(names)), names, parse_math=False)
         ax.set_xlabel("predicted")
         ax.set_title(model)
     axes[0].set_ylabel("reference")
@@ -178,7 +179,8 @@ def _tokens(figure: Any, summary: RunSummary) -> bool:
         ax.axvline(stats["limit"], color=WORSE, linestyle="--", linewidth=1, label="limit")
         ax.legend(frameon=False)
     ax.set_xlabel("tokens per example")
-    ax.set_title(f"Example length ({stats.get('description') or 'validation report'})")
+    title = f"Example length ({stats.get('description') or 'validation report'})"
+    ax.set_title(title, parse_math=False)
     return True
 
 

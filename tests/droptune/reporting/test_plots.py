@@ -34,3 +34,22 @@ def test_without_a_histogram_the_quantiles_are_marked():
     ax = drawn({"min": 3, "p50": 9, "mean": 10.5, "p95": 20, "max": 31})
     assert not ax.patches
     assert [t.get_text() for t in ax.texts] == ["min", "p50", "mean", "p95", "max"]
+
+
+def test_label_names_with_dollar_signs_are_text_not_math():
+    """'$0-$50' drawn as math loses its dollars; 'costs $$' as math fails the whole report."""
+    from dataclasses import replace
+
+    names = ["$0-$50", "costs $$"]
+    confusion = {"confusion": [[2, 0, 0], [1, 1, 0]]}
+    labelled = replace(
+        summary({}), labels={"names": names, "baseline": confusion, "tuned": confusion}
+    )
+    charts = plots.draw(labelled)
+    assert charts["confusion"].startswith(b"\x89PNG")
+    from matplotlib.figure import Figure
+
+    figure = Figure()
+    assert plots._confusion(figure, labelled)
+    ticks = figure.axes[0].get_yticklabels()
+    assert [t.get_text() for t in ticks] == names and not any(t.get_parse_math() for t in ticks)
