@@ -61,3 +61,11 @@ def uses_tools(example: Example) -> bool:
     return bool(example.tools) or any(
         m["role"] == "tool" or m.get("tool_calls") for m in example.messages or ()
     )
+
+
+def first_unweighted(example: Example) -> int | None:
+    """Index of the first assistant turn marked not to be learned (`weight: 0`), if any."""
+    for i, message in enumerate(example.messages or ()):
+        if message.get("weight") == 0 and message["role"] == "assistant":
+            return i
+    return None

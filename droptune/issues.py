@@ -208,6 +208,14 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         "End every example with the response the model should learn.",
     ),
     (
+        "weight_unsupported",
+        W,
+        "An assistant turn with `weight: 0` for the gemini backend, whose tuning learns every "
+        "model turn: the turn is trained on like the others.",
+        "Remove the turn (with the turns after it), or use the custom backend, which skips "
+        "turns of weight 0.",
+    ),
+    (
         "tool_calls_unsupported",
         E,
         "Tool calls or tool messages, which this backend cannot tune on.",

@@ -288,6 +288,12 @@ class Scan:
                 "tool_calls_unsupported", "Gemini tuning data here takes text turns only", line, "$"
             )
             ok = False
+        if self.config.backend == "gemini" and (i := checks.first_unweighted(example)) is not None:
+            self._issue(
+                "weight_unsupported",
+                "this assistant turn has weight 0, but Gemini tuning learns every model turn",
+                *self._where(example, line, i),
+            )
         if ok and (i := checks.has_placeholder(example)) is not None:
             self._issue(
                 "template_placeholder",

@@ -46,6 +46,7 @@ def test_warnings_are_the_usable_kinds() -> None:
         "over_max_length",
         "label_imbalance",
         "tokenizer_unavailable",
+        "weight_unsupported",
     }
 
 

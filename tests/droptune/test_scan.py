@@ -245,3 +245,13 @@ def test_missing_base_model_falls_back_to_estimate(tmp_path) -> None:
     assert report.valid  # a warning: the counts are estimates, the data is fine
     assert report.issue_counts == {"tokenizer_unavailable": 1}
     assert report.tokens.method == "estimate"
+
+
+def test_a_turn_of_weight_0_is_a_warning_for_gemini_which_learns_it(validate_data) -> None:
+    skipped = {"role": "assistant", "content": "WRONG", "weight": 0}
+    record = {"messages": [{"role": "user", "content": "q"}, skipped, *chat("1")["messages"]]}
+    gemini = validate_data(jsonl(record), backend="gemini")
+    assert gemini.valid
+    found = [(i.code, i.line, i.path, i.severity) for i in gemini.issues]
+    assert found == [("weight_unsupported", 1, "$.messages[1].content", "warning")]
+    assert validate_data(jsonl(record), backend="custom").issues == []  # the trainer skips it
