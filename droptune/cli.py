@@ -59,8 +59,9 @@ def _config(config: Path | None, **overrides: Any) -> RunConfig:
     values: dict[str, Any] = {}
     if config is not None:
         values = RunConfig.from_yaml(config).to_dict()
-        if overrides.get("backend") and "base_model" not in overrides:
-            values["base_model"] = None  # re-derive the default for the new backend
+        backend = overrides.get("backend")
+        if backend not in (None, values.get("backend")) and overrides.get("base_model") is None:
+            values["base_model"] = None  # the file's model is for its backend: the new default
     values.update({k: v for k, v in overrides.items() if v is not None})
     return RunConfig.from_mapping(values, source=str(config or "command line"))
 

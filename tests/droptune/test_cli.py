@@ -69,6 +69,19 @@ def test_unknown_config_key_is_a_usage_error(tmp_path):
     assert "did you mean 'epochs'" in result.stderr.decode()
 
 
+def test_backend_on_the_command_line_replaces_the_files_model_for_the_other_backend(tmp_path):
+    from droptune.cli import _config
+    from droptune.config import RunConfig
+
+    config = tmp_path / "droptune.yaml"
+    config.write_text("backend: gemini\nbase_model: gemini-2.5-flash\n")
+    custom = _config(config, backend="custom", base_model=None)
+    assert (custom.backend, custom.base_model) == ("custom", RunConfig().base_model)
+    assert _config(config, backend="gemini", base_model=None).base_model == "gemini-2.5-flash"
+    chosen = _config(config, backend="custom", base_model="Qwen/Qwen2.5-0.5B-Instruct")
+    assert chosen.base_model == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
 def test_convert_to_gemini(tmp_path):
     out = tmp_path / "gemini.jsonl"
     result = droptune("convert", str(EXAMPLE), "--to", "gemini", "-o", str(out))
