@@ -49,8 +49,14 @@ HEADER_WORDS = frozenset(
         "message_id",
     }
 )
-# Header synonyms mapped onto the names formats use.
-COLUMN_SYNONYMS = {"sentence": "text", "review": "text", "class": "label", "category": "label"}
+# A header word, in any case, as the formats spell it ("Label" is "label"; synonyms mapped).
+COLUMN_NAMES = {word: word for word in HEADER_WORDS} | {
+    "textinput": "textInput",
+    "sentence": "text",
+    "review": "text",
+    "class": "label",
+    "category": "label",
+}
 _HEAD = 4096  # bytes a container is told from
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # after a CR that no LF follows
 _ARRAY_CHUNK = 1 << 20
@@ -335,7 +341,7 @@ class RecordReader:
         """Field names for each column, or None (issue logged) when they cannot be known."""
         if self._is_header(row):
             names = [cell.strip() for cell in row]
-            names = [self.column_map.get(n, COLUMN_SYNONYMS.get(n.lower(), n)) for n in names]
+            names = [self.column_map.get(n, COLUMN_NAMES.get(n.lower(), n)) for n in names]
             return names
         if self.column_map and all(key.isdigit() for key in self.column_map):
             return [self.column_map.get(str(i), f"column_{i}") for i in range(len(row))]

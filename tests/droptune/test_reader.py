@@ -239,6 +239,17 @@ def test_sst2_style_sentence_header_maps_to_text() -> None:
     assert rows == [(2, {"text": "kids , spirit ", "label": "1"})]
 
 
+def test_header_words_in_any_case_get_the_formats_spelling() -> None:
+    """A spreadsheet's 'Sentence,Label' is the same header; kept as written, the label was
+    an unknown field and the data became plain text."""
+    rows, _ = read(b"Sentence,Label\ngreat movie,positive\n", "data.csv")
+    assert rows == [(2, {"text": "great movie", "label": "positive"})]
+    rows, _ = read(b"QUESTION,Answer\n2+2?,4\n", "qa.csv")
+    assert rows == [(2, {"question": "2+2?", "answer": "4"})]
+    rows, _ = read(b"TextInput,Output\nhi,yo\n", "g.csv")
+    assert rows == [(2, {"textInput": "hi", "output": "yo"})]
+
+
 def test_agnews_style_headerless_tsv_with_commas_in_text() -> None:
     data = b"Stocks up, bonds down, oil flat\tBusiness\nOne, two, three goals\tSports\n"
     rows, issues = read(data, "train_pool.tsv")
