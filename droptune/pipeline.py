@@ -90,7 +90,8 @@ def prepare(
         for scanned in scan:
             spool.write(scanned.encoded + b"\n")
         validation_share = 0.0 if own_validation else config.validation_fraction
-        plan = plan_split(scan.ledger, validation_share, config.test_fraction)
+        labels = sorted(scan.labels, key=scan.labels.__getitem__)  # stratum order
+        plan = plan_split(scan.ledger, validation_share, config.test_fraction, labels)
         splits = dict(plan.counts)
         if own_validation:
             splits["validation"] = _spool_validation_file(config, counter, issues, validation_spool)

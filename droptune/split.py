@@ -12,7 +12,7 @@ cut-offs per stratum, so the writer can place each example as it re-reads the fi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,27 +52,41 @@ class SplitPlan:
             yield from self.assign(rows["digest"], rows["stratum"]).tolist()
 
 
-def held_out(sizes: np.ndarray, share: float, room: np.ndarray) -> np.ndarray:
+def held_out(
+    sizes: np.ndarray, share: float, room: np.ndarray, ties: np.ndarray | None = None
+) -> np.ndarray:
     """Examples each stratum gives a split of `share`: its own share, rounded; but when that
     leaves the split empty (twelve examples in four labels, a tenth each) the file's share,
     rounded, goes one example each to the largest strata with `room`, so a split asked for is
-    never empty.
+    never empty. Strata of one size go by `ties` (ascending; default: their order), which
+    should not depend on the order of the file.
 
     >>> held_out(np.array([3, 3, 3, 3]), 0.1, np.array([3, 3, 3, 3])).tolist()
     [1, 0, 0, 0]
+    >>> held_out(np.array([3, 3, 3, 3]), 0.1, np.array([3, 3, 3, 3]), np.array([3, 1, 2, 0]))
+    array([0, 0, 0, 1])
     """
     counts = (sizes * share + 0.5).astype(np.int64)
     if counts.sum():
         return counts
-    largest = np.argsort(-sizes, kind="stable")
+    ties = np.arange(len(sizes)) if ties is None else ties
+    largest = np.lexsort((ties, -sizes))
     counts[largest[room[largest] > 0][: int(sizes.sum() * share + 0.5)]] = 1
     return counts
 
 
-def plan_split(ledger: Ledger, validation: float, test: float) -> SplitPlan:
+def plan_split(
+    ledger: Ledger, validation: float, test: float, labels: Sequence[str] = ()
+) -> SplitPlan:
+    """Where each example goes. `labels`: the label of each stratum after the first (the
+    unlabelled one), by which strata of one size are told apart, whatever the file's order."""
     sizes = ledger.strata_counts()
-    n_test = held_out(sizes, test, sizes)
-    n_held = n_test + held_out(sizes, validation, sizes - n_test)
+    names = ["", *labels][: len(sizes)]
+    names += [""] * (len(sizes) - len(names))
+    ties = np.empty(len(sizes), np.int64)
+    ties[sorted(range(len(sizes)), key=names.__getitem__)] = np.arange(len(sizes))
+    n_test = held_out(sizes, test, sizes, ties)
+    n_held = n_test + held_out(sizes, validation, sizes - n_test, ties)
     seen = np.zeros_like(sizes)
     test_cut, held_cut = np.zeros(len(sizes), np.uint64), np.zeros(len(sizes), np.uint64)
     per_split, train_tokens = np.zeros(3, np.int64), 0

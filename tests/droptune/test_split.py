@@ -82,6 +82,26 @@ def test_labels_too_small_for_a_share_still_give_the_file_its_share() -> None:
     assert np.bincount(assignment, minlength=3).tolist() == [10, 1, 1]  # not [12, 0, 0]
 
 
+def test_strata_of_one_size_are_told_apart_by_label_not_by_file_order() -> None:
+    """Strata are numbered as their labels first appear; which of four equal labels gives
+    the one test example must not change when the file is shuffled."""
+    d, labels = digests(12), np.repeat(["a", "b", "c", "d"], 3)
+
+    def held(order: np.ndarray) -> set[int]:
+        seen = list(dict.fromkeys(labels[order].tolist()))
+        strata = np.array([seen.index(label) + 1 for label in labels[order]], np.int32)
+        with Ledger(chunk=12) as ledger:
+            for digest, stratum in zip(d[order].tolist(), strata.tolist(), strict=True):
+                ledger.add(digest, 0, 0, stratum)
+            which = plan_split(ledger, 0.1, 0.1, seen).assign(d[order], strata)
+        return {int(x) for x, split in zip(d[order], which, strict=True) if split != TRAIN}
+
+    expected = held(np.arange(12))
+    assert len(expected) == 2
+    for _ in range(6):
+        assert held(rng.permutation(12)) == expected
+
+
 def test_duplicates_land_in_the_same_split() -> None:
     unique = digests(200)
     d = np.concatenate([unique, unique[:60], unique[:20]])
