@@ -150,11 +150,8 @@ class Scan:
             if self._check(line, example):
                 try:
                     encoded = orjson.dumps(example.to_record())
-                except TypeError:  # a lone surrogate (\ud800) that Python's json let through
-                    self._issue(
-                        "invalid_utf8", "text holds a lone UTF-16 surrogate escape", line, "$"
-                    )
-                    self.invalid += 1
+                except TypeError as exc:  # what Python's json let through, orjson refuses
+                    self._unstorable(line, str(exc))
                     continue
                 digest = xxhash.xxh3_64_intdigest(encoded)
                 if self._systems_agree:
@@ -162,6 +159,14 @@ class Scan:
                 yield Scanned(line, example, encoded, digest, 0)
             else:
                 self.invalid += 1
+
+    def _unstorable(self, line: int, why: str) -> None:
+        self.invalid += 1
+        if "Integer" in why:  # orjson keeps integers within 64 bits
+            said = "a number is an integer beyond 64 bits; write it as a string or a float"
+            self._issue("invalid_type", said, line, "$")
+        else:  # a lone surrogate (\ud800)
+            self._issue("invalid_utf8", "text holds a lone UTF-16 surrogate escape", line, "$")
 
     def _note_system(self, example: Example) -> None:
         first = example.messages[0] if example.messages else {}

@@ -219,6 +219,16 @@ def test_lone_surrogate_in_a_json_array_is_reported_not_raised(validate_data) ->
     assert ("invalid_utf8", 1) in [(i.code, i.line) for i in report.issues]
 
 
+def test_an_integer_beyond_64_bits_in_a_json_array_is_said_to_be_one(validate_data) -> None:
+    tools = '[{"type": "function", "function": {"name": "f", "parameters": {"maximum": 1%s}}}]'
+    record = '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", '
+    record += '"content": "a"}], "tools": %s}' % (tools % ("0" * 29))
+    report = validate_data(f"[{record}]", name="data.json")
+    issue = report.issues[0]  # then too_few_examples: the one record was refused
+    assert (issue.code, issue.line) == ("invalid_type", 1)
+    assert "integer beyond 64 bits" in issue.message
+
+
 # --- token counting ------------------------------------------------------------------------
 def test_no_token_counts_means_no_token_stats(tmp_path) -> None:
     path = tmp_path / "data.jsonl"
