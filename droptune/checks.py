@@ -69,3 +69,14 @@ def first_unweighted(example: Example) -> int | None:
         if message.get("weight") == 0 and message["role"] == "assistant":
             return i
     return None
+
+
+def parts_used(example: Example) -> set[str]:
+    """Which of `tools`, `tool_calls` and `reasoning_content` the example has."""
+    used = {"tools"} if example.tools else set()
+    for message in example.messages or ():
+        if message.get("tool_calls"):
+            used.add("tool_calls")
+        if message.get("reasoning_content"):
+            used.add("reasoning_content")
+    return used

@@ -216,6 +216,22 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         "turns of weight 0.",
     ),
     (
+        "template_drops_tools",
+        E,
+        "The base model's chat template renders no tool calls or tool definitions, so the "
+        "trainer would learn this conversation without them (a call as an empty answer).",
+        "Choose a base model whose chat template renders tools (Qwen2.5, Llama 3.1 and later), "
+        "or remove the tool turns.",
+    ),
+    (
+        "template_drops_reasoning",
+        W,
+        "The base model's chat template leaves `reasoning_content` out: the answers are "
+        "learned without their reasoning.",
+        "Choose a base model whose template renders reasoning (e.g. Qwen3), or put the "
+        "reasoning in the answer's text if it should be learned.",
+    ),
+    (
         "tool_calls_unsupported",
         E,
         "Tool calls or tool messages, which this backend cannot tune on.",

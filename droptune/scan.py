@@ -313,11 +313,29 @@ class Scan:
         return (example.lines[i] if example.lines else line), example.origins[i]
 
     def _counted(self, batches: Iterator[tuple[list[Scanned], list[int]]]) -> Iterator[Scanned]:
+        gaps = getattr(self.counter, "unrendered", frozenset())
         for batch, counts in batches:
             for scanned, n in zip(batch, counts, strict=True):
+                if gaps and not self._rendered_whole(scanned, gaps):
+                    continue
                 scanned.tokens = n
                 self._keep(scanned)
                 yield scanned
+
+    def _rendered_whole(self, scanned: Scanned, gaps: frozenset[str]) -> bool:
+        """False (the example refused) when the base model's chat template would drop its
+        tool calls or tools: the trainer would learn a call as an empty answer. Dropped
+        reasoning is a warning: the answers stay."""
+        lost = checks.parts_used(scanned.example) & gaps
+        if not lost:
+            return True
+        said = f"the chat template of {self.config.base_model} leaves out {', '.join(sorted(lost))}"
+        if lost == {"reasoning_content"}:
+            self._issue("template_drops_reasoning", said, scanned.line, "$")
+            return True
+        self.invalid += 1
+        self._issue("template_drops_tools", said, scanned.line, "$")
+        return False
 
     def _keep(self, scanned: Scanned) -> None:
         """Record the few numbers the dataset-level checks need."""

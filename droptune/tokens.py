@@ -89,6 +89,34 @@ def render_examples(
     return texts
 
 
+_PROBE = "droptune_probe"
+_PROBE_TOOL = {"type": "function", "function": {"name": _PROBE, "description": "a probe",
+               "parameters": {"type": "object", "properties": {}}}}  # fmt: skip
+_PROBE_CALL = {"type": "function", "function": {"name": _PROBE, "arguments": {}}}
+
+
+def unrendered(tokenizer: Any) -> frozenset[str]:
+    """The parts of a conversation the tokenizer's chat template leaves out of its text, of
+    `tool_calls`, `tools` and `reasoning_content`: each is rendered once in a small probe
+    conversation and looked for. Many small models' templates render the content alone, so
+    an assistant turn that is a tool call becomes an empty answer."""
+    user = {"role": "user", "content": "q"}
+    probes = {
+        "tool_calls": ([user, {"role": "assistant", "content": "", "tool_calls": [_PROBE_CALL]}], None),
+        "tools": ([user, {"role": "assistant", "content": "a"}], [_PROBE_TOOL]),
+        "reasoning_content": ([user, {"role": "assistant", "content": "a", "reasoning_content": _PROBE}], None),
+    }  # fmt: skip
+    missing = set()
+    for part, (messages, tools) in probes.items():
+        try:
+            text = tokenizer.apply_chat_template(messages, tools=tools, tokenize=False)
+        except Exception:  # a template that raises on the part cannot render it either
+            text = ""
+        if _PROBE not in text:
+            missing.add(part)
+    return frozenset(missing)
+
+
 class ChatTemplateCounter:
     """Exact counts: chat template rendered as the trainer renders it (joined text where
     `droptune.chat_render` proves that the same, else Jinja), then the tokenizer's own BPE
@@ -105,6 +133,7 @@ class ChatTemplateCounter:
         words = WordCounter.for_tokenizer(tokenizer.backend_tokenizer) if word_counts else None
         self._count_texts = words.count if words is not None else self._encode_texts
         self._segments = SegmentRenderer.probe(tokenizer) if joined else None
+        self.unrendered = unrendered(tokenizer)  # what the trainer's texts would leave out
 
     def count(self, records: Sequence[Record]) -> list[int]:
         return self._count_texts(self.render(records))

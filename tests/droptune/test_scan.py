@@ -265,3 +265,33 @@ def test_a_turn_of_weight_0_is_a_warning_for_gemini_which_learns_it(validate_dat
     found = [(i.code, i.line, i.path, i.severity) for i in gemini.issues]
     assert found == [("weight_unsupported", 1, "$.messages[1].content", "warning")]
     assert validate_data(jsonl(record), backend="custom").issues == []  # the trainer skips it
+
+
+@pytest.mark.slow
+def test_tool_data_the_templates_would_drop_is_refused(tmp_path, real_counter) -> None:
+    """SmolLM2's template renders the content alone: a turn that is a tool call would be
+    learned as an empty answer, and reasoning is left out of the answers."""
+    from droptune.tokens import unrendered
+
+    assert unrendered(real_counter.tokenizer) == {"tool_calls", "tools", "reasoning_content"}
+    call = {"type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    calling = [
+        {"role": "user", "content": "Where is order 7?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "shipped"},
+        {"role": "assistant", "content": "It has shipped."},
+    ]
+    thinking = [
+        {"role": "user", "content": "2+2?"},
+        {"role": "assistant", "content": "4", "reasoning_content": "Two and two."},
+    ]
+    path = tmp_path / "data.jsonl"
+    path.write_text(jsonl({"messages": calling}, {"messages": thinking}, chat("1")))
+    report = pipeline.validate(str(path), RunConfig(min_examples=1), counter=real_counter)
+    found = [(i.code, i.line, i.severity) for i in report.issues]
+    assert found == [
+        ("template_drops_tools", 1, "error"),
+        ("template_drops_reasoning", 2, "warning"),
+    ]
+    assert "leaves out tool_calls" in report.issues[0].message
+    assert report.counts["valid"] == 2
