@@ -232,6 +232,13 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         "reasoning in the answer's text if it should be learned.",
     ),
     (
+        "incomplete_session",
+        E,
+        "A conversation-export session with a message that is not valid: the whole session is "
+        "left out, as the conversation would say something else without that message.",
+        "Fix the session's invalid message (reported at its own line).",
+    ),
+    (
         "tool_calls_unsupported",
         E,
         "Tool calls or tool messages, which this backend cannot tune on.",

@@ -79,6 +79,7 @@ class Scan:
         self.token_limit, self.over_limit_code = limits.tokens_per_example(config)
         self.unknown_fields: dict[str, list[int]] = {}  # field -> [first line, records]
         self.unread_in_messages: dict[str, list[Any]] = {}  # key -> [line, path, records]
+        self.broken_sessions: set[str | int] = set()  # conversation exports: refused members
         self.labels: dict[str, int] = {}  # label -> id; its stratum in the ledger is id + 1
         # The system prompt every valid example shares (None: none, or they differ), which
         # the tuned model expects: `droptune runs ask` sends it.
@@ -193,7 +194,7 @@ class Scan:
         is_valid, matches, to_chat = schema.is_valid, fmt.matches, fmt.to_chat
         good_rows = self._good_rows(fmt, rows, is_valid, matches, schema.fields)
         if fmt.groups_records:
-            good_rows = group_sessions(good_rows)
+            good_rows = self._whole_sessions(group_sessions(good_rows))
         system = self.config.system_instruction
         for line, record in good_rows:
             try:
@@ -228,6 +229,26 @@ class Scan:
             else:
                 self.invalid += 1
                 self._record_problems(fmt, row)
+                if fmt.groups_records and type(record) is dict:
+                    session = record.get("session_id")
+                    if isinstance(session, str | int):
+                        self.broken_sessions.add(session)
+
+    def _whole_sessions(self, sessions: Iterator[tuple[int, dict]]) -> Iterator[tuple[int, dict]]:
+        """The sessions none of whose messages was refused: a conversation without one of its
+        messages would say something else. (Sessions come once the file is read through.)"""
+        for line, session in sessions:
+            if session["session_id"] not in self.broken_sessions:
+                yield line, session
+                continue
+            self.invalid += 1
+            self._issue(
+                "incomplete_session",
+                f"session {session['session_id']!r} has a message that is not valid (reported "
+                "at its line), so the whole session is left out",
+                line,
+                "$.session_id",
+            )
 
     def _record_problems(self, fmt: Format, row: Row) -> None:
         record = row.value
