@@ -204,6 +204,7 @@ class RecordReader:
         except UnicodeDecodeError as exc:
             self._invalid_utf8(exc, line, offset)
             return
+        text = text.rstrip("\r\n")  # an error at the end is on this line, not the next
         try:
             json.loads(text)
             message = "invalid JSON"  # orjson is stricter (e.g. lone surrogates)

@@ -83,6 +83,13 @@ def test_jsonl_syntax_error_has_line_and_column_and_reading_goes_on() -> None:
     assert (issue.code, issue.line, issue.column) == ("json_syntax", 2, 14)
 
 
+def test_a_line_cut_short_is_located_at_its_end_not_on_the_next_line() -> None:
+    _, issues = read(b'{"text": "a"}\n{"text":"c"\r\n')
+    (issue,) = issues.examples
+    assert (issue.line, issue.column) == (2, 12)
+    assert "at column 12" in issue.message
+
+
 def test_pretty_printed_object_stops_after_one_issue() -> None:
     rows, issues = read(b'{\n  "text": "a"\n}\n')
     assert rows == []
