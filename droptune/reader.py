@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain
 from typing import IO, Any
 
 import orjson
@@ -259,33 +260,36 @@ class RecordReader:
         if self._record_start not in (None, 1):
             return  # the first line is unreadable (reported): the columns cannot be known
         delimiter = self._delimiter(first)
-        first_row = next(csv.reader([first], delimiter=delimiter), [])
-        columns = self._header(first_row)
-        if columns is None:
-            return
-        if not self._is_header(first_row):
-            yield from self._rows([(1, first_row)], columns)
-        self._record_start = None
         # The csv module's own field limit (128 KiB, process-wide) would end a file at its
         # first long text; a field, like a line, may be as large as a record can be.
         csv.field_size_limit(MAX_LINE_BYTES)
-        reader = csv.reader(lines, delimiter=delimiter)
+        records = self._numbered(csv.reader(chain([first], lines), delimiter=delimiter))
+        # The first record, read as every other (it may span lines), after any blank lines.
+        while (head := next(records, None)) is not None and not head[1]:
+            self._issue("blank_line", "blank line skipped", line=head[0])
+        if head is None:
+            return
+        columns = self._header(*head)
+        if columns is None:
+            return
+        yield from self._rows(
+            records if self._is_header(head[1]) else chain([head], records), columns
+        )
 
-        def numbered() -> Iterator[tuple[int, list[str]]]:
-            # The reader takes exactly the lines of one record from `lines` (no read-ahead),
-            # so the first line handed out since the last record is where this one starts.
-            while True:
-                try:
-                    row = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as exc:  # one record is lost; the reader goes on after it
-                    self._unreadable_record(exc)
-                else:
-                    yield self._record_start or 0, row
-                self._record_start = None
-
-        yield from self._rows(numbered(), columns)
+    def _numbered(self, reader: Any) -> Iterator[tuple[int, list[str]]]:
+        """(first line, fields) of each record. The reader takes exactly the lines of one
+        record from the line iterator (no read-ahead), so the first line handed out since
+        the last record is where this one starts."""
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:  # one record is lost; the reader goes on after it
+                self._unreadable_record(exc)
+            else:
+                yield self._record_start or 0, row
+            self._record_start = None
 
     def _unreadable_record(self, exc: csv.Error) -> None:
         line = self._record_start
@@ -303,6 +307,7 @@ class RecordReader:
         line that is not valid UTF-8 is reported where it is and left out."""
         offset, number = self.bytes_read, 0
         readline, most = self.stream.readline, MAX_LINE_BYTES + 1
+        cr_lines: bool | None = None  # known from the first line
         while raw := readline(most):
             if len(raw) == most and not raw.endswith(b"\n"):
                 number += 1
@@ -314,8 +319,11 @@ class RecordReader:
                 number += 1
                 self._invalid_utf8(exc, number, offset, " (line left out)")
             else:
-                # Lines ending in a lone CR (classic Mac files) arrive as one: split them.
-                lone_cr = text.find("\r", 0, len(text) - 2) >= 0  # no copy of each line
+                # A file whose lines end in a lone CR (classic Mac) arrives as one line: split
+                # it. In a file of LF lines a lone CR is the data's own, inside a field.
+                if cr_lines is None:
+                    cr_lines = not text.endswith("\n") and "\r" in text
+                lone_cr = cr_lines and text.find("\r", 0, len(text) - 2) >= 0
                 for piece in _LONE_CR.split(text) if lone_cr else (text,):
                     number += 1
                     if self._record_start is None:
@@ -338,7 +346,7 @@ class RecordReader:
         names = {cell.strip().lower() for cell in row} | set()
         return bool(names & (HEADER_WORDS | {k.lower() for k in self.column_map}))
 
-    def _header(self, row: list[str]) -> list[str] | None:
+    def _header(self, line: int, row: list[str]) -> list[str] | None:
         """Field names for each column, or None (issue logged) when they cannot be known."""
         if self._is_header(row):
             names = [cell.strip() for cell in row]
@@ -352,7 +360,7 @@ class RecordReader:
             "csv_no_header",
             f"the first row ({', '.join(repr(c[:20]) for c in row[:4])}) is not a header "
             "droptune recognises",
-            line=1,
+            line=line,
         )
         return None
 

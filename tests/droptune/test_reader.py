@@ -324,6 +324,35 @@ def test_csv_lines_may_end_in_crlf_or_a_lone_cr() -> None:
     assert read(b"text,label\ra,x\rb,y\r", "data.csv")[0] == expected
 
 
+def test_the_first_record_is_read_as_any_other_blank_lines_and_all() -> None:
+    """The header test once parsed the first physical line alone: a headerless file whose
+    first text spans lines, or a blank first line, lost the whole file."""
+    rows, issues = read(b'"great film,\nwould watch again",pos\nawful,neg\n', "d.csv")
+    assert rows == [
+        (1, {"text": "great film,\nwould watch again", "label": "pos"}),
+        (3, {"text": "awful", "label": "neg"}),
+    ]
+    assert found(issues) == []
+    rows, issues = read(b"\ntext,label\ngood,pos\n", "d.csv")
+    assert rows == [(3, {"text": "good", "label": "pos"})]
+    assert found(issues) == [("blank_line", 1)]
+
+
+def test_a_lone_cr_inside_a_record_of_an_lf_file_is_the_datas_own() -> None:
+    """Split there, 'bad' became a row of the wrong length and 'I hated it' an example
+    with the wrong text, and every later line number was one off."""
+    rows, issues = read(b'text,label\n"The movie was bad\rI hated it",neg\ngreat,pos\n', "d.csv")
+    assert rows == [
+        (2, {"text": "The movie was bad\rI hated it", "label": "neg"}),
+        (3, {"text": "great", "label": "pos"}),
+    ]
+    assert found(issues) == []
+    unquoted = b"text,label\nThe movie was bad\rI hated it,neg\ngreat,pos\n"
+    rows, issues = read(unquoted, "d.csv")  # the csv module refuses a CR outside quotes
+    assert rows == [(3, {"text": "great", "label": "pos"})]
+    assert found(issues) == [("csv_row_length", 2)]
+
+
 def test_an_unreadable_header_line_stops_the_file_there() -> None:
     rows, issues = read(b"t\xe9xt,label\na,b\n", "data.csv")
     assert rows == [] and found(issues) == [("invalid_utf8", 1)]
