@@ -126,13 +126,14 @@ def summarize(files: RunFiles) -> RunSummary:
     gate = metrics.get("gate") or status.get("gate")
     worse, better = most_changed(files.predictions, (gate or {}).get("metric"))
     tuning_job = files.tuning_job or {}
+    backend = config.get("backend") or ("gemini" if files.tuning_job else None)
     return RunSummary(
         run_id=files.run_id,
         uri=files.uri,
         state=status.get("state"),
-        backend=config.get("backend") or ("gemini" if files.tuning_job else None),
+        backend=backend,
         base_model=config.get("base_model"),
-        verdict=verdict(status, gate),
+        verdict=verdict(status, gate, backend),
         n=metrics.get("n"),
         gate=gate,
         metrics=metric_rows(metrics),
@@ -159,9 +160,12 @@ def summarize(files: RunFiles) -> RunSummary:
     )
 
 
-def verdict(status: dict[str, Any], gate: dict[str, Any] | None) -> Verdict:
+def verdict(
+    status: dict[str, Any], gate: dict[str, Any] | None, backend: str | None = None
+) -> Verdict:
     """One sentence on the outcome. The gate decides better or not; the state says whether
-    the model went out (a report written at the end of evaluation predates deployment)."""
+    the model went out (a report written at the end of evaluation predates deployment). A
+    Gemini tuning job serves its model itself: gated, it is not promoted, but it exists."""
     state = status.get("state")
     detail = status.get("detail") or ""
     if state in FAILED_STATES:
@@ -176,6 +180,9 @@ def verdict(status: dict[str, Any], gate: dict[str, Any] | None) -> Verdict:
         outcome = {"SUCCEEDED": "deployed", "DEPLOYING": "deploying"}.get(state or "", "")
         title = "Tuned model is better" + (f": {outcome}" if outcome else "")
         return Verdict("passed", title, reason)
+    if backend == "gemini":
+        title = "Tuned model is not better enough: not promoted (its tuning endpoint remains)"
+        return Verdict("gated", title, reason)
     return Verdict("gated", "Tuned model is not better enough: not deployed", reason)
 
 

@@ -42,6 +42,16 @@ def test_a_gated_run_says_it_was_not_deployed(tmp_path: Path):
     assert s.deployment == []
 
 
+def test_a_gated_gemini_run_says_its_model_was_not_promoted():
+    """Vertex AI deploys a tuned Gemini model itself: 'not deployed' would be untrue."""
+    from droptune.reporting.summary import verdict
+
+    gate = {"passed": False, "reason": "misses"}
+    gemini = verdict({"state": "GATED"}, gate, "gemini")
+    assert gemini.kind == "gated" and "not promoted" in gemini.title
+    assert "not deployed" in verdict({"state": "GATED"}, gate, "custom").title
+
+
 def test_failed_and_unfinished_runs(tmp_path: Path):
     write_json(
         tmp_path / "failed" / "status.json",
