@@ -253,10 +253,11 @@ def _changed(s: RunSummary) -> str:
 
 def _case(c: Changed) -> str:
     return (
-        f"<div class='case'><b>input</b><p>{escape(c.user_input)}</p>"
-        f"<b>reference</b><p>{escape(c.reference)}</p>"
-        f"<b>baseline ({shown(c.metric, c.baseline_score)})</b><p>{escape(c.baseline)}</p>"
-        f"<b>tuned ({shown(c.metric, c.tuned_score)})</b><p>{escape(c.tuned)}</p></div>"
+        f"<div class='case'><b>input</b><p dir='auto'>{escape(c.user_input)}</p>"
+        f"<b>reference</b><p dir='auto'>{escape(c.reference)}</p>"
+        f"<b>baseline ({shown(c.metric, c.baseline_score)})</b>"
+        f"<p dir='auto'>{escape(c.baseline)}</p>"
+        f"<b>tuned ({shown(c.metric, c.tuned_score)})</b><p dir='auto'>{escape(c.tuned)}</p></div>"
     )
 
 
