@@ -392,6 +392,7 @@ class _ArrayText:
         self.buf, self.pos, self.line, self.eof = "", 0, 1, False
         # Newlines are counted once: `here` moves this mark (a position in `buf` and its line).
         self.mark, self.mark_line = 0, 1
+        self.before = 0  # characters of buf[0]'s line dropped with earlier chunks
         self.fed = reader.bytes_read  # bytes handed to the UTF-8 decoder so far
         self.bad_byte: Issue | None = None
 
@@ -407,18 +408,16 @@ class _ArrayText:
             chunk = exc.object[: exc.start].decode("utf-8")
             self.eof, at = True, self.fed - pending + exc.start
             last = chunk.rfind("\n")  # where the bad byte's line starts, without buf + chunk
-            if last >= 0:
-                column = len(chunk) - last
-            else:
-                column = len(self.buf) + len(chunk) - self.buf.rfind("\n")
+            column = len(chunk) - last if last >= 0 else self.column(len(self.buf)) + len(chunk)
             newlines = self.buf.count("\n") + chunk.count("\n")
             self.bad_byte = self.reader._utf8_issue(exc, at, self.line + newlines, column)
         self.fed += len(raw)
         if not raw:
             self.eof = True
-        if not chunk:
-            return False
+        if not chunk:  # the end, or only part of a character so far: read on for the rest
+            return False if self.eof else self.fill()
         self.line = self.here(self.pos)  # the mark moves to pos, which becomes buf[0]
+        self.before = self.column(self.pos) - 1
         self.buf, self.pos, self.mark = self.buf[self.pos :] + chunk, 0, 0
         return True
 
@@ -468,8 +467,13 @@ class _ArrayText:
     def syntax(self, message: str, at: int) -> None:
         # Past invalid UTF-8 the text is cut short: the bad byte is the one problem.
         if self.bad_byte is None:
-            column = at - self.buf.rfind("\n", 0, at)
-            self.reader._issue("json_syntax", message, line=self.here(at), column=column)
+            self.reader._issue("json_syntax", message, line=self.here(at), column=self.column(at))
+
+    def column(self, at: int) -> int:
+        """The column (from 1) of `buf[at]` in its line, which may have begun in a chunk
+        dropped already (a one-line array of many megabytes)."""
+        newline = self.buf.rfind("\n", 0, at)
+        return at - newline if newline >= 0 else self.before + at + 1
 
 
 class _Replay(io.RawIOBase):

@@ -186,6 +186,26 @@ def test_json_array_rows_carry_their_true_line(gaps: list[str], chunk: int) -> N
     assert issues.counts == {}
 
 
+@pytest.mark.parametrize("chunk", [1, 5, 64, 1 << 20])
+@pytest.mark.parametrize("newlines", ["", "\n"])
+def test_json_array_errors_have_their_column_whatever_the_chunks(
+    monkeypatch, chunk: int, newlines: str
+) -> None:
+    """A one-line array of megabytes (json.dump's default) arrives in many chunks: columns
+    once counted from the start of the chunk, not of the line."""
+    elements = ",".join(json.dumps({"text": f"row {i}"}) for i in range(40))
+    head = f"{newlines}[{elements}, "
+    monkeypatch.setattr(reader, "_ARRAY_CHUNK", chunk)
+    _, issues = read(f'{head}{{"text": }}]'.encode(), "data.json")
+    (issue,) = issues.examples
+    line_start = head.rfind("\n") + 1
+    assert (issue.code, issue.line) == ("json_syntax", 1 + head.count("\n"))
+    assert issue.column == len(head) - line_start + len('{"text": ') + 1
+    _, issues = read(head.encode() + b'{"text": "caf\xe9"}]', "data.json")
+    (issue,) = issues.examples
+    assert (issue.code, issue.column) == ("invalid_utf8", len(head) - line_start + 14)
+
+
 def test_json_array_trailing_comma_is_a_syntax_error() -> None:
     rows, issues = read(b'[\n  {"text": "a"},\n  {"text": "b"},\n]\n', "data.json")
     assert [line for line, _ in rows] == [2, 3]
