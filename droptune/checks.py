@@ -71,10 +71,10 @@ def first_unweighted(example: Example) -> int | None:
     return None
 
 
-def parts_used(example: Example) -> set[str]:
-    """Which of `tools`, `tool_calls` and `reasoning_content` the example has."""
-    used = {"tools"} if example.tools else set()
-    for message in example.messages or ():
+def parts_used(messages: list[dict] | None, tools: list | None) -> set[str]:
+    """Which of `tools`, `tool_calls` and `reasoning_content` a conversation has."""
+    used = {"tools"} if tools else set()
+    for message in messages or ():
         if message.get("tool_calls"):
             used.add("tool_calls")
         if message.get("reasoning_content"):

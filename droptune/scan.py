@@ -347,7 +347,7 @@ class Scan:
         """False (the example refused) when the base model's chat template would drop its
         tool calls or tools: the trainer would learn a call as an empty answer. Dropped
         reasoning is a warning: the answers stay."""
-        lost = checks.parts_used(scanned.example) & gaps
+        lost = checks.parts_used(scanned.example.messages, scanned.example.tools) & gaps
         if not lost:
             return True
         said = f"the chat template of {self.config.base_model} leaves out {', '.join(sorted(lost))}"

@@ -79,3 +79,25 @@ def test_packed_examples_do_not_attend_to_each_other(tokenizer, pulled_model):
             n = len(example.input_ids)
             assert torch.allclose(packed[offset : offset + n], alone, atol=1e-3)
             offset += n
+
+
+def test_tool_data_the_template_cannot_render_stops_training_before_it_starts(tokenizer):
+    """SmolLM2's template renders content only: a tool call would be an empty answer."""
+    from droptune_trainer.data import refuse_what_the_template_drops
+
+    from droptune.errors import ConfigError
+
+    call = {"type": "function", "function": {"name": "lookup", "arguments": "{}"}}
+    calling = {
+        "messages": [
+            {"role": "user", "content": "Where is order 7?"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": "shipped"},
+            {"role": "assistant", "content": "It has shipped."},
+        ]
+    }
+    thinking = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant",
+                "content": "a", "reasoning_content": "r"}]}  # fmt: skip
+    refuse_what_the_template_drops(tokenizer, [thinking], "SmolLM2")  # the answers stay
+    with pytest.raises(ConfigError, match=r"1 example\(s\) have tool_calls or tools, which"):
+        refuse_what_the_template_drops(tokenizer, [thinking, calling], "SmolLM2")

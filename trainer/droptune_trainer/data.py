@@ -27,9 +27,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from droptune.checks import parts_used
+from droptune.errors import ConfigError
 from droptune.formats.base import without_weights
 from droptune.runs import run_id_from
-from droptune.tokens import render_example
+from droptune.tokens import render_example, unrendered
 from droptune_trainer.errors import RunFolderError
 
 IGNORE = -100
@@ -136,6 +138,24 @@ def assistant_spans(
             return None
         spans.append((len(prompt), len(through)))
     return spans
+
+
+def refuse_what_the_template_drops(
+    tokenizer: Any, records: Sequence[dict[str, Any]], model: str
+) -> None:
+    """Tool calls or tools the chat template does not render would be learned as empty
+    answers: stop before any GPU time (the upload refuses them too when it counted tokens
+    with this tokenizer; with an estimate it could not know)."""
+    gaps = unrendered(tokenizer) - {"reasoning_content"}  # dropped reasoning: answers stay
+    if not gaps:
+        return
+    lost = [r for r in records if parts_used(r.get("messages"), r.get("tools")) & gaps]
+    if lost:
+        raise ConfigError(
+            f"{len(lost)} example(s) have {' or '.join(sorted(gaps))}, which the chat template "
+            f"of {model} does not render: they would be learned without them. Choose a base "
+            "model whose template renders tools, or remove the tool turns."
+        )
 
 
 def tokenize(

@@ -37,6 +37,7 @@ from droptune_trainer.data import (
     pad_rows,
     read_run,
     read_split,
+    refuse_what_the_template_drops,
     run_id_of,
     to_device,
     tokenize,
@@ -160,6 +161,7 @@ def device_and_dtype(config: TrainConfig, local_rank: int = 0) -> tuple[torch.de
 
 
 def rows_for(config: TrainConfig, tokenizer: Any, records: list[dict[str, Any]]) -> list[Row]:
+    refuse_what_the_template_drops(tokenizer, records, config.base_model)
     tokenized = tokenize(tokenizer, records, config.max_length, config.assistant_only_loss)
     if tokenized.whole_sequence_loss:
         log.warning(
