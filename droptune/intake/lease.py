@@ -111,8 +111,13 @@ class Lease:
                 continue
 
     def renew(self) -> None:
-        """Push the expiry a full lease ahead; raises LeaseLost when another attempt has it."""
+        """Push the expiry a full lease ahead; raises LeaseLost when another attempt has it.
+        Once the lease has ended (transition, release) it writes nothing: a beat that waited
+        for the lock while the run went QUEUED would put a lease back and a new generation
+        under the workflow's claim."""
         with self._lock:
+            if self._stop.is_set():
+                return
             self._check()
             self.status.extra["lease"] = lease_fields(self.attempt, self.seconds)
             self._replace()

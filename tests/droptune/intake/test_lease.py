@@ -57,6 +57,26 @@ def test_lease_is_renewed_while_held_and_ended_by_the_transition(uri):
     assert body["state"] == "QUEUED" and body["message_id"] == "9" and "lease" not in body
 
 
+@pytest.mark.parametrize("end", ["transition", "release"])
+def test_a_beat_that_waited_for_the_lock_writes_nothing_once_the_lease_ended(uri, end):
+    """Else QUEUED got its lease back in a new generation, which the workflow's claim
+    (made over the generation it read) then failed on, leaving the run to no one."""
+    store = StatusStore(uri)
+    status = started("a", 60)
+    store.create(status)
+    with Lease(store, status, "a", 60) as lease:
+        if end == "transition":
+            lease.transition(RunState.QUEUED, "done")
+        else:
+            lease.release("ServiceUnavailable: 503")
+        generation = store.generation
+        lease.renew()  # the beat, run after the end it waited for
+    after = StatusStore(uri)
+    body = after.read()
+    assert after.generation == generation
+    assert end == "release" or "lease" not in body.extra
+
+
 def test_a_taken_over_lease_stops_its_old_holder(uri):
     store = StatusStore(uri)
     status = started("a", 60)
