@@ -117,14 +117,26 @@ class Delivery:
                 log.warning("another attempt took this run over; stopping", **self._labels())
                 return Outcome("none", self.run_id, None, "taken over by another attempt")
             except Exception as exc:
-                lease.release(f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                tries = int(status.extra.get("attempts", 1))
+                if tries >= self.settings.max_attempts:  # the last: no redelivery would help
+                    return self._fail(lease, tries, error)
+                lease.release(error)
                 log.error(
-                    f"attempt failed: {type(exc).__name__}: {exc}; "
-                    "a redelivery of the event resumes the run",
+                    f"attempt failed: {error}; a redelivery of the event resumes the run",
                     exc_info=True,
                     **self._labels(),
                 )
                 raise
+
+    def _fail(self, lease: Lease, tries: int, error: str) -> Outcome:
+        """The last attempt's error ends the run FAILED, as the next delivery would have."""
+        log.error(f"attempt {tries} of {tries} failed: {error}", exc_info=True, **self._labels())
+        detail = f"validation did not finish in {tries} attempts"
+        lease.transition(RunState.FAILED, detail, {"message": error[:2000]})
+        self.state = RunState.FAILED
+        self._log_state(lease.status, "ERROR")
+        return Outcome("failed", self.run_id, RunState.FAILED, detail)
 
     # --- claim and lease ----------------------------------------------------------------
     def _claim(self) -> dict[str, Any]:

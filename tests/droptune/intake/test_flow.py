@@ -429,12 +429,16 @@ def test_a_run_that_keeps_failing_ends_failed(dropzone, monkeypatch):
         raise RuntimeError("the splitter is broken")
 
     monkeypatch.setattr("droptune.pipeline.prepare", broken)
-    for _ in range(2):
-        with pytest.raises(RuntimeError):
-            deliver(dropzone, obj, max_attempts=2)
+    with pytest.raises(RuntimeError):
+        deliver(dropzone, obj, max_attempts=2)
+    # The last attempt ends the run itself: a bus that stops redelivering (the local stack's
+    # gives up after 5) cannot leave it VALIDATING.
     outcome = deliver(dropzone, obj, max_attempts=2)
-    assert (outcome.action, outcome.state) == ("none", RunState.FAILED)
+    assert (outcome.action, outcome.state) == ("failed", RunState.FAILED)
     status = dropzone.status(dropzone.run_id(obj))
-    assert status["state"] == "FAILED"
+    assert status["state"] == "FAILED" and "lease" not in status
+    assert status["detail"] == "validation did not finish in 2 attempts"
     assert "the splitter is broken" in status["error"]["message"]
     assert dropzone.topic.pull() == []
+    later = deliver(dropzone, obj, max_attempts=2)  # a duplicate delivery finds it ended
+    assert (later.action, later.state) == ("none", RunState.FAILED)
