@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -104,6 +105,17 @@ def storage_finalized_event(message: Message) -> Event:
     }
 
 
+def header_value(value: str) -> str:
+    """`value` percent-encoded as the CloudEvents HTTP binding asks of header values: space,
+    double quote, percent and anything outside printable ASCII (an object named in Japanese
+    could not be sent at all: HTTP headers are Latin-1).
+
+    >>> header_value("objects/日本/a b.jsonl")
+    'objects/%E6%97%A5%E6%9C%AC/a%20b.jsonl'
+    """
+    return "".join(c if "!" <= c <= "~" and c not in '"%' else quote(c, safe="") for c in value)
+
+
 def binary_http(event: Event) -> tuple[dict[str, str], bytes]:
     """Headers and body that POST `event` in CloudEvents binary content mode: each attribute
     as a `ce-` header, the data as the JSON body.
@@ -114,6 +126,6 @@ def binary_http(event: Event) -> tuple[dict[str, str], bytes]:
     """
     attributes = dict(event["attributes"])
     content_type = attributes.pop("datacontenttype", "application/json")
-    headers = {f"ce-{key}": str(value) for key, value in attributes.items()}
+    headers = {f"ce-{key}": header_value(str(value)) for key, value in attributes.items()}
     headers["Content-Type"] = content_type
     return headers, orjson.dumps(event["data"])

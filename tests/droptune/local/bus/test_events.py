@@ -5,6 +5,7 @@ intake read as they read Eventarc's."""
 from __future__ import annotations
 
 import base64
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -143,3 +144,23 @@ def test_functions_framework_reads_the_event_posted_in_binary_mode(tmp_path: Pat
     received = orjson.loads(source.with_suffix(".json").read_bytes())
     assert received["attributes"] == event["attributes"]
     assert UploadedObject.from_resource(received["data"]).generation == 1714585312825704
+
+
+def test_an_object_named_outside_latin_1_reaches_the_function(tmp_path: Path):
+    """HTTP headers are Latin-1: 'objects/日本/データ.jsonl' as ce-subject could not be sent
+    at all, and the upload never started a run. Header values are percent-encoded, as the
+    CloudEvents HTTP binding asks; the object's name travels whole in the data."""
+    name = "日本/データ a.jsonl"
+    source = tmp_path / "receiver.py"
+    source.write_text(RECEIVER)
+    app = create_app(target="receive", source=str(source), signature_type="cloudevent")
+    message = replace(notification(objectId=name), data=orjson.dumps({**RESOURCE, "name": name}))
+    headers, body = binary_http(storage_finalized_event(message))
+    assert (
+        headers["ce-subject"] == "objects/%E6%97%A5%E6%9C%AC/%E3%83%87%E3%83%BC%E3%82%BF%20a.jsonl"
+    )
+    headers["ce-subject"].encode("latin-1")  # sendable
+    response = app.test_client().post("/", headers=headers, data=body)
+    assert response.status_code == 200, response.data
+    received = orjson.loads(source.with_suffix(".json").read_bytes())
+    assert UploadedObject.from_resource(received["data"]).name == name
