@@ -6,7 +6,10 @@
 4. the deployment defaults (environment).
 
 Each source is checked on its own first, so an unknown key or a bad value is reported with
-the place it came from. A relative `validation_file` is read next to the data file.
+the place it came from; what counts is the merged configuration, so a source that fails only
+against the defaults of keys another source sets (`test_fraction: 0.95` in a sidecar, with
+`validation_fraction: 0` in the object's metadata) does not fail the run. A relative
+`validation_file` is read next to the data file.
 """
 
 from __future__ import annotations
@@ -63,15 +66,22 @@ def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
         layers = _layers(obj, default_backend)
         merged: dict[str, Any] = {}
         sources: dict[str, str] = {}
+        first_error: ConfigError | None = None
         for source, values in layers:
-            RunConfig.from_mapping(values, source=source)  # each source checked on its own
+            try:  # each source checked on its own, to name the place of a mistake
+                RunConfig.from_mapping(values, source=source)
+            except ConfigError as exc:
+                first_error = first_error or exc
             for key, value in values.items():
                 name = key.replace("-", "_")
                 if name not in merged:
                     merged[name], sources[name] = value, source
         if merged.get("validation_file"):
             merged["validation_file"] = _validation_uri(obj, str(merged["validation_file"]))
-        config = RunConfig.from_mapping(merged, source="the resolved configuration")
+        try:
+            config = RunConfig.from_mapping(merged, source="the resolved configuration")
+        except ConfigError as exc:  # in the words of the source that failed, if one did
+            raise (first_error or exc) from None
     except ConfigError as exc:
         return ResolvedConfig(None, error=str(exc))
     return ResolvedConfig(config, sources)

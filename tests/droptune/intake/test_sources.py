@@ -60,6 +60,21 @@ def test_unknown_metadata_key_is_an_error(gcs_bucket) -> None:
     assert "object metadata" in resolved.error and "'backend'" in resolved.error
 
 
+def test_sources_valid_only_together_make_a_valid_run(gcs_bucket) -> None:
+    """The sidecar's test_fraction fails against the default validation_fraction, which the
+    object's metadata sets to 0: the merged configuration is what runs."""
+    put(gcs_bucket, "f/d.droptune.yaml", "test_fraction: 0.95\n")
+    metadata = {"droptune-validation-fraction": "0"}
+    resolved = resolve(obj(gcs_bucket, "f/d.jsonl", metadata), "custom")
+    assert resolved.error is None
+    assert (resolved.config.validation_fraction, resolved.config.test_fraction) == (0, 0.95)
+    put(gcs_bucket, "g/d.droptune.yaml", "test_fraction: 0.6\n")  # invalid together
+    metadata = {"droptune-validation-fraction": "0.5"}
+    resolved = resolve(obj(gcs_bucket, "g/d.jsonl", metadata), "custom")
+    assert "the resolved configuration" in resolved.error
+    assert "must leave examples for training" in resolved.error
+
+
 def test_bad_value_and_bad_yaml_are_errors(gcs_bucket) -> None:
     resolved = resolve(obj(gcs_bucket, "d.jsonl", {"droptune-epochs": "many"}), "custom")
     assert "epochs must be an integer" in resolved.error
