@@ -1,7 +1,7 @@
 """Resolve a run's configuration from where users put it, first match wins per key:
 
 1. custom metadata on the uploaded object (`droptune-backend: gemini`, `droptune-epochs: 2`),
-2. a sidecar `<file stem>.droptune.yaml` next to the data file,
+2. a sidecar `<file stem>.droptune.yaml` (or `.yml`) next to the data file,
 3. the nearest `droptune.yaml` in the same folder or a parent folder of the uploads bucket,
 4. the deployment defaults (environment).
 
@@ -22,9 +22,10 @@ import yaml
 from droptune.cloud import gcs
 from droptune.config import RunConfig, string_keys
 from droptune.errors import ConfigError
-from droptune.intake.event import FOLDER_CONFIG, UploadedObject
+from droptune.intake.event import CONFIG_SUFFIXES, FOLDER_CONFIG, UploadedObject
 
 METADATA_PREFIX = "droptune-"
+MAX_OBJECT_NAME_BYTES = 1024  # Cloud Storage's limit: a longer name is a 400, not a 404
 
 
 @dataclass
@@ -47,17 +48,19 @@ def metadata_values(metadata: dict[str, str]) -> dict[str, str]:
     }
 
 
-def candidate_files(obj: UploadedObject) -> tuple[str, list[str]]:
-    """The sidecar's name and the folder configs' names, nearest first.
+def candidate_files(obj: UploadedObject) -> tuple[list[str], list[str]]:
+    """The sidecar's names (either spelling; none past Cloud Storage's 1,024 bytes, which
+    no object can have) and the folder configs' names, nearest first.
 
     >>> candidate_files(UploadedObject("up", "a/b/chat.v2.jsonl", 1))
-    ('a/b/chat.v2.droptune.yaml', ['a/b/droptune.yaml', 'a/droptune.yaml', 'droptune.yaml'])
+    (['a/b/chat.v2.droptune.yaml', 'a/b/chat.v2.droptune.yml'], ['a/b/droptune.yaml', 'a/droptune.yaml', 'droptune.yaml'])
     """
     stem = obj.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    sidecar = f"{obj.folder}{stem}.droptune.yaml"
+    sidecars = [f"{obj.folder}{stem}{suffix}" for suffix in CONFIG_SUFFIXES]
+    sidecars = [name for name in sidecars if len(name.encode()) <= MAX_OBJECT_NAME_BYTES]
     parts = obj.folder.rstrip("/").split("/") if obj.folder else []
     folders = ["/".join(parts[:n]) + "/" for n in range(len(parts), 0, -1)] + [""]
-    return sidecar, [f"{folder}{FOLDER_CONFIG}" for folder in folders]
+    return sidecars, [f"{folder}{FOLDER_CONFIG}" for folder in folders]
 
 
 def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
@@ -89,10 +92,13 @@ def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
 
 def _layers(obj: UploadedObject, default_backend: str) -> list[tuple[str, dict[str, Any]]]:
     layers = [("object metadata", metadata_values(obj.metadata))]
-    sidecar, folder_configs = candidate_files(obj)
-    found = _read_yaml(obj.bucket, sidecar)
-    if found is not None:
-        layers.append(found)
+    sidecars, folder_configs = candidate_files(obj)
+    found = [f for f in (_read_yaml(obj.bucket, name) for name in sidecars) if f is not None]
+    if len(found) > 1:
+        raise ConfigError(
+            f"two sidecars for one file: {found[0][0]} and {found[1][0]}; keep one of them"
+        )
+    layers += found
     for name in folder_configs:
         found = _read_yaml(obj.bucket, name)
         if found is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from droptune.intake.event import UploadedObject
-from droptune.intake.sources import resolve
+from droptune.intake.sources import candidate_files, resolve
 
 
 def put(bucket, name: str, text: str) -> None:
@@ -73,6 +73,25 @@ def test_sources_valid_only_together_make_a_valid_run(gcs_bucket) -> None:
     resolved = resolve(obj(gcs_bucket, "g/d.jsonl", metadata), "custom")
     assert "the resolved configuration" in resolved.error
     assert "must leave examples for training" in resolved.error
+
+
+def test_a_yml_sidecar_is_read_and_two_sidecars_are_an_error(gcs_bucket) -> None:
+    """An upload named .droptune.yml was taken for a config file, then never read."""
+    put(gcs_bucket, "y/d.droptune.yml", "backend: gemini\nepochs: 7\n")
+    resolved = resolve(obj(gcs_bucket, "y/d.jsonl"), "custom")
+    assert (resolved.config.backend, resolved.config.epochs) == ("gemini", 7)
+    put(gcs_bucket, "y/d.droptune.yaml", "epochs: 2\n")
+    resolved = resolve(obj(gcs_bucket, "y/d.jsonl"), "custom")
+    assert "two sidecars for one file" in resolved.error and "keep one" in resolved.error
+
+
+def test_a_sidecar_name_too_long_for_cloud_storage_is_not_asked_for(gcs_bucket) -> None:
+    """A 1,024-byte data name is legal; its sidecar's is not, and a real bucket answers such
+    a read with 400, not 404: it is not looked for."""
+    name = "a/" + "x" * (1024 - len("a/") - len(".jsonl")) + ".jsonl"
+    assert candidate_files(obj(gcs_bucket, name))[0] == []
+    resolved = resolve(obj(gcs_bucket, name), "custom")
+    assert resolved.error is None and resolved.config.epochs == 3
 
 
 def test_bad_value_and_bad_yaml_are_errors(gcs_bucket) -> None:
