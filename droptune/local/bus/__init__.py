@@ -4,8 +4,9 @@ CloudEvents for Python subscribers.
     with EventBus() as bus:
         bus.create_topic("projects/local/topics/runs")
         bus.subscribe("projects/local/topics/runs", start_workflow, name="workflows")
-        # anything with PUBSUB_EMULATOR_HOST=bus.host publishes to it: google-cloud-pubsub,
-        # fake-gcs-server's storage notifications, gcloud
+        # anything that speaks Pub/Sub's gRPC API with PUBSUB_EMULATOR_HOST=bus.host publishes
+        # to it: google-cloud-pubsub, fake-gcs-server's storage notifications (gcloud, which
+        # speaks REST to an emulator, does not: Google's emulator serves both)
         bus.wait_idle(timeout=60)
 
 `eventarc_event` (the Pub/Sub trigger's CloudEvent), `storage_finalized_event` (a storage
