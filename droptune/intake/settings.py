@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from droptune.config import parse_flag
 from droptune.errors import ConfigError
@@ -34,20 +35,36 @@ class IntakeSettings:
         topic = env["DROPTUNE_TOPIC"]
         if not topic.startswith("projects/") or "/topics/" not in topic:
             raise ConfigError(f"DROPTUNE_TOPIC must be projects/<p>/topics/<t>; got {topic!r}")
-        try:
-            return cls(
-                runs_bucket=env["DROPTUNE_RUNS_BUCKET"],
-                topic=topic,
-                uploads_bucket=env.get("DROPTUNE_UPLOADS_BUCKET") or None,
-                default_backend=env.get("DROPTUNE_DEFAULT_BACKEND") or "custom",
-                max_upload_bytes=int(env.get("DROPTUNE_MAX_UPLOAD_BYTES") or 1 << 30),
-                lease_seconds=float(env.get("DROPTUNE_LEASE_SECONDS") or 60),
-                max_wait_seconds=float(env.get("DROPTUNE_MAX_WAIT_SECONDS") or 240),
-                max_attempts=int(env.get("DROPTUNE_MAX_ATTEMPTS") or 5),
-                preload_tokenizer=_flag(env, "DROPTUNE_PRELOAD_TOKENIZER"),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"a DROPTUNE_* number setting is not a number: {exc}") from None
+        return cls(
+            runs_bucket=env["DROPTUNE_RUNS_BUCKET"],
+            topic=topic,
+            uploads_bucket=env.get("DROPTUNE_UPLOADS_BUCKET") or None,
+            default_backend=env.get("DROPTUNE_DEFAULT_BACKEND") or "custom",
+            max_upload_bytes=_number(env, "DROPTUNE_MAX_UPLOAD_BYTES", int, 1 << 30, "bytes"),
+            lease_seconds=_number(env, "DROPTUNE_LEASE_SECONDS", float, 60, "seconds"),
+            max_wait_seconds=_number(env, "DROPTUNE_MAX_WAIT_SECONDS", float, 240, "seconds"),
+            max_attempts=_number(env, "DROPTUNE_MAX_ATTEMPTS", int, 5, "attempts"),
+            preload_tokenizer=_flag(env, "DROPTUNE_PRELOAD_TOKENIZER"),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, kind: type, default: float, unit: str) -> Any:
+    """`env[name]` as an int or a float (unset: `default`), or an error that names it.
+
+    >>> _number({"DROPTUNE_MAX_UPLOAD_BYTES": "1GB"}, "DROPTUNE_MAX_UPLOAD_BYTES", int, 2**30, "bytes")
+    Traceback (most recent call last):
+    droptune.errors.ConfigError: DROPTUNE_MAX_UPLOAD_BYTES must be a whole number of bytes (e.g. 1073741824); got '1GB'
+    """
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise ConfigError(
+            f"{name} must be {what} of {unit} (e.g. {kind(default)!r}); got {value!r}"
+        ) from None
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -34,7 +34,7 @@ def test_defaults_and_every_setting_read():
     [
         ({}, "needs DROPTUNE_RUNS_BUCKET and DROPTUNE_TOPIC set"),
         (ENV | {"DROPTUNE_TOPIC": "runs"}, "must be projects/<p>/topics/<t>; got 'runs'"),
-        (ENV | {"DROPTUNE_MAX_ATTEMPTS": "five"}, "is not a number"),
+        (ENV | {"DROPTUNE_MAX_ATTEMPTS": "five"}, "DROPTUNE_MAX_ATTEMPTS must be a whole number"),
         (ENV | {"DROPTUNE_PRELOAD_TOKENIZER": "sure"}, "must be true or false; got 'sure'"),
     ],
 )
