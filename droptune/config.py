@@ -259,6 +259,7 @@ class RunConfig(Settings):
             self.base_model = env if env and _model_fits(env, self.backend) else fallback
 
 
+CONFIG_SUFFIXES = (".droptune.yaml", ".droptune.yml")  # a sidecar: <data file stem> + one
 GATE_METRICS = ("accuracy", "macro_f1", "exact_match", "rouge_l")
 GATE_KEYS = ("metric", "min_delta", "require_significance")
 ADAPTER_SIZES = tuple(f"ADAPTER_SIZE_{n}" for n in ("ONE", "TWO", "FOUR", "EIGHT", "SIXTEEN"))

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from droptune.cloud.gcs import object_uri
+from droptune.config import CONFIG_SUFFIXES
 from droptune.errors import DroptuneError
 
 DATA_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
-CONFIG_SUFFIXES = (".droptune.yaml", ".droptune.yml")
 FOLDER_CONFIG = "droptune.yaml"
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import yaml
 
 from droptune.cloud import gcs
-from droptune.config import RunConfig, string_keys
+from droptune.config import CONFIG_SUFFIXES, RunConfig, string_keys
 from droptune.errors import ConfigError
-from droptune.intake.event import CONFIG_SUFFIXES, FOLDER_CONFIG, UploadedObject
+from droptune.intake.event import FOLDER_CONFIG, UploadedObject
 
 METADATA_PREFIX = "droptune-"
 MAX_OBJECT_NAME_BYTES = 1024  # Cloud Storage's limit: a longer name is a 400, not a 404
@@ -49,18 +49,22 @@ def metadata_values(metadata: dict[str, str]) -> dict[str, str]:
 
 
 def candidate_files(obj: UploadedObject) -> tuple[list[str], list[str]]:
-    """The sidecar's names (either spelling; none past Cloud Storage's 1,024 bytes, which
-    no object can have) and the folder configs' names, nearest first.
+    """The sidecar's names (either spelling) and the folder configs' names, nearest first;
+    none past Cloud Storage's 1,024 bytes, which no object can have.
 
     >>> candidate_files(UploadedObject("up", "a/b/chat.v2.jsonl", 1))
     (['a/b/chat.v2.droptune.yaml', 'a/b/chat.v2.droptune.yml'], ['a/b/droptune.yaml', 'a/droptune.yaml', 'droptune.yaml'])
     """
     stem = obj.name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     sidecars = [f"{obj.folder}{stem}{suffix}" for suffix in CONFIG_SUFFIXES]
-    sidecars = [name for name in sidecars if len(name.encode()) <= MAX_OBJECT_NAME_BYTES]
     parts = obj.folder.rstrip("/").split("/") if obj.folder else []
     folders = ["/".join(parts[:n]) + "/" for n in range(len(parts), 0, -1)] + [""]
-    return sidecars, [f"{folder}{FOLDER_CONFIG}" for folder in folders]
+    configs = [f"{folder}{FOLDER_CONFIG}" for folder in folders]
+    return _storable(sidecars), _storable(configs)
+
+
+def _storable(names: list[str]) -> list[str]:
+    return [name for name in names if len(name.encode()) <= MAX_OBJECT_NAME_BYTES]
 
 
 def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:

@@ -24,8 +24,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from droptune.config import BACKENDS, RunConfig
+from droptune.config import BACKENDS, CONFIG_SUFFIXES, RunConfig
 from droptune.local.home import StackConfig, StackError, StackState
 from droptune.runs import ENDED, RunState, run_id_for
 
@@ -142,7 +143,7 @@ def run(
         Path | None,
         typer.Option(
             "--config",
-            help="Run settings (YAML); default: <stem>.droptune.yaml beside FILE, if any.",
+            help="Run settings (YAML); default: <stem>.droptune.yaml (or .yml) beside FILE.",
             exists=True,
         ),
     ] = None,
@@ -157,8 +158,14 @@ def run(
     """
     if backend is not None and backend not in BACKENDS:
         raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
-    beside = file.with_name(file.name.rsplit(".", 1)[0] + ".droptune.yaml")
-    config = config or (beside if beside.is_file() else None)
+    stem = file.name.rsplit(".", 1)[0]
+    beside = [p for p in (file.with_name(stem + s) for s in CONFIG_SUFFIXES) if p.is_file()]
+    if config is None and len(beside) > 1:
+        raise typer.BadParameter(
+            f"two sidecars for one file: {beside[0]} and {beside[1]}; keep one of them",
+            param_hint="FILE",
+        )
+    config = config or (beside[0] if beside else None)
     if config is not None:
         RunConfig.from_yaml(config)  # a mistake in it is reported now, not after the upload
     home = StackConfig.default().home
@@ -222,7 +229,7 @@ def follow(
                 progress = (
                     training_progress(state, home, run_id) if body["state"] == "TRAINING" else None
                 )
-                spinner.update(progress or f"{body['state'].lower()}")
+                spinner.update(Text(progress or body["state"].lower()))  # log text: no markup
                 # Off a terminal (a pipe, a CI log) the spinner shows nothing: print it instead.
                 quiet = console.is_terminal or elapsed - said_at < PROGRESS_EVERY
                 if not quiet and progress not in (None, said):

@@ -90,6 +90,8 @@ def test_a_sidecar_name_too_long_for_cloud_storage_is_not_asked_for(gcs_bucket) 
     a read with 400, not 404: it is not looked for."""
     name = "a/" + "x" * (1024 - len("a/") - len(".jsonl")) + ".jsonl"
     assert candidate_files(obj(gcs_bucket, name))[0] == []
+    deep = "d" * 1013 + "/a.jsonl"  # legal; its folder's droptune.yaml would not be
+    assert candidate_files(obj(gcs_bucket, deep))[1] == ["droptune.yaml"]
     resolved = resolve(obj(gcs_bucket, name), "custom")
     assert resolved.error is None and resolved.config.epochs == 3
 

@@ -47,6 +47,17 @@ def test_run_starts_the_stack_reports_a_rejected_file_and_down_stops_it(tmp_path
     assert droptune(home, "local", "status").returncode == 1
 
 
+def test_two_sidecars_beside_the_file_are_refused_before_anything_starts(tmp_path: Path):
+    home = tmp_path / "local"
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    (tmp_path / "d.droptune.yaml").write_text("epochs: 1\n")
+    (tmp_path / "d.droptune.yml").write_text("epochs: 2\n")
+    result = droptune(home, "local", "run", str(data))
+    assert result.returncode == 2 and "two sidecars for one file" in result.stderr
+    assert not (home / "state.json").exists()
+
+
 def test_a_config_with_a_mistake_is_refused_before_anything_starts(tmp_path: Path):
     home = tmp_path / "local"
     data = tmp_path / "d.jsonl"
@@ -81,7 +92,7 @@ def test_follow_prints_training_progress_when_not_on_a_terminal(monkeypatch):
     training = status("TRAINING", "VALIDATING", "TRAINING")
     statuses = iter([training] * 30 + [status("SUCCEEDED", "VALIDATING", "TRAINING", "SUCCEEDED")])
     monkeypatch.setattr(gcs, "read_bytes", lambda uri: next(statuses))
-    steps = iter(f"training: step {n // 4}" for n in range(30))
+    steps = iter(f"training: step {n // 4} [/x]" for n in range(30))  # log text, not markup
     monkeypatch.setattr(cli, "training_progress", lambda *args: next(steps))
     printed = io.StringIO()
     console = Console(file=printed, width=200)
@@ -92,5 +103,5 @@ def test_follow_prints_training_progress_when_not_on_a_terminal(monkeypatch):
     assert final["state"] == "SUCCEEDED"
     lines = printed.getvalue().splitlines()
     progress = [line.split("s  ", 1)[1] for line in lines if "training: step" in line]
-    assert progress == ["training: step 0", "training: step 2", "training: step 5"]
+    assert progress == [f"training: step {n} [/x]" for n in (0, 2, 5)]
     assert "SUCCEEDED" in lines[-1]
