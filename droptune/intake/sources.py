@@ -5,10 +5,11 @@
 3. the nearest `droptune.yaml` in the same folder or a parent folder of the uploads bucket,
 4. the deployment defaults (environment).
 
-Each source is checked on its own first, so an unknown key or a bad value is reported with
-the place it came from; what counts is the merged configuration, so a source that fails only
-against the defaults of keys another source sets (`test_fraction: 0.95` in a sidecar, with
-`validation_fraction: 0` in the object's metadata) does not fail the run. A relative
+What counts is the merged configuration: a source that would fail only against the defaults
+of keys another source sets (`test_fraction: 0.95` in a sidecar, with `validation_fraction: 0`
+in the object's metadata) does not fail the run. When the merged one fails, the error names
+the first source whose values in it fail on their own (an unknown key, a bad value), so the
+place to fix is named; a value another source overrides is not blamed. A relative
 `validation_file` is read next to the data file.
 """
 
@@ -73,12 +74,7 @@ def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
         layers = _layers(obj, default_backend)
         merged: dict[str, Any] = {}
         sources: dict[str, str] = {}
-        first_error: ConfigError | None = None
         for source, values in layers:
-            try:  # each source checked on its own, to name the place of a mistake
-                RunConfig.from_mapping(values, source=source)
-            except ConfigError as exc:
-                first_error = first_error or exc
             for key, value in values.items():
                 name = key.replace("-", "_")
                 if name not in merged:
@@ -87,11 +83,23 @@ def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
             merged["validation_file"] = _validation_uri(obj, str(merged["validation_file"]))
         try:
             config = RunConfig.from_mapping(merged, source="the resolved configuration")
-        except ConfigError as exc:  # in the words of the source that failed, if one did
-            raise (first_error or exc) from None
+        except ConfigError as exc:
+            raise _blame(layers, sources) or exc from None
     except ConfigError as exc:
         return ResolvedConfig(None, error=str(exc))
     return ResolvedConfig(config, sources)
+
+
+def _blame(layers: list[tuple[str, dict[str, Any]]], sources: dict[str, str]) -> ConfigError | None:
+    """The error of the first source whose values that count (those no earlier source set)
+    fail on their own: it names the place to fix. None when only their mix fails."""
+    for source, values in layers:
+        kept = {k: v for k, v in values.items() if sources.get(k.replace("-", "_")) == source}
+        try:
+            RunConfig.from_mapping(kept, source=source)
+        except ConfigError as exc:
+            return exc
+    return None
 
 
 def _layers(obj: UploadedObject, default_backend: str) -> list[tuple[str, dict[str, Any]]]:

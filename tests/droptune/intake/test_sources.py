@@ -73,6 +73,12 @@ def test_sources_valid_only_together_make_a_valid_run(gcs_bucket) -> None:
     resolved = resolve(obj(gcs_bucket, "g/d.jsonl", metadata), "custom")
     assert "the resolved configuration" in resolved.error
     assert "must leave examples for training" in resolved.error
+    # A bad value another source overrides is not the one blamed.
+    put(gcs_bucket, "h/d.droptune.yaml", "epochs: many\n")
+    put(gcs_bucket, "h/droptune.yaml", "test_fraction: 0.95\n")
+    resolved = resolve(obj(gcs_bucket, "h/d.jsonl", {"droptune-epochs": "2"}), "custom")
+    assert f"gs://{gcs_bucket.name}/h/droptune.yaml" in resolved.error
+    assert "must leave examples for training" in resolved.error
 
 
 def test_a_yml_sidecar_is_read_and_two_sidecars_are_an_error(gcs_bucket) -> None:
