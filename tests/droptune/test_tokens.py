@@ -72,3 +72,30 @@ def test_pulled_model_is_a_plain_checkpoint_that_locate_prefers(pulled_model):
     }
     files = locate("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert (files.location, files.gguf_file) == (str(pulled_model), None)
+
+
+def test_the_template_probe_gives_calls_an_id_and_takes_a_refusal_for_unknown():
+    """Mistral's templates refuse a tool call without a 9-character id; the probe's call has
+    one. A template that raises anyway is not taken to drop the part: the trainer's own
+    rendering would raise, which says more."""
+    import json
+
+    from droptune.tokens import unrendered
+
+    class Template:
+        def __init__(self, refuse_tools: bool) -> None:
+            self.refuse_tools = refuse_tools
+
+        def apply_chat_template(self, messages, tools=None, tokenize=False):
+            for m in messages:
+                for call in m.get("tool_calls") or ():
+                    if len(call.get("id", "")) != 9:
+                        raise ValueError(
+                            "Tool call IDs should be alphanumeric strings with length 9!"
+                        )
+            if tools and self.refuse_tools:
+                raise ValueError("tools are not supported")
+            return json.dumps([messages, tools])  # renders everything
+
+    assert unrendered(Template(refuse_tools=False)) == frozenset()
+    assert unrendered(Template(refuse_tools=True)) == frozenset()
