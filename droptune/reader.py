@@ -321,10 +321,12 @@ class RecordReader:
             else:
                 # A file whose lines end in a lone CR (classic Mac) arrives as one line: split
                 # it. In a file of LF lines a lone CR is the data's own, inside a field.
+                # Known from the first line: a CR before its end (a header holds no line
+                # breaks, but the first record of a CR file may hold an LF, quoted).
                 if cr_lines is None:
-                    cr_lines = not text.endswith("\n") and "\r" in text
+                    cr_lines = text.find("\r", 0, len(text) - 2) >= 0
                 lone_cr = cr_lines and text.find("\r", 0, len(text) - 2) >= 0
-                for piece in _LONE_CR.split(text) if lone_cr else (text,):
+                for piece in _split_cr(text) if lone_cr else (text,):
                     number += 1
                     if self._record_start is None:
                         self._record_start = number
@@ -378,6 +380,16 @@ class RecordReader:
                 )
                 continue
             yield Row(line, dict(zip(columns, row, strict=True)))
+
+
+def _split_cr(text: str) -> list[str]:
+    r"""The lines of a text whose lines end in a lone CR (no empty line after the last one).
+
+    >>> _split_cr("a\rb\rc\r"), _split_cr('"x\ny"\r')
+    (['a\r', 'b\r', 'c\r'], ['"x\ny"\r'])
+    """
+    pieces = _LONE_CR.split(text)
+    return pieces if pieces[-1] else pieces[:-1]
 
 
 class _ArrayText:

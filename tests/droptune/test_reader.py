@@ -342,6 +342,10 @@ def test_csv_lines_may_end_in_crlf_or_a_lone_cr() -> None:
     expected = [(2, {"text": "a", "label": "x"}), (3, {"text": "b", "label": "y"})]
     assert read(b"text,label\r\na,x\r\nb,y\r\n", "data.csv")[0] == expected
     assert read(b"text,label\ra,x\rb,y\r", "data.csv")[0] == expected
+    # Excel for Mac: CR lines, and a quoted LF inside a cell of the first record
+    rows, issues = read(b'text,label\r"a\nb",x\rc,y\r', "data.csv")
+    assert rows == [(2, {"text": "a\nb", "label": "x"}), (4, {"text": "c", "label": "y"})]
+    assert found(issues) == []
 
 
 def test_the_first_record_is_read_as_any_other_blank_lines_and_all() -> None:
