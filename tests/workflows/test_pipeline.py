@@ -194,6 +194,30 @@ def test_a_model_that_fails_its_smoke_prediction_gives_the_traffic_back(vertex, 
     assert endpoint["deployedModels"] == [] and endpoint["trafficSplit"] == {}
 
 
+def test_a_rollback_leaves_the_traffic_a_later_deployment_took(vertex, gcs_server):
+    """Run 'broken' fails its smoke test after run 'later' deployed: the traffic stays with
+    'later' (restoring the split from before 'broken' would give it back to the old model)."""
+    queue_run(vertex.bucket, "old")
+    assert execute(vertex, gcs_server, "old").result["state"] == "SUCCEEDED"
+    (endpoint,) = vertex.endpoints.values()
+
+    deploy = vertex.hooks()[AIPLATFORM + "endpoints.deployModel"]
+
+    def another_run_deploys_then_this_one_fails(**kwargs: Any) -> dict:
+        body = {"deployedModel": {"model": f"{PARENT}/models/8"}, "trafficSplit": {"0": 100}}
+        deploy(endpoint=endpoint["name"], body=body, region="r", connector_params={})
+        raise http_error(500)
+
+    queue_run(vertex.bucket, "broken")
+    hooks = {AIPLATFORM + "endpoints.predict": another_run_deploys_then_this_one_fails}
+    execution = execute(vertex, gcs_server, "broken", hooks=hooks)
+    assert execution.state == "FAILED" and "SmokeTestFailed" in execution.error["tags"]
+    models = [m["model"] for m in endpoint["deployedModels"]]
+    assert models == [f"{PARENT}/models/7", f"{PARENT}/models/8"]
+    later = endpoint["deployedModels"][1]["id"]
+    assert endpoint["trafficSplit"] == {later: 100}
+
+
 def test_a_model_another_run_retired_first_does_not_fail_this_one(vertex, gcs_server):
     """Two runs deploy at the same time: both saw the old model, and the other retired it."""
     queue_run(vertex.bucket, "old")
