@@ -77,6 +77,29 @@ def test_the_saved_adapter_on_its_base_is_the_merged_model(trained: tuple[Path, 
         torch.testing.assert_close(state[name], weight, rtol=0, atol=1e-6, msg=name)
 
 
+def test_qlora_falls_back_to_the_4_bit_model_when_the_base_does_not_fit(
+    trained: tuple[Path, dict], caplog
+):
+    """What the GPU would do with a base too large for it unquantized (bitsandbytes is not
+    needed here: the loader is the test's): evaluate on the 4-bit model, said in the log."""
+    from droptune_trainer import qlora
+    from droptune_trainer.train import base_model
+
+    adapter = trained[0] / "model" / "adapter"
+    asked = []
+
+    def load_base(device, dtype, quantized):
+        asked.append(quantized)
+        if not quantized:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return base_model(TrainConfig(), device, dtype)  # stands in for the 4-bit one
+
+    model, unquantized = qlora.unquantize(adapter, load_base, torch.device("cpu"), torch.float32)
+    assert asked == [False, True] and not unquantized
+    assert hasattr(model, "disable_adapter")  # the adapter is on: the evaluation can compare
+    assert "does not fit on the GPU" in caplog.text
+
+
 def test_a_killed_job_resumes_from_its_last_checkpoint(run_dir: Path):
     args = [sys.executable, "-m", "droptune_trainer", "train", "--run-dir", str(run_dir)]
     settings = {**FAST, "max_steps": 6, "checkpoint_every": 2, "eval_max_new_tokens": 4}
@@ -262,13 +285,25 @@ def test_training_on_a_gpu_runs_in_bf16_and_lowers_the_loss(tmp_path: Path, tiny
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_qlora_evaluates_the_model_it_deploys(tmp_path: Path, tiny_model: Path):
+def test_qlora_evaluates_the_model_it_deploys(tmp_path: Path, tiny_model: Path, monkeypatch):
     """QLoRA trains on a 4-bit base but deploys the adapter merged into the bf16 base: the
     evaluation (and its gate) must see that model, and the 4-bit one is gone by then."""
     pytest.importorskip("bitsandbytes", reason="QLoRA needs bitsandbytes (in the image)")
+    from bitsandbytes.nn import Linear4bit
+    from droptune_trainer import train
+
+    evaluated = []
+    judge = train.evaluate_tuned
+
+    def evaluate_tuned(s):
+        evaluated.append(any(isinstance(m, Linear4bit) for m in s.model.modules()))
+        return judge(s)
+
+    monkeypatch.setattr(train, "evaluate_tuned", evaluate_tuned)
     run_dir = make_run_dir(tmp_path)
     overrides = {**TINY, "base_model": str(tiny_model), "method": "qlora"}
     metrics = run(str(run_dir), overrides=overrides)
+    assert evaluated == [False]  # the model it deploys, not the 4-bit one it trained
     assert metrics["evaluation"]["n"] == 2
     config = json.loads((run_dir / "model" / "merged" / "config.json").read_text())
     assert "quantization_config" not in config

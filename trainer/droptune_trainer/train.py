@@ -17,6 +17,7 @@ import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from torch.nn import functional
 from droptune.errors import ConfigError
 from droptune.log import get_logger, labelled
 from droptune.models import locate
-from droptune_trainer import attention, checkpoint, cluster, precision
+from droptune_trainer import attention, checkpoint, cluster, precision, qlora
 from droptune_trainer.config import TrainConfig, from_run_config
 from droptune_trainer.data import (
     IGNORE,
@@ -67,6 +68,7 @@ class Setup:
     checkpoints: Place
     tensorboard: Place | None
     group: cluster.Group = field(default_factory=cluster.Group)
+    unquantized: bool = False  # QLoRA: the model is the unquantized base with the adapter
 
 
 @dataclass
@@ -118,18 +120,7 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
     tokenizer = load_tokenizer(config)
     location, kwargs = load_base(config)
     if config.method == "qlora":
-        if device.type != "cuda":
-            raise ConfigError(
-                "qlora needs a CUDA GPU (bitsandbytes 4-bit); use method: lora on CPU"
-            )
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=dtype,
-            bnb_4bit_use_double_quant=True,
-        )
+        kwargs |= qlora.quantization(device, dtype)
     model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
     if config.method == "full":
         return tokenizer, model.to(device)
@@ -401,16 +392,25 @@ def save_model(s: Setup) -> None:
         s.model.save_pretrained(out / "merged", safe_serialization=True)
     else:
         s.model.save_pretrained(out / "adapter", safe_serialization=True)
-        s.model.merge_and_unload().save_pretrained(out / "merged", safe_serialization=True)
+        if s.config.method == "qlora" and not s.unquantized:
+            merged = qlora.merged_on_cpu(out / "adapter", partial(base_model, s.config), s.dtype)
+        else:
+            merged = s.model.merge_and_unload()
+        merged.save_pretrained(out / "merged", safe_serialization=True)
     s.tokenizer.save_pretrained(out / "merged")
     s.model_out.publish()
 
 
-def base_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) -> Any:
-    """The base model in `dtype`, never quantized: the baseline of full tuning."""
+def base_model(
+    config: TrainConfig, device: torch.device, dtype: torch.dtype, quantized: bool = False
+) -> Any:
+    """The base model in `dtype` (in 4 bits with `quantized`): full tuning's baseline."""
     from transformers import AutoModelForCausalLM
 
     location, kwargs = load_base(config)
+    if quantized:  # placed on the device by bitsandbytes as it loads
+        kwargs |= qlora.quantization(device, dtype) | {"device_map": {"": device}}
+        return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
     return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs).to(device)
 
 
@@ -418,23 +418,18 @@ def base_with_adapter(
     config: TrainConfig, adapter: Path, device: torch.device, dtype: torch.dtype
 ) -> Any:
     """The base model in `dtype`, never quantized, with the saved `adapter` on top."""
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(base_model(config, device, dtype), adapter)
+    return qlora.with_adapter(base_model(config, device, dtype), adapter)
 
 
 def unquantize(s: Setup) -> None:
-    """Swap a QLoRA run's 4-bit model for its base in `s.dtype` with the trained adapter.
-    Servers load plain checkpoints, so the run deploys the adapter merged into that base,
-    which answers a little differently from the 4-bit model: the evaluation and its gate
-    must judge the model that is deployed. Inference in bf16 needs no optimizer state, so
-    a model that trained in 4 bits fits for this."""
+    """A QLoRA run evaluates and merges its adapter on the unquantized base (qlora.py)."""
     adapter = s.model_out.local / "adapter"
     s.model.save_pretrained(adapter, safe_serialization=True)
-    s.model = None
-    if s.device.type == "cuda":
-        torch.cuda.empty_cache()
-    s.model = base_with_adapter(s.config, adapter, s.device, s.dtype)
+    s.model_out.publish("adapter")  # the run's result is safe before anything else is tried
+    s.model = None  # the only reference to the 4-bit model: its memory can go
+    s.model, s.unquantized = qlora.unquantize(
+        adapter, partial(base_model, s.config), s.device, s.dtype
+    )
 
 
 def run(
