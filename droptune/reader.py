@@ -324,7 +324,7 @@ class RecordReader:
                 # Known from the first line: a CR before its end (a header holds no line
                 # breaks, but the first record of a CR file may hold an LF, quoted).
                 if cr_lines is None:
-                    cr_lines = text.find("\r", 0, len(text) - 2) >= 0
+                    cr_lines = _unquoted_cr(text)
                 lone_cr = cr_lines and text.find("\r", 0, len(text) - 2) >= 0
                 for piece in _split_cr(text) if lone_cr else (text,):
                     number += 1
@@ -380,6 +380,19 @@ class RecordReader:
                 )
                 continue
             yield Row(line, dict(zip(columns, row, strict=True)))
+
+
+def _unquoted_cr(line: str) -> bool:
+    r"""Whether a CR outside quotes comes before the line's end: the mark of a file of CR
+    lines (a CR inside a quoted field is the data's own).
+
+    >>> _unquoted_cr('text,label\r"a\nb",x\r'), _unquoted_cr('"a\rb",x\n'), _unquoted_cr("a\r\n")
+    (True, False, False)
+    """
+    at = line.find("\r", 0, len(line) - 2)
+    while at >= 0 and line.count('"', 0, at) % 2:
+        at = line.find("\r", at + 1, len(line) - 2)
+    return at >= 0
 
 
 def _split_cr(text: str) -> list[str]:

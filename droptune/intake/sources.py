@@ -92,11 +92,12 @@ def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
 
 def _blame(layers: list[tuple[str, dict[str, Any]]], sources: dict[str, str]) -> ConfigError | None:
     """The error of the first source whose values that count (those no earlier source set)
-    fail on their own: it names the place to fix. None when only their mix fails."""
+    fail, added to those of the sources before it: it names the place to fix."""
+    so_far: dict[str, Any] = {}
     for source, values in layers:
-        kept = {k: v for k, v in values.items() if sources.get(k.replace("-", "_")) == source}
+        so_far |= {k: v for k, v in values.items() if sources.get(k.replace("-", "_")) == source}
         try:
-            RunConfig.from_mapping(kept, source=source)
+            RunConfig.from_mapping(so_far, source=source)
         except ConfigError as exc:
             return exc
     return None

@@ -371,6 +371,8 @@ def test_a_lone_cr_inside_a_record_of_an_lf_file_is_the_datas_own() -> None:
         (3, {"text": "great", "label": "pos"}),
     ]
     assert found(issues) == []
+    rows, _ = read(b'"a\rb",x\n"c",y\n', "d.csv")  # headerless, a quoted CR in line 1
+    assert [line for line, _ in rows] == [1, 2]
     unquoted = b"text,label\nThe movie was bad\rI hated it,neg\ngreat,pos\n"
     rows, issues = read(unquoted, "d.csv")  # the csv module refuses a CR outside quotes
     assert rows == [(3, {"text": "great", "label": "pos"})]

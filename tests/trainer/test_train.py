@@ -82,16 +82,25 @@ def test_qlora_falls_back_to_the_4_bit_model_when_the_base_does_not_fit(
 ):
     """What the GPU would do with a base too large for it unquantized (bitsandbytes is not
     needed here: the loader is the test's): evaluate on the 4-bit model, said in the log."""
+    import weakref
+
     from droptune_trainer import qlora
     from droptune_trainer.train import base_model
 
     adapter = trained[0] / "model" / "adapter"
-    asked = []
+    asked, half_moved = [], []
+
+    class Moving:  # the base whose .to(device) ran out of memory half-way
+        def to(self, device):
+            raise torch.OutOfMemoryError("CUDA out of memory")
 
     def load_base(device, dtype, quantized):
         asked.append(quantized)
         if not quantized:
-            raise torch.OutOfMemoryError("CUDA out of memory")
+            base = Moving()
+            half_moved.append(weakref.ref(base))
+            return base.to(device)  # the traceback holds `base` while the error is handled
+        assert half_moved[0]() is None, "the half-moved model is still held"
         return base_model(TrainConfig(), device, dtype)  # stands in for the 4-bit one
 
     model, unquantized = qlora.unquantize(adapter, load_base, torch.device("cpu"), torch.float32)

@@ -54,12 +54,13 @@ def unquantize(
     try:
         return with_adapter(load_base(device, dtype, False), adapter), True
     except torch.OutOfMemoryError:
-        _free(device)
-        log.warning(
-            f"the base model in {str(dtype).removeprefix('torch.')} does not fit on the GPU: "
-            "the evaluation judges the 4-bit model, and the adapter is merged on the CPU"
-        )
-        return with_adapter(load_base(device, dtype, True), adapter), False
+        pass  # its traceback holds the half-moved model: freed once this block is left
+    _free(device)
+    log.warning(
+        f"the base model in {str(dtype).removeprefix('torch.')} does not fit on the GPU: "
+        "the evaluation judges the 4-bit model, and the adapter is merged on the CPU"
+    )
+    return with_adapter(load_base(device, dtype, True), adapter), False
 
 
 def merged_on_cpu(adapter: Path, load_base: Any, dtype: torch.dtype) -> Any:

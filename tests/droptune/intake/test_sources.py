@@ -71,7 +71,7 @@ def test_sources_valid_only_together_make_a_valid_run(gcs_bucket) -> None:
     put(gcs_bucket, "g/d.droptune.yaml", "test_fraction: 0.6\n")  # invalid together
     metadata = {"droptune-validation-fraction": "0.5"}
     resolved = resolve(obj(gcs_bucket, "g/d.jsonl", metadata), "custom")
-    assert "the resolved configuration" in resolved.error
+    assert f"gs://{gcs_bucket.name}/g/d.droptune.yaml" in resolved.error  # it tipped it over
     assert "must leave examples for training" in resolved.error
     # A bad value another source overrides is not the one blamed.
     put(gcs_bucket, "h/d.droptune.yaml", "epochs: many\n")
@@ -79,6 +79,13 @@ def test_sources_valid_only_together_make_a_valid_run(gcs_bucket) -> None:
     resolved = resolve(obj(gcs_bucket, "h/d.jsonl", {"droptune-epochs": "2"}), "custom")
     assert f"gs://{gcs_bucket.name}/h/droptune.yaml" in resolved.error
     assert "must leave examples for training" in resolved.error
+    # ... nor a source whose value only fails against defaults another source sets.
+    put(gcs_bucket, "i/d.droptune.yaml", "test_fraction: 0.95\n")
+    put(gcs_bucket, "i/droptune.yaml", "epochs: many\n")
+    metadata = {"droptune-validation-fraction": "0"}
+    resolved = resolve(obj(gcs_bucket, "i/d.jsonl", metadata), "custom")
+    assert f"gs://{gcs_bucket.name}/i/droptune.yaml" in resolved.error
+    assert "epochs must be an integer" in resolved.error
 
 
 def test_a_yml_sidecar_is_read_and_two_sidecars_are_an_error(gcs_bucket) -> None:
