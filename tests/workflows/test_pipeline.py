@@ -218,6 +218,40 @@ def test_a_rollback_leaves_the_traffic_a_later_deployment_took(vertex, gcs_serve
     assert endpoint["trafficSplit"] == {later: 100}
 
 
+def test_a_rollback_gives_the_traffic_to_the_newest_model_when_the_old_one_is_gone(
+    vertex, gcs_server
+):
+    """Run 'later' deployed and retired the old model while this run's deploy went on (this
+    one ended with the traffic): the split from before this deploy names a model that is
+    gone, so the traffic goes to 'later', the newest deployed."""
+    queue_run(vertex.bucket, "old")
+    assert execute(vertex, gcs_server, "old").result["state"] == "SUCCEEDED"
+    (endpoint,) = vertex.endpoints.values()
+    (old,) = endpoint["deployedModels"]
+    hooks = vertex.hooks()
+    deploy, undeploy = (hooks[AIPLATFORM + f"endpoints.{m}Model"] for m in ("deploy", "undeploy"))
+
+    def later_run_deployed_and_retired_the_old_one_then_this_one_fails(**kwargs: Any) -> dict:
+        (mine,) = endpoint["trafficSplit"]
+        body = {
+            "deployedModel": {"model": f"{PARENT}/models/8"},
+            "trafficSplit": {"0": 0, mine: 100},
+        }
+        deploy(endpoint=endpoint["name"], body=body, region="r", connector_params={})
+        undeploy(endpoint=endpoint["name"], body={"deployedModelId": old["id"]}, region="r")
+        raise http_error(500)
+
+    queue_run(vertex.bucket, "broken")
+    hooks = {
+        AIPLATFORM
+        + "endpoints.predict": later_run_deployed_and_retired_the_old_one_then_this_one_fails
+    }
+    execution = execute(vertex, gcs_server, "broken", hooks=hooks)
+    assert execution.state == "FAILED" and "SmokeTestFailed" in execution.error["tags"]
+    (later,) = endpoint["deployedModels"]
+    assert later["model"] == f"{PARENT}/models/8" and endpoint["trafficSplit"] == {later["id"]: 100}
+
+
 def test_a_model_another_run_retired_first_does_not_fail_this_one(vertex, gcs_server):
     """Two runs deploy at the same time: both saw the old model, and the other retired it."""
     queue_run(vertex.bucket, "old")
