@@ -334,7 +334,7 @@ class Scan:
         return (example.lines[i] if example.lines else line), example.origins[i]
 
     def _counted(self, batches: Iterator[tuple[list[Scanned], list[int]]]) -> Iterator[Scanned]:
-        gaps = getattr(self.counter, "unrendered", frozenset())
+        gaps = self.counter.unrendered
         for batch, counts in batches:
             for scanned, n in zip(batch, counts, strict=True):
                 if gaps and not self._rendered_whole(scanned, gaps):

@@ -25,6 +25,7 @@ from droptune.models import CACHE_DIR, ModelFiles, locate
 class TokenCounter(Protocol):
     method: str  # "exact" or "estimate"
     description: str
+    unrendered: frozenset[str]  # parts of a conversation its texts leave out (`unrendered`)
 
     def count(self, records: Sequence[Record]) -> list[int]: ...
 
@@ -37,6 +38,7 @@ class EstimateCounter:
     per_message: int = 4
     method: str = "estimate"
     description: str = "estimate: 4 characters per token + 4 per message (no tokenizer)"
+    unrendered: frozenset[str] = frozenset()  # no template: nothing known to be left out
 
     def count(self, records: Sequence[Record]) -> list[int]:
         counts = []

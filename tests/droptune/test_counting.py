@@ -18,6 +18,7 @@ class CharCounter:
 
     method = "exact"
     description = "characters"
+    unrendered = frozenset()
 
     def count(self, records):
         return [
