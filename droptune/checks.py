@@ -71,6 +71,11 @@ def first_unweighted(example: Example) -> int | None:
     return None
 
 
+# Left out of the trainer's text, these make a tool call an empty answer: such examples are
+# refused (dropped reasoning leaves the answers, and is a warning).
+TOOL_PARTS = frozenset({"tools", "tool_calls"})
+
+
 def parts_used(messages: list[dict] | None, tools: list | None) -> set[str]:
     """Which of `tools`, `tool_calls` and `reasoning_content` a conversation has."""
     used = {"tools"} if tools else set()

@@ -27,7 +27,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from droptune.checks import parts_used
+from droptune.checks import TOOL_PARTS, parts_used
 from droptune.errors import ConfigError
 from droptune.formats.base import without_weights
 from droptune.runs import run_id_from
@@ -146,7 +146,7 @@ def refuse_what_the_template_drops(
     """Tool calls or tools the chat template does not render would be learned as empty
     answers: stop before any GPU time (the upload refuses them too when it counted tokens
     with this tokenizer; with an estimate it could not know)."""
-    gaps = unrendered(tokenizer) - {"reasoning_content"}  # dropped reasoning: answers stay
+    gaps = unrendered(tokenizer) & TOOL_PARTS  # dropped reasoning: the answers stay
     if not gaps:
         return
     lost = [r for r in records if parts_used(r.get("messages"), r.get("tools")) & gaps]
