@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Self, get_args
@@ -260,6 +261,16 @@ class RunConfig(Settings):
 
 
 CONFIG_SUFFIXES = (".droptune.yaml", ".droptune.yml")  # a sidecar: <data file stem> + one
+
+
+def one_sidecar(found: Sequence[Any]) -> Any:
+    """The sidecar found beside a data file (either spelling), or None; both is an error:
+    neither may silently win."""
+    if len(found) > 1:
+        raise ConfigError(f"two sidecars for one file: {found[0]} and {found[1]}; keep one")
+    return found[0] if found else None
+
+
 GATE_METRICS = ("accuracy", "macro_f1", "exact_match", "rouge_l")
 GATE_KEYS = ("metric", "min_delta", "require_significance")
 ADAPTER_SIZES = tuple(f"ADAPTER_SIZE_{n}" for n in ("ONE", "TWO", "FOUR", "EIGHT", "SIXTEEN"))

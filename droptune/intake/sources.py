@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from droptune.cloud import gcs
-from droptune.config import CONFIG_SUFFIXES, RunConfig, string_keys
+from droptune.config import CONFIG_SUFFIXES, RunConfig, one_sidecar, string_keys
 from droptune.errors import ConfigError
 from droptune.intake.event import FOLDER_CONFIG, UploadedObject
 
@@ -107,10 +107,7 @@ def _layers(obj: UploadedObject, default_backend: str) -> list[tuple[str, dict[s
     layers = [("object metadata", metadata_values(obj.metadata))]
     sidecars, folder_configs = candidate_files(obj)
     found = [f for f in (_read_yaml(obj.bucket, name) for name in sidecars) if f is not None]
-    if len(found) > 1:
-        raise ConfigError(
-            f"two sidecars for one file: {found[0][0]} and {found[1][0]}; keep one of them"
-        )
+    one_sidecar([uri for uri, _ in found])  # two: an error
     layers += found
     for name in folder_configs:
         found = _read_yaml(obj.bucket, name)

@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from droptune.config import BACKENDS, CONFIG_SUFFIXES, RunConfig
+from droptune.config import BACKENDS, CONFIG_SUFFIXES, RunConfig, one_sidecar
 from droptune.local.home import StackConfig, StackError, StackState
 from droptune.runs import ENDED, RunState, run_id_for
 
@@ -159,13 +159,9 @@ def run(
     if backend is not None and backend not in BACKENDS:
         raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
     stem = file.name.rsplit(".", 1)[0]
-    beside = [p for p in (file.with_name(stem + s) for s in CONFIG_SUFFIXES) if p.is_file()]
-    if config is None and len(beside) > 1:
-        raise typer.BadParameter(
-            f"two sidecars for one file: {beside[0]} and {beside[1]}; keep one of them",
-            param_hint="FILE",
-        )
-    config = config or (beside[0] if beside else None)
+    if config is None:
+        beside = [file.with_name(stem + suffix) for suffix in CONFIG_SUFFIXES]
+        config = one_sidecar([path for path in beside if path.is_file()])
     if config is not None:
         RunConfig.from_yaml(config)  # a mistake in it is reported now, not after the upload
     home = StackConfig.default().home
