@@ -15,13 +15,11 @@ turns them into the dataset-level checks of the report.
 
 from __future__ import annotations
 
-import difflib
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import chain, islice
-from typing import Any
 
 import orjson
 import xxhash
@@ -31,15 +29,15 @@ from droptune.config import RunConfig
 from droptune.counting import OrderedCounts, worth_a_pool
 from droptune.errors import TokenizerError
 from droptune.formats import BY_NAME, Example, Format, RecordProblem, classify
-from droptune.formats.chat import MESSAGE_FIELDS
 from droptune.formats.export import group_sessions
-from droptune.formats.schema import json_path, load_schema
+from droptune.formats.schema import load_schema
 from droptune.issues import Issue, IssueLog
 from droptune.ledger import Ledger
 from droptune.reader import RecordReader, Row
 from droptune.report import FormatDecision
 from droptune.storage import open_input
 from droptune.tokens import EstimateCounter, TokenCounter, counter_for
+from droptune.unread import UnreadKeys
 
 DETECTION_SAMPLE = 200
 TOKEN_BATCH = 512
@@ -77,8 +75,7 @@ class Scan:
         self.format = FormatDecision("jsonl", None, None, "not read yet")
         self.ledger = Ledger()
         self.token_limit, self.over_limit_code = limits.tokens_per_example(config)
-        self.unknown_fields: dict[str, list[int]] = {}  # field -> [first line, records]
-        self.unread_in_messages: dict[str, list[Any]] = {}  # key -> [line, path, records]
+        self.unread = UnreadKeys()  # keys nothing reads: warned once each at the end
         self.broken_sessions: set[str | int] = set()  # conversation exports: refused members
         self.labels: dict[str, int] = {}  # label -> id; its stratum in the ledger is id + 1
         # The system prompt every valid example shares (None: none, or they differ), which
@@ -144,7 +141,8 @@ class Scan:
             return
         rows = self._renamed(chain(sample, rows), reader.container)
         yield from self._checked(self._examples(fmt, rows))
-        self._report_unknown_fields(fmt)
+        for issue in self.unread.issues(fmt, self.records, self.uri):
+            self.issues.add(issue)
 
     def _checked(self, examples: Iterator[tuple[int, Example]]) -> Iterator[Scanned]:
         for line, example in examples:
@@ -204,27 +202,18 @@ class Scan:
                 self._issue(problem.code, problem.message, line, problem.path)
                 continue
             if example.unread:
-                self._note_unread(line, example.unread)
+                self.unread.in_messages(line, example.unread)
             if system:
                 example.give_system(system)
             yield line, example
 
-    def _note_unread(self, line: int, unread: list[tuple[str, str]]) -> None:
-        first: dict[str, str] = {}  # a record counts once per key, however many messages
-        for key, path in unread:
-            first.setdefault(key, path)
-        for key, path in first.items():
-            self.unread_in_messages.setdefault(key, [line, path, 0])[2] += 1
-
     def _good_rows(self, fmt, rows, is_valid, matches, fields) -> Iterator[tuple[int, dict]]:
-        unknown = self.unknown_fields
         for row in rows:
             self.records += 1
             record = row.value
             if type(record) is dict and matches(record) and is_valid(record):
                 if not fields.issuperset(record):
-                    for key in record.keys() - fields:
-                        unknown.setdefault(key, [row.line, 0])[1] += 1
+                    self.unread.fields(row.line, record.keys() - fields)
                 yield row.line, record
             else:
                 self.invalid += 1
@@ -275,29 +264,6 @@ class Scan:
                 self._issue(
                     "format_mismatch", f"expected {fmt.title}, e.g. {fmt.example}", row.line, "$"
                 )
-
-    def _report_unknown_fields(self, fmt: Format) -> None:
-        """One warning per field the format does not read, at its first line."""
-        fields = load_schema(fmt.schema).fields
-        for key, (line, records) in self.unknown_fields.items():
-            said = f"{key!r} is not a field of {fmt.title} (it reads {', '.join(sorted(fields))})"
-            self._unread(said, key, fields, records, line, json_path([key]))
-        for key, (line, path, records) in self.unread_in_messages.items():
-            read = ", ".join(sorted(MESSAGE_FIELDS))
-            said = f"{key!r} is not a field of a message (it reads {read}; a tool's message also tool_call_id and name)"
-            self._unread(said, key, MESSAGE_FIELDS, records, line, path)
-
-    def _unread(
-        self, said: str, key: str, known: frozenset[str], records: int, line: int, path: str
-    ) -> None:
-        close = difflib.get_close_matches(key, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        self._issue(
-            "unknown_field",
-            f"{said}, so it is ignored; {records} of {self.records} records have it{hint}",
-            line,
-            path,
-        )
 
     def _check(self, line: int, example: Example) -> bool:
         if example.messages is None:
