@@ -9,7 +9,7 @@ one assistant turn. Each problem is (code, message index, message).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from droptune.formats.base import Example
 
@@ -65,8 +65,17 @@ def uses_tools(example: Example) -> bool:
 
 def first_unweighted(example: Example) -> int | None:
     """Index of the first assistant turn marked not to be learned (`weight: 0`), if any."""
+    return _first_assistant(example, lambda m: m.get("weight") == 0)
+
+
+def first_reasoning(example: Example) -> int | None:
+    """Index of the first assistant turn that carries `reasoning_content`, if any."""
+    return _first_assistant(example, lambda m: bool(m.get("reasoning_content")))
+
+
+def _first_assistant(example: Example, test: Callable[[dict], bool]) -> int | None:
     for i, message in enumerate(example.messages or ()):
-        if message.get("weight") == 0 and message["role"] == "assistant":
+        if message["role"] == "assistant" and test(message):
             return i
     return None
 

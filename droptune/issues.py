@@ -216,6 +216,14 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         "turns of weight 0.",
     ),
     (
+        "reasoning_unsupported",
+        W,
+        "An assistant turn with `reasoning_content` for the gemini backend, whose tuning data "
+        "holds text turns only: the answer is learned without its reasoning.",
+        "Put the reasoning in the answer's text if it should be learned, or use the custom "
+        "backend with a base model whose template renders reasoning (e.g. Qwen3).",
+    ),
+    (
         "template_drops_tools",
         E,
         "The base model's chat template renders no tool calls or tool definitions, so the "

@@ -286,6 +286,13 @@ class Scan:
                 "this assistant turn has weight 0, but Gemini tuning learns every model turn",
                 *self._where(example, line, i),
             )
+        if self.config.backend == "gemini" and (i := checks.first_reasoning(example)) is not None:
+            self._issue(
+                "reasoning_unsupported",
+                "Gemini tuning data carries no reasoning: this turn's `reasoning_content` is "
+                "left out, the answer is learned without it",
+                *self._where(example, line, i),
+            )
         if ok and (i := checks.has_placeholder(example)) is not None:
             self._issue(
                 "template_placeholder",

@@ -47,6 +47,7 @@ def test_warnings_are_the_usable_kinds() -> None:
         "label_imbalance",
         "tokenizer_unavailable",
         "weight_unsupported",
+        "reasoning_unsupported",
         "template_drops_reasoning",
     }
 

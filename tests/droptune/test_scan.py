@@ -267,6 +267,15 @@ def test_a_turn_of_weight_0_is_a_warning_for_gemini_which_learns_it(validate_dat
     assert validate_data(jsonl(record), backend="custom").issues == []  # the trainer skips it
 
 
+def test_reasoning_is_a_warning_for_gemini_whose_data_has_no_place_for_it(validate_data) -> None:
+    thought = {"role": "assistant", "content": "4", "reasoning_content": "2 and 2 make 4"}
+    record = {"messages": [{"role": "user", "content": "2+2?"}, thought]}
+    gemini = validate_data(jsonl(record), backend="gemini")
+    assert gemini.valid
+    found = [(i.code, i.line, i.path, i.severity) for i in gemini.issues]
+    assert found == [("reasoning_unsupported", 1, "$.messages[1].content", "warning")]
+
+
 @pytest.mark.slow
 def test_tool_data_the_templates_would_drop_is_refused(tmp_path, real_counter) -> None:
     """SmolLM2's template renders the content alone: a turn that is a tool call would be
