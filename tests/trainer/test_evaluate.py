@@ -25,6 +25,20 @@ def test_labelled_answers_generate_only_what_the_longest_label_needs():
     assert answer_budget(OneTokenPerWord(), None, 256) == 256  # free text: the setting
 
 
+def test_a_template_that_writes_before_the_answer_gets_those_tokens_too(pulled_model):
+    """Qwen3's template writes an empty thinking block before every answer, which the tuned
+    model learns to write first: the budget holds it and the label."""
+    from transformers import AutoTokenizer
+
+    from tests.trainer.test_generation import QWEN3_LIKE
+
+    plain = answer_budget(AutoTokenizer.from_pretrained(pulled_model), ["Sports"], 256)
+    tokenizer = AutoTokenizer.from_pretrained(pulled_model)
+    tokenizer.chat_template = QWEN3_LIKE
+    lead = len(tokenizer("<think>\n\n</think>\n\n", add_special_tokens=False).input_ids)
+    assert answer_budget(tokenizer, ["Sports"], 256) == plain + lead
+
+
 @pytest.mark.slow
 def test_evaluation_measures_writes_reports_and_labels_its_logs(
     run_dir: Path, pulled_model: Path, capture_logs

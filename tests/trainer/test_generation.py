@@ -11,12 +11,17 @@ import torch
 from droptune_trainer.generation import (
     GPU_TOKENS_PER_BATCH,
     TOKENS_PER_BATCH,
+    Generated,
+    TurnShape,
     batches,
     bytes_per_token,
     generate,
+    name_the_ends,
     render,
+    split_reasoning,
     stop_ids,
     token_budget,
+    turn_shape,
 )
 
 
@@ -44,7 +49,7 @@ def test_an_end_only_the_generation_config_names_ends_the_answer(tokenizer):
     end_of_turn, pad = 1, tokenizer.pad_token_id  # SmolLM2: <|im_start|> stands in for it
     model = Scripted(hello + [end_of_turn] + [pad] * 5, eos=[tokenizer.eos_token_id, end_of_turn])
     answers = generate(model, tokenizer, ["a", "a longer prompt"], 8, torch.device("cpu"))
-    assert answers == [("Hello there", len(hello) + 1)] * 2  # the padding is not counted
+    assert answers == [Generated("Hello there", len(hello) + 1)] * 2  # the padding is not counted
 
 
 def test_stop_ids_take_every_end_and_the_padding(tokenizer):
@@ -53,6 +58,80 @@ def test_stop_ids_take_every_end_and_the_padding(tokenizer):
     assert None not in stop_ids(
         SimpleNamespace(), SimpleNamespace(eos_token_id=3, pad_token_id=None)
     )
+
+
+@pytest.fixture
+def base_tokenizer(pulled_model):
+    """SmolLM2's tokenizer as a base checkpoint's often is: its end of sequence is
+    <|endoftext|>, while its chat template closes a turn with <|im_end|>."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled_model)
+    tokenizer.eos_token = "<|endoftext|>"
+    return tokenizer
+
+
+def test_the_template_s_end_of_turn_ends_the_answer_when_no_config_names_it(base_tokenizer):
+    """What tuning teaches is the template's turn end: generation stops there, not after
+    inventing the next turns until max_new_tokens."""
+    tokenizer = base_tokenizer
+    im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert turn_shape(tokenizer) == TurnShape(end=im_end, lead=0)
+    sports = tokenizer("Sports", add_special_tokens=False).input_ids
+    more = tokenizer("\n<|im_start|>user\nWhat next", add_special_tokens=False).input_ids
+    model = Scripted([*sports, im_end, *more], eos=tokenizer.eos_token_id)
+    [answer] = generate(model, tokenizer, ["a"], 16, torch.device("cpu"))
+    assert answer == Generated("Sports", len(sports) + 1)
+
+
+def test_the_saved_generation_config_names_the_turn_end(base_tokenizer):
+    from transformers import GenerationConfig
+
+    model = SimpleNamespace(generation_config=GenerationConfig(eos_token_id=0))
+    name_the_ends(model, base_tokenizer)
+    assert model.generation_config.eos_token_id == [0, 2]  # <|endoftext|>, <|im_end|>
+
+
+QWEN3_LIKE = (
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+    "{% if m.role == 'assistant' %}<think>\n\n</think>\n\n{% endif %}"
+    "{{ m.content }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_a_template_that_writes_before_the_answer_says_how_much(base_tokenizer):
+    tokenizer = base_tokenizer
+    tokenizer.chat_template = QWEN3_LIKE
+    lead = len(tokenizer("<think>\n\n</think>\n\n", add_special_tokens=False).input_ids)
+    assert turn_shape(tokenizer).lead == lead > 0
+
+
+def test_a_template_the_probe_cannot_render_has_no_shape(base_tokenizer):
+    base_tokenizer.chat_template = "{{ raise_exception('a system turn first') }}"
+    assert turn_shape(base_tokenizer) == TurnShape(None, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "opened", "split"),
+    [
+        ("<think>\n2 and 2\n</think>\n\n4", False, ("4", "2 and 2")),
+        ("\n<think></think>Sports", False, ("Sports", "")),
+        ("2 and 2</think>\n4", True, ("4", "2 and 2")),  # the prompt opened the block
+        ("<think>still thinking", False, ("", "still thinking")),  # cut off: no answer yet
+        (" Paris, the capital", False, (" Paris, the capital", "")),  # left as it is
+        ("a </think> b", False, ("a </think> b", "")),  # no block at the start
+    ],
+)
+def test_reasoning_is_kept_apart_from_the_answer(text, opened, split):
+    assert split_reasoning(text, opened) == split
+
+
+def test_a_reasoning_answer_is_the_text_after_its_thinking(tokenizer):
+    think = tokenizer("<think>\nhmm\n</think>\n\nSports", add_special_tokens=False).input_ids
+    model = Scripted([*think, tokenizer.eos_token_id], eos=tokenizer.eos_token_id)
+    [answer] = generate(model, tokenizer, ["a"], 32, torch.device("cpu"))
+    assert answer == Generated("Sports", len(think) + 1, "hmm")
 
 
 @pytest.fixture(scope="module")

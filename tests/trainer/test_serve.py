@@ -10,14 +10,18 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import weakref
 from collections import deque
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
+from droptune_trainer.generation import Generated
 from droptune_trainer.serve import (
     MAX_BATCH,
     MAX_WAITING,
+    DeviceLost,
     Model,
     Parameters,
     Pending,
@@ -79,12 +83,25 @@ def test_predict_chats_and_prompts(client):
         ({"instances": [{"prompt": "x", "max_tokens": 5}]}, "max_tokens"),
         ({"instances": [{"prompt": "x", "tools": []}]}, '"tools" go with "messages"'),
         ({"instances": [{"prompt": "x"}], "parameters": {"temperature": 1e-300}}, "too small"),
+        ({"instances": [{"prompt": "x"}], "parameters": {"max_new_tokens": True}}, "integer"),
     ],
 )
 def test_bad_bodies_are_400_with_a_reason(client, body, says):
     response = predict(client, body)
     assert response.status_code == 400
     assert says in response.json()["error"]
+
+
+def test_parameters_null_are_the_defaults_and_greedy_ignores_top_p():
+    assert PredictRequest(instances=[{"prompt": "x"}], parameters=None).parameters == Parameters()
+    assert Parameters(top_p=0.5) == Parameters()  # greedy: such requests share a batch
+    assert Parameters(temperature=0.7, top_p=0.5).top_p == 0.5
+
+
+def test_an_unknown_route_says_so_as_every_error_does(client):
+    response = client.get("/nowhere")
+    assert response.status_code == 404 and response.json() == {"error": "Not Found"}
+    assert client.get("/predict").json() == {"error": "Method Not Allowed"}
 
 
 def test_not_json_is_400(client):
@@ -137,24 +154,24 @@ def test_the_oldest_request_goes_first_with_all_that_can_join_it(client, monkeyp
 
     def generate(model, tokenizer, texts, *args):
         sizes.append(len(texts))
-        return [(t, 1) for t in texts]
+        return [Generated(t, 1) for t in texts]
 
     monkeypatch.setattr("droptune_trainer.serve.generate", generate)
     texts = [f"{i}" for i in range(2 * MAX_BATCH + 3)]
     lengths = [1] * len(texts)
-    assert [t for t, _ in model.generate_all(texts, lengths, greedy)] == texts
+    assert [a.text for a in model.generate_all(texts, lengths, greedy)] == texts
     assert sizes == [MAX_BATCH, MAX_BATCH, 3]  # one large request: batches of MAX_BATCH
     sizes.clear()
     long = [f"{i}" for i in range(6)]  # prompts that fill the token budget two at a time
     answers = model.generate_all(long, [model.budget // 2 - 4] * 6, greedy)
-    assert [t for t, _ in answers] == long and sizes == [2, 2, 2]
+    assert [a.text for a in answers] == long and sizes == [2, 2, 2]
 
 
 def test_a_failed_generation_fails_only_the_request_that_caused_it(client, monkeypatch):
     def generate(model, tokenizer, texts, *args):
         if "boom" in texts:
             raise RuntimeError("CUDA out of memory")
-        return [(f"answer to {t}", 1) for t in texts]
+        return [Generated(f"answer to {t}", 1) for t in texts]
 
     monkeypatch.setattr("droptune_trainer.serve.generate", generate)
     model = client.app.state.model
@@ -165,11 +182,75 @@ def test_a_failed_generation_fails_only_the_request_that_caused_it(client, monke
         return [p.done.exception() or p.done.result() for p in pendings]
 
     fine, failed, also = asyncio.run(together())
-    assert fine == [("answer to fine", 1)] and also == [("answer to also fine", 1)]
+    assert fine == [Generated("answer to fine", 1)] and also == [
+        Generated("answer to also fine", 1)
+    ]
     assert "CUDA out of memory" in str(failed)
     response = predict(client, {"instances": [{"prompt": "boom"}]})
     assert response.status_code == 500
     assert response.json() == {"error": "generation failed: RuntimeError: CUDA out of memory"}
+
+
+def test_a_failed_batch_s_memory_is_freed_before_each_request_is_tried_alone(client, monkeypatch):
+    """What the failed generation's frames held (activations, a KV cache) must not sit
+    beside the retries: out of memory once, they would run out too."""
+    held: list[weakref.ref] = []
+    alive_at_retry = []
+
+    def generate(model, tokenizer, texts, *args):
+        if len(texts) > 1:
+            activations = torch.zeros(4)
+            held.append(weakref.ref(activations))
+            raise RuntimeError("CUDA out of memory")
+        alive_at_retry.append(held[0]() is not None)
+        return [Generated(f"answer to {t}", 1) for t in texts]
+
+    monkeypatch.setattr("droptune_trainer.serve.generate", generate)
+    model = client.app.state.model
+
+    async def together() -> list[Any]:
+        pendings = [Pending([t], Parameters(), [1]) for t in ("a", "b")]
+        await model.answer(pendings)
+        return [p.done.result() for p in pendings]
+
+    assert asyncio.run(together()) == [[Generated("answer to a", 1)], [Generated("answer to b", 1)]]
+    assert alive_at_retry == [False, False]
+
+
+def test_a_device_that_fails_for_good_stops_the_replica_with_503s(tiny_model, monkeypatch):
+    """A CUDA error sticks to the process: the requests waiting and every later one get a
+    503, and the health route fails, for Vertex to replace the replica."""
+
+    def boom(*args: Any) -> None:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def lost() -> None:
+        raise DeviceLost("the GPU failed (AcceleratorError: CUDA error)")
+
+    with TestClient(create_app(str(tiny_model))) as tiny:
+        monkeypatch.setattr(tiny.app.state.model, "generate_all", boom)
+        monkeypatch.setattr(tiny.app.state.model, "recover", lost)
+        first = predict(tiny, {"instances": [{"prompt": "Hi"}]})
+        assert first.status_code == 503 and "the GPU failed" in first.json()["error"]
+        health = tiny.get("/health")
+        assert health.status_code == 503 and "no longer answers" in health.json()["status"]
+        assert predict(tiny, {"instances": [{"prompt": "Hi"}]}).status_code == 503
+
+
+def test_a_chat_answer_is_stripped_and_a_continuation_kept_as_generated(client, monkeypatch):
+    def generate(model, tokenizer, texts, *args):
+        return [Generated(" Paris", 2, "the capital") for _ in texts]
+
+    monkeypatch.setattr("droptune_trainer.serve.generate", generate)
+    body = {
+        "instances": [
+            {"prompt": "The capital of France is"},
+            {"messages": [{"role": "user", "content": "The capital of France?"}]},
+        ]
+    }
+    response = predict(client, body).json()
+    assert response["predictions"] == [" Paris", "Paris"]
+    assert response["metadata"]["reasoning"] == ["the capital", "the capital"]
 
 
 def test_a_full_queue_turns_requests_away_with_a_503(client, monkeypatch):

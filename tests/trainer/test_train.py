@@ -179,6 +179,44 @@ def test_evaluate_command_loads_the_saved_adapter(trained: tuple[Path, dict], tm
     assert_every_line_labelled(result.stderr, run_id="test")
 
 
+def test_the_merged_model_stops_where_tuning_taught_it(trained: tuple[Path, dict]):
+    merged = trained[0] / "model" / "merged"
+    config = json.loads((merged / "generation_config.json").read_text())
+    ends = config["eos_token_id"]
+    assert 2 in (ends if isinstance(ends, list) else [ends])  # SmolLM2's <|im_end|>
+
+
+def test_a_failed_evaluation_leaves_the_tuned_model_saved(
+    tmp_path: Path, tiny_model: Path, monkeypatch, caplog
+):
+    def fails(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr("droptune_trainer.evaluate.evaluate", fails)
+    run_dir = make_run_dir(tmp_path)
+    overrides = {**FAST, "base_model": str(tiny_model), "max_steps": 2}
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run(str(run_dir), overrides=overrides)
+    assert (run_dir / "model" / "adapter" / "adapter_model.safetensors").is_file()
+    assert "droptune_trainer evaluate --run-dir" in caplog.text
+
+
+def test_a_fully_tuned_model_is_evaluated_again_by_the_evaluate_command(
+    tmp_path: Path, tiny_model: Path
+):
+    from droptune_trainer.__main__ import evaluate
+
+    run_dir = make_run_dir(tmp_path)
+    overrides = {**FAST, "base_model": str(tiny_model), "method": "full", "max_steps": 2}
+    first = run(str(run_dir), overrides=overrides)["evaluation"]
+    shutil.rmtree(run_dir / "evaluation")
+    settings = [f"{key}={value}" for key, value in overrides.items()]
+    evaluate(run_dir=str(run_dir), set_=settings)
+    again = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    assert again["n"] == first["n"] == 2
+    assert again["tuned"]["rouge_l"] == first["tuned"]["rouge_l"]  # the same model, greedy
+
+
 def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path: Path, run_dir: Path):
     from droptune_trainer.errors import RunFolderError
 

@@ -50,31 +50,50 @@ def evaluate(
         list[str] | None, typer.Option("--set", help="key=value overrides; repeat for more.")
     ] = None,
 ) -> None:
-    """Compare the base model and the tuned one (model/adapter) on data/test.jsonl."""
+    """Compare the base model and the tuned one (model/adapter, or model/merged for full
+    tuning) on data/test.jsonl: after training, or again when training's own evaluation
+    failed (the tuned model is saved before it)."""
     from droptune.log import labelled
     from droptune_trainer.data import run_id_of
     from droptune_trainer.evaluate import evaluate as compare
     from droptune_trainer.train import (
+        base_model,
         base_with_adapter,
         device_and_dtype,
         load_config,
         load_tokenizer,
+        tuned_in_full,
     )
     from droptune_trainer.vertex import local_run_dir, publish_results, run_output
 
     with local_run_dir(run_dir) as local:
         config = load_config(local, None, parse_pairs(set_ or [], "--set"))
         model = run_output("AIP_MODEL_DIR", run_dir, local, "model")
+        full = config.method == "full"
         try:
-            if not model.fetch("adapter"):
+            if not model.fetch("merged" if full else "adapter"):
                 raise typer.BadParameter(
-                    f"{model.uri}: no adapter/ to evaluate; train first", param_hint="--run-dir"
+                    f"{model.uri}: no {'merged' if full else 'adapter'}/ to evaluate; train first",
+                    param_hint="--run-dir",
                 )
             with labelled(run_id=run_id_of(local)):  # model loading logs too
                 device, dtype = device_and_dtype(config)
                 tokenizer = load_tokenizer(config)
-                tuned = base_with_adapter(config, model.local / "adapter", device, dtype)
-                compare(tuned, tokenizer, local, device, max_new_tokens=config.eval_max_new_tokens)
+                if full:
+                    tuned = tuned_in_full(model.local / "merged", device, dtype)
+                    baseline = base_model(config, device, dtype)
+                else:
+                    tuned = base_with_adapter(config, model.local / "adapter", device, dtype)
+                    baseline = None
+                compare(
+                    tuned,
+                    tokenizer,
+                    local,
+                    device,
+                    baseline_model=baseline,
+                    max_new_tokens=config.eval_max_new_tokens,
+                    merge=not full,
+                )
                 publish_results(run_dir, local, "evaluation")
         finally:
             model.discard()

@@ -28,7 +28,14 @@ from droptune.log import get_logger, labelled
 from droptune.reporting import try_render_run
 from droptune_trainer.data import read_run, read_split, run_id_of
 from droptune_trainer.errors import TrainerError
-from droptune_trainer.generation import batches, generate, prompt_lengths, render, token_budget
+from droptune_trainer.generation import (
+    batches,
+    generate,
+    prompt_lengths,
+    render,
+    token_budget,
+    turn_shape,
+)
 
 log = get_logger("droptune.trainer")
 MAX_NEW_TOKENS = 256
@@ -38,11 +45,13 @@ LABEL_SLACK = 4  # tokens after the longest label: an end-of-turn token, punctua
 def answer_budget(tokenizer: Any, labels: list[str] | None, max_new_tokens: int) -> int:
     """Tokens to generate per test answer. A classifier's answer is a label, and accuracy
     reads the label the answer starts with, so for labelled data no more than the longest
-    label's tokens plus a little slack: a base model that would ramble on stops there."""
+    label's tokens plus a little slack, and what the chat template writes before an answer
+    (Qwen3's empty thinking block): a base model that would ramble on stops there."""
     if not labels:
         return max_new_tokens
     longest = max(len(ids) for ids in tokenizer(labels, add_special_tokens=False)["input_ids"])
-    return min(max_new_tokens, longest + LABEL_SLACK)
+    lead = turn_shape(tokenizer).lead if getattr(tokenizer, "chat_template", None) else 0
+    return min(max_new_tokens, longest + LABEL_SLACK + lead)
 
 
 def answer_all(
@@ -68,9 +77,16 @@ def answer_all(
             started = time.perf_counter()
             answers = generate(model, tokenizer, [texts[i] for i in group], max_new_tokens, device)
             seconds = time.perf_counter() - started
-            for i, (text, tokens) in zip(group, answers, strict=True):
-                results[i] = Answer(text, tokens, lengths[i], seconds)
+            for i, answer in zip(group, answers, strict=True):
+                results[i] = Answer(answer.text.strip(), answer.tokens, lengths[i], seconds)
     return results
+
+
+def warm_up(model: Any, tokenizer: Any, items: list[Case], device: torch.device) -> None:
+    """One short untimed generation first: the first on a device pays for kernels and
+    allocations, which would otherwise be counted as the baseline's latency."""
+    if items:
+        generate(model, tokenizer, [render(tokenizer, items[0].prompt, items[0].tools)], 2, device)
 
 
 def evaluate(
@@ -81,15 +97,19 @@ def evaluate(
     baseline_model: Any = None,
     gate: dict[str, Any] | None = None,
     max_new_tokens: int = MAX_NEW_TOKENS,
+    merge: bool = False,
 ) -> dict[str, Any]:
     """Compare base and tuned on the run's test split; write the results and the report.
     The baseline is `model` with its adapters off unless a separate `baseline_model` is
     given (full tuning); the quality gate is the run's (`gate` in run.json's config) unless
-    `gate` is given."""
+    `gate` is given. With `merge`, the adapters are merged into the weights (in place) after
+    the baseline: the tuned answers and their latency are then the merged model's, the one
+    that is saved and served."""
     with labelled(run_id=run_id_of(run_dir)):
         items = cases(read_split(run_dir, "test", required=True))
         labels = labels_of(str(run_dir))
         max_new_tokens = answer_budget(tokenizer, labels, max_new_tokens)
+        warm_up(baseline_model or model, tokenizer, items, device)
         baseline = answer_all(
             baseline_model or model,
             tokenizer,
@@ -98,6 +118,8 @@ def evaluate(
             device,
             adapters_off=baseline_model is None,
         )
+        if merge:
+            model.merge_adapter()
         tuned = answer_all(model, tokenizer, items, max_new_tokens, device, adapters_off=False)
         metrics, rows = compare(items, baseline, tuned, labels, batched=True)
         if gate is None:

@@ -8,13 +8,18 @@ Decoding is what the caller asks for and nothing else: a checkpoint's generation
 carry a repetition penalty, top-k or beams (Qwen2.5's has `repetition_penalty: 1.05` and
 `top_k: 20`), which transformers applies unless each is overridden, so greedy here is plain
 greedy and sampling is temperature and top-p alone (`PLAIN`). Generation stops at every
-token that ends an answer (`stop_ids`), not only the checkpoint's end of sequence.
+token that ends an answer (`stop_ids`), not only the checkpoint's end of sequence: also the
+token the chat template closes an assistant turn with, which is what tuning teaches the model
+to write (a base checkpoint's end of sequence is often another: Qwen2.5's `<|endoftext|>`
+where its template closes turns with `<|im_end|>`). A reasoning model's leading
+`<think>...</think>` block (Qwen3, DeepSeek-R1) is kept apart from the answer (`Generated`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -22,6 +27,23 @@ TOKENS_PER_BATCH = 16_384  # prompt and answer tokens of one generation, all row
 GPU_TOKENS_PER_BATCH = 65_536  # on a GPU, if half its free memory holds them
 # Overrides of generation_config settings that would change what greedy or sampling gives.
 PLAIN = {"num_beams": 1, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "top_k": 0}
+THINK, END_THINK = "<think>", "</think>"
+_MARK = "droptune-answer-mark"  # an answer's text in the probe that finds a turn's shape
+
+
+class Generated(NamedTuple):
+    text: str  # the answer as decoded, its reasoning left out
+    tokens: int  # tokens generated: reasoning and the stop token included
+    reasoning: str = ""  # what a reasoning model wrote in <think>...</think> first
+
+
+@dataclass(frozen=True)
+class TurnShape:
+    """How a chat template writes an assistant turn around the answer's text."""
+
+    end: int | None  # the special token that closes the turn (<|im_end|>, <end_of_turn>)
+    lead: int  # tokens written before the text (Qwen3's empty <think></think>: 4), which a
+    #            tuned model learns to write first
 
 
 def render(tokenizer: Any, prompt: str | list[dict[str, Any]], tools: Any = None) -> str:
@@ -66,6 +88,7 @@ def generate(
         else {"do_sample": False}
     )
     stops = stop_ids(model, tokenizer)
+    opened = [text.rstrip().endswith(THINK) for text in texts]  # the template began thinking
     out = model.generate(
         **inputs,
         max_new_tokens=max_new_tokens,
@@ -75,13 +98,32 @@ def generate(
         **sampling,
     )
     answers = []
-    for row in out[:, inputs["input_ids"].shape[1] :]:
+    for row, thinking in zip(out[:, inputs["input_ids"].shape[1] :], opened, strict=True):
         ids = row.tolist()
         end = next((i for i, token in enumerate(ids) if token in stops), None)
         if end is not None:  # the answer ends with its stop token; the padding after is not its
             ids = ids[: end + 1]
-        answers.append((tokenizer.decode(ids, skip_special_tokens=True).strip(), len(ids)))
+        text, reasoning = split_reasoning(tokenizer.decode(ids, skip_special_tokens=True), thinking)
+        answers.append(Generated(text, len(ids), reasoning))
     return answers
+
+
+def split_reasoning(text: str, opened: bool = False) -> tuple[str, str]:
+    """(answer, reasoning) of a generated text whose reasoning comes first in a
+    <think>...</think> block; `opened` when the prompt itself ended with <think>. An answer cut
+    off before </think> is all reasoning. Text without such a block is all answer, as it is
+    (a raw prompt's continuation keeps its leading space).
+
+    >>> split_reasoning("<think>2 and 2</think> 4")
+    ('4', '2 and 2')
+    """
+    body = text.lstrip()
+    if body.startswith(THINK):
+        body, opened = body[len(THINK) :], True
+    if not opened:
+        return text, ""
+    reasoning, closed, answer = body.partition(END_THINK)
+    return (answer.lstrip(), reasoning.strip()) if closed else ("", reasoning.strip())
 
 
 def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
@@ -92,12 +134,53 @@ def prompt_lengths(tokenizer: Any, texts: list[str]) -> list[int]:
 
 
 def stop_ids(model: Any, tokenizer: Any) -> set[int]:
-    """Tokens that end an answer: the tokenizer's end of text and every end the generation
-    config names (Gemma's <end_of_turn>, Llama 3's <|eot_id|>), and the padding that follows."""
+    """Tokens that end an answer (`answer_ends`) and the padding that follows."""
+    pad = tokenizer.pad_token_id
+    return answer_ends(model, tokenizer) | ({pad} if pad is not None else set())
+
+
+def answer_ends(model: Any, tokenizer: Any) -> set[int]:
+    """The tokenizer's end of text, every end the generation config names (Gemma's
+    <end_of_turn>, Llama 3's <|eot_id|>) and the chat template's end of an assistant turn."""
     config = getattr(model, "generation_config", None)
     ends = getattr(config, "eos_token_id", None)
     ends = ends if isinstance(ends, list) else [ends]
-    return {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id, *ends) if t is not None}
+    turn = turn_shape(tokenizer).end if getattr(tokenizer, "chat_template", None) else None
+    return {t for t in (tokenizer.eos_token_id, turn, *ends) if t is not None}
+
+
+def name_the_ends(model: Any, tokenizer: Any) -> None:
+    """Write every end of an answer into the model's generation config, as it is saved, so
+    that transformers and vLLM stop where the tuned model learned to stop."""
+    config = getattr(model, "generation_config", None)
+    if config is not None:
+        config.eos_token_id = sorted(answer_ends(model, tokenizer))
+
+
+@lru_cache(maxsize=8)  # asked for every generation; the template does not change
+def turn_shape(tokenizer: Any) -> TurnShape:
+    """What the chat template writes around an answer, from a probe conversation: the text
+    between the generation prompt and the answer, and the first special token after it."""
+    user = [{"role": "user", "content": "Hi"}]
+    try:
+        prompt = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+        whole = tokenizer.apply_chat_template(
+            [*user, {"role": "assistant", "content": _MARK}], tokenize=False
+        )
+    except Exception:  # a template with demands of its own (a system turn, say): no probe
+        return TurnShape(None, 0)
+    at = whole.find(_MARK)
+    if at < 0:
+        return TurnShape(None, 0)
+    lead = whole[len(prompt) : at] if whole.startswith(prompt) else ""
+    after = tokenizer(whole[at + len(_MARK) :], add_special_tokens=False).input_ids
+    special = set(tokenizer.all_special_ids) | {
+        i for i, token in tokenizer.added_tokens_decoder.items() if token.special
+    }
+    return TurnShape(
+        after[0] if after and after[0] in special else None,
+        len(tokenizer(lead, add_special_tokens=False).input_ids) if lead else 0,
+    )
 
 
 def token_budget(model: Any, device: torch.device) -> int:

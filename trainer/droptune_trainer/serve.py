@@ -16,13 +16,21 @@
   instances), and runs batched generations of them under the evaluation's token budget (what
   the device's memory holds), so concurrent callers share the model instead of waiting in
   line. If a shared generation fails, each request is tried again alone, so only the one
-  that caused it gets the error (a 500 that says why).
+  that caused it gets the error (a 500 that says why). A device that fails after that (a CUDA
+  error sticks to the process) stops the worker: the waiting requests and every later one get
+  a 503, and so does the health route, for Vertex to replace the replica.
+- Answers to `messages` are stripped of surrounding whitespace; a `prompt`'s continuation is
+  returned as generated (its leading space included). A reasoning model's thinking
+  (`<think>...</think>`) is not part of the prediction: `metadata.reasoning` has it, one entry
+  an instance, when any answer had some.
 - A malformed body, an empty prompt, messages the chat template refuses, or a prompt that
   with `max_new_tokens` does not fit the model's context is a 400 that says what is wrong;
   bodies over 1.5 MB (Vertex's online prediction limit) are refused with a 413, counted as
   they arrive when the client sends no length; with `MAX_WAITING` instances already waiting
   a request gets a 503, for the caller to retry later.
 - The health route answers 503 if the generation worker has stopped.
+- The model computes in bf16 on GPUs that have it natively, as in training; in fp32 on older
+  ones (T4, V100) and on a CPU.
 """
 
 from __future__ import annotations
@@ -41,12 +49,20 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from jinja2 import TemplateError
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from droptune.log import get_logger
 from droptune_trainer.errors import RunFolderError, TrainerError
-from droptune_trainer.generation import batches, generate, prompt_lengths, render, token_budget
+from droptune_trainer.generation import (
+    Generated,
+    batches,
+    generate,
+    prompt_lengths,
+    render,
+    token_budget,
+)
 
 log = get_logger("droptune.serve")
 MAX_BODY_BYTES = 1_500_000
@@ -58,6 +74,10 @@ MIN_TEMPERATURE = 0.01  # below it, logits / temperature overflow: use 0 for gre
 
 class GenerationFailed(TrainerError):
     """The model could not answer a request (it is answered with a 500 that says why)."""
+
+
+class WorkerStopped(TrainerError):
+    """Nothing generates any more (the device failed): a 503, and the health route says so."""
 
 
 class ChatMessage(BaseModel):
@@ -85,7 +105,7 @@ class Instance(BaseModel):
 
 class Parameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_new_tokens: int = Field(256, ge=1, le=MAX_NEW_TOKENS)
+    max_new_tokens: StrictInt = Field(256, ge=1, le=MAX_NEW_TOKENS)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
 
@@ -96,12 +116,19 @@ class Parameters(BaseModel):
                 f"temperature {self.temperature} is too small to sample with: use 0 (greedy) "
                 f"or at least {MIN_TEMPERATURE}"
             )
+        if self.temperature == 0:  # greedy reads no top_p: such requests share a batch
+            self.top_p = 1.0
         return self
 
 
 class PredictRequest(BaseModel):
     instances: list[Instance] = Field(min_length=1, max_length=256)
     parameters: Parameters = Field(default_factory=Parameters)
+
+    @field_validator("parameters", mode="before")
+    @classmethod
+    def null_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 @dataclass
@@ -120,7 +147,10 @@ class Model:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported(
+            including_emulation=False
+        )  # emulated bf16 (T4, V100) is slow: fp32 there, as in training
+        dtype = torch.bfloat16 if bf16 else torch.float32
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -137,6 +167,7 @@ class Model:
         self.backlog: deque[Pending] = deque()  # taken from the queue, not yet generated
         self.waiting = 0  # instances queued or being generated
         self.batches = 0  # generations run, for tests and logs
+        self.stopped: str | None = None  # why nothing generates any more
 
     def prompts(self, request: PredictRequest) -> tuple[list[str], list[int]]:
         """Each instance's text and its tokens; a 400 for what the model cannot answer."""
@@ -166,9 +197,11 @@ class Model:
                 )
         return texts, lengths
 
-    async def predict(self, request: PredictRequest) -> list[tuple[str, int, int]]:
-        """(text, input tokens, output tokens) of each instance."""
+    async def predict(self, request: PredictRequest) -> list[tuple[Generated, int]]:
+        """(answer, input tokens) of each instance; a chat's answer stripped."""
         texts, lengths = self.prompts(request)
+        if self.stopped:
+            raise WorkerStopped(self.stopped)
         if self.waiting + len(texts) > MAX_WAITING:
             raise HTTPException(
                 503, f"busy: {self.waiting} instances are waiting to be answered; retry later"
@@ -180,7 +213,11 @@ class Model:
             answers = await pending.done
         finally:
             self.waiting -= len(texts)
-        return [(text, n, out) for n, (text, out) in zip(lengths, answers, strict=True)]
+        chats = [inst.messages is not None for inst in request.instances]
+        return [
+            (a._replace(text=a.text.strip()) if chat else a, n)
+            for a, n, chat in zip(answers, lengths, chats, strict=True)
+        ]
 
     async def next_group(self) -> list[Pending]:
         """The oldest waiting request and every later one that can share its generation;
@@ -206,10 +243,10 @@ class Model:
 
     def generate_all(
         self, texts: list[str], lengths: list[int], params: Parameters
-    ) -> list[tuple[str, int]]:
+    ) -> list[Generated]:
         """Answers to `texts` in their order, generated in batches of similar lengths that
         the token budget holds (at most MAX_BATCH rows each)."""
-        answers: list[tuple[str, int]] = [("", 0)] * len(texts)
+        answers = [Generated("", 0)] * len(texts)
         for group in batches(lengths, self.budget, params.max_new_tokens):
             for start in range(0, len(group), MAX_BATCH):
                 rows = group[start : start + MAX_BATCH]
@@ -235,32 +272,67 @@ class Model:
         try:
             answers = await loop.run_in_executor(None, run)
         except Exception as exc:  # fails its requests, not the server
-            self.release_memory()
-            if len(group) > 1:  # which request was it? Each alone, so only that one fails.
-                for p in group:
-                    await self.answer([p])
-                return
-            log.error(f"generation failed: {type(exc).__name__}: {exc}")
-            if not group[0].done.done():  # a new error each: no shared traceback holds tensors
-                group[0].done.set_exception(GenerationFailed(f"{type(exc).__name__}: {exc}"))
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            self.batches += 1
+            start = 0
+            for p in group:
+                if not p.done.done():  # its caller may have gone
+                    p.done.set_result(answers[start : start + len(p.texts)])
+                start += len(p.texts)
             return
-        self.batches += 1
-        start = 0
-        for p in group:
-            if not p.done.done():  # its caller may have gone
-                p.done.set_result(answers[start : start + len(p.texts)])
-            start += len(p.texts)
+        # Out of the except block: the traceback, and the tensors its frames held, are gone.
+        self.recover()
+        if len(group) > 1:  # which request was it? Each alone, so only that one fails.
+            for p in group:
+                await self.answer([p])
+            return
+        log.error(f"generation failed: {failure}")
+        settle(group, GenerationFailed(failure))
 
-    def release_memory(self) -> None:
-        """After a failure (often out of memory): give the allocator's cache back."""
-        if self.device.type == "cuda":
-            import torch
+    def recover(self) -> None:
+        """After a failure (often out of memory): give the allocator's memory back, and
+        raise DeviceLost if the device no longer works (a CUDA error sticks to the process)."""
+        if self.device.type != "cuda":
+            return
+        import gc
 
+        import torch
+
+        gc.collect()
+        try:
             torch.cuda.empty_cache()
+            torch.cuda.synchronize(self.device)
+        except Exception as exc:
+            raise DeviceLost(f"the GPU failed ({type(exc).__name__}: {exc})") from None
 
     async def worker(self) -> None:
-        while True:
-            await self.answer(await self.next_group())
+        """Answers groups until the device fails; then every waiting request gets a 503."""
+        group: list[Pending] = []
+        try:
+            while True:
+                group = await self.next_group()
+                await self.answer(group)
+        except DeviceLost as exc:
+            self.stopped = f"{exc}; this replica no longer answers"
+            log.error(self.stopped)
+        finally:  # stopped, or cancelled as the server shuts down
+            waiting = [*group, *self.backlog]
+            while not self.queue.empty():
+                waiting.append(self.queue.get_nowait())
+            settle(waiting, WorkerStopped(self.stopped or "the server is shutting down"))
+
+
+class DeviceLost(Exception):
+    """The device failed beyond recovery (within the worker; callers see WorkerStopped)."""
+
+
+def settle(requests: list[Pending], error: Exception) -> None:
+    """Fail each request still waiting for its answer (a new error each, so that no two
+    share a traceback)."""
+    for p in requests:
+        if not p.done.done():
+            p.done.set_exception(type(error)(*error.args))
 
 
 class BodyLimit:
@@ -338,9 +410,13 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
     app = FastAPI(title="droptune model", lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
-    @app.exception_handler(HTTPException)
-    async def refused(request: Request, exc: HTTPException) -> JSONResponse:
+    @app.exception_handler(StarletteHTTPException)  # FastAPI's and routing's 404 and 405
+    async def refused(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(WorkerStopped)
+    async def stopped(request: Request, exc: WorkerStopped) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=503)
 
     @app.exception_handler(GenerationFailed)
     async def failed(request: Request, exc: GenerationFailed) -> JSONResponse:
@@ -356,16 +432,19 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
     @app.get(health_route)
     async def health(request: Request) -> JSONResponse:
         if request.app.state.worker.done():  # nothing would answer a prediction
-            return JSONResponse({"status": "generation worker stopped"}, status_code=503)
+            why = request.app.state.model.stopped or "generation worker stopped"
+            return JSONResponse({"status": why}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     @app.post(predict_route)
     async def predict(body: PredictRequest, request: Request) -> dict[str, Any]:
         answers = await request.app.state.model.predict(body)
-        return {
-            "predictions": [text for text, _, _ in answers],
-            "metadata": {"usage": [{"inputTokens": i, "outputTokens": o} for _, i, o in answers]},
+        metadata: dict[str, Any] = {
+            "usage": [{"inputTokens": n, "outputTokens": a.tokens} for a, n in answers]
         }
+        if any(a.reasoning for a, _ in answers):
+            metadata["reasoning"] = [a.reasoning for a, _ in answers]
+        return {"predictions": [a.text for a, _ in answers], "metadata": metadata}
 
     return app
 

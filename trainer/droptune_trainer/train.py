@@ -43,6 +43,7 @@ from droptune_trainer.data import (
     to_device,
     tokenize,
 )
+from droptune_trainer.generation import name_the_ends
 from droptune_trainer.report import (
     log_step,
     peak_memory_mb,
@@ -384,21 +385,46 @@ def record_eval(s: Setup, history: History, step: int, writer: Any) -> bool:
 
 
 # --- save ---------------------------------------------------------------------------------
-def save_model(s: Setup) -> None:
-    """The adapter and the merged model (or the fully tuned one), tokenizer beside them."""
+def save_trained(s: Setup) -> None:
+    """What training made, published before anything else is tried (evaluation can fail:
+    `python -m droptune_trainer evaluate` then runs it again): the adapter, or the fully
+    tuned model with its tokenizer. QLoRA's adapter was published by `unquantize`."""
     out = s.model_out.local
     out.mkdir(parents=True, exist_ok=True)
     if s.config.method == "full":
-        s.model.save_pretrained(out / "merged", safe_serialization=True)
-    else:
+        save_merged(s, s.model)
+    elif s.config.method == "lora":
         s.model.save_pretrained(out / "adapter", safe_serialization=True)
-        if s.config.method == "qlora" and not s.unquantized:
-            merged = qlora.merged_on_cpu(out / "adapter", partial(base_model, s.config), s.dtype)
-        else:
-            merged = s.model.merge_and_unload()
-        merged.save_pretrained(out / "merged", safe_serialization=True)
-    s.tokenizer.save_pretrained(out / "merged")
-    s.model_out.publish()
+        s.model_out.publish("adapter")
+
+
+def save_model(s: Setup) -> None:
+    """The merged model beside the adapter (the fully tuned one is saved already)."""
+    if s.config.method == "full":
+        return
+    if s.config.method == "qlora" and not s.unquantized:
+        adapter = s.model_out.local / "adapter"
+        merged = qlora.merged_on_cpu(adapter, partial(base_model, s.config), s.dtype)
+    elif is_merged(s.model):  # by the evaluation, in place: the adapters only come off
+        merged = s.model.unload()
+    else:
+        merged = s.model.merge_and_unload()
+    save_merged(s, merged)
+
+
+def is_merged(model: Any) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return any(isinstance(m, BaseTunerLayer) and m.merged for m in model.modules())
+
+
+def save_merged(s: Setup, model: Any) -> None:
+    """`model` as model/merged with its tokenizer, stopping where tuning taught it to."""
+    folder = s.model_out.local / "merged"
+    name_the_ends(model, s.tokenizer)
+    model.save_pretrained(folder, safe_serialization=True)
+    s.tokenizer.save_pretrained(folder)
+    s.model_out.publish("merged")
 
 
 def base_model(
@@ -412,6 +438,13 @@ def base_model(
         kwargs |= qlora.quantization(device, dtype) | {"device_map": {"": device}}
         return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
     return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs).to(device)
+
+
+def tuned_in_full(folder: Path, device: torch.device, dtype: torch.dtype) -> Any:
+    """A fully tuned model saved in `folder` (model/merged)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
 
 
 def base_with_adapter(
@@ -454,7 +487,8 @@ def run(
             metrics = write_training_metrics(s, history)
             if s.config.method == "qlora":
                 unquantize(s)
-            evaluation = evaluate_tuned(s)  # before save_model(): merging removes the adapters
+            save_trained(s)
+            evaluation = evaluate_tuned(s)  # before save_model(): it unloads the adapters
             save_model(s)
             publish_results(run_dir, s.run_dir, "training", "evaluation")
         finally:
@@ -471,11 +505,20 @@ def evaluate_tuned(s: Setup) -> dict[str, Any] | None:
     if not s.config.evaluate_at_end or not (s.run_dir / "data" / "test.jsonl").is_file():
         return None
     baseline = base_model(s.config, s.device, s.dtype) if s.config.method == "full" else None
-    return evaluate(
-        s.model,
-        s.tokenizer,
-        s.run_dir,
-        s.device,
-        baseline_model=baseline,
-        max_new_tokens=s.config.eval_max_new_tokens,
-    )
+    try:
+        return evaluate(
+            s.model,
+            s.tokenizer,
+            s.run_dir,
+            s.device,
+            baseline_model=baseline,
+            max_new_tokens=s.config.eval_max_new_tokens,
+            # merged as it is served: not a QLoRA model that stayed in 4 bits (qlora.py)
+            merge=s.config.method == "lora" or s.unquantized,
+        )
+    except Exception:
+        log.error(
+            f"the evaluation failed; the tuned model is saved in {s.model_out.uri}: "
+            "`python -m droptune_trainer evaluate --run-dir RUN` runs the evaluation again"
+        )
+        raise
