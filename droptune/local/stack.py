@@ -39,7 +39,12 @@ import requests
 
 import droptune
 from droptune.local.bus import EventBus, Message, RetryPolicy
-from droptune.local.bus.events import binary_http, is_finalize_notification, storage_finalized_event
+from droptune.local.bus.events import (
+    binary_http,
+    is_finalize_notification,
+    storage_finalized_event,
+    workflow_argument,
+)
 from droptune.local.home import StackConfig, StackError, StackState
 from droptune.local.processes import Process
 from droptune.local.storage_emulator import StorageEmulator, free_port
@@ -274,7 +279,7 @@ class LocalStack:
             connector_roots={"storage": self.storage.url, "aiplatform": self.vertex.url},
         )
         started = time.time()
-        execution = Engine(self.workflow, runtime).run(event)
+        execution = Engine(self.workflow, runtime).run(workflow_argument(event))
         self.executions[f"{run_id}/{message_id}"] = execution
         record = {
             "run_id": run_id,

@@ -57,14 +57,25 @@ class ScriptedVertex:
 
         return {AIPLATFORM + name: recorded(name, fn) for name, fn in methods.items()}
 
-    def create_job(self, parent: str, body: dict, region: str) -> dict:
+    def create_job(
+        self, parent: str, body: dict, region: str, connector_params: dict | None = None
+    ) -> dict:
+        """As the connector: it waits for the job (30 minutes by default) unless told to
+        skip polling, and a longer job is a TimeoutError, the job left running."""
         if self.create_failures:
             raise http_error(self.create_failures.pop(0))
         name = f"{parent}/customJobs/{len(self.jobs) + 1}"
         created = datetime.fromtimestamp(self.clock.now(), UTC).isoformat().replace("+00:00", "Z")
         self.jobs[name] = {**body, "name": name, "state": "JOB_STATE_PENDING"}
         self.jobs[name] |= {"createTime": created, "started": self.clock.now()}
-        return dict(self.jobs[name])
+        connector = connector_params or {}
+        if connector.get("skip_polling"):
+            return dict(self.jobs[name])
+        timeout = connector.get("timeout", 1800)
+        self.clock.sleep(min(timeout, self.job_seconds))
+        if self.job_seconds > timeout:
+            raise WorkflowRaise({"message": f"{name} not done in time", "tags": ["TimeoutError"]})
+        return self.get_job(name, region)
 
     def get_job(self, name: str, region: str) -> dict:
         job = self.jobs[name]
@@ -104,6 +115,8 @@ class ScriptedVertex:
 
     def create_endpoint(self, parent: str, endpointId: str, body: dict, region: str) -> dict:  # noqa: N803
         name = f"{parent}/endpoints/{endpointId}"
+        if name in self.endpoints:
+            raise http_error(409)  # ALREADY_EXISTS
         self.endpoints[name] = {**body, "name": name}
         return self.endpoints[name]
 

@@ -105,6 +105,16 @@ def storage_finalized_event(message: Message) -> Event:
     }
 
 
+def workflow_argument(event: Event) -> dict[str, Any]:
+    """What an Eventarc trigger passes a workflow: the CloudEvent in its JSON form, context
+    attributes at the top beside `data` (`${event.id}`, `${event.data.message.data}`).
+
+    >>> workflow_argument({"attributes": {"id": "7", "type": "t"}, "data": {"k": 1}})
+    {'id': '7', 'type': 't', 'data': {'k': 1}}
+    """
+    return {**event["attributes"], "data": event["data"]}
+
+
 def header_value(value: str) -> str:
     """`value` percent-encoded as the CloudEvents HTTP binding asks of header values: space,
     double quote, percent and anything outside printable ASCII (an object named in Japanese

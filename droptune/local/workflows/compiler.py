@@ -22,6 +22,7 @@ from droptune.local.workflows.steps import (
     CallStep,
     Condition,
     ForStep,
+    JumpStep,
     ParallelStep,
     RaiseStep,
     RetryPolicy,
@@ -178,7 +179,7 @@ class _Compiler:
                     body,
                     f"step {name!r} does nothing: give it assign, call, switch, for, parallel, try, raise, return, steps or next",
                 )
-            return Step(name, line, jump)
+            return JumpStep(name, line, jump)
         build = getattr(self, f"_{kind}")
         step = build(name, line, body, where)
         step.next = jump
@@ -326,12 +327,13 @@ class _Compiler:
             step.retry = self.retry(body["retry"], name, where)
         if "except" in body:
             spec_except = body["except"]
-            if not isinstance(spec_except, dict) or "steps" not in spec_except:
+            if not isinstance(spec_except, dict) or not {"as", "steps"} >= spec_except.keys():
                 raise self.fail(
-                    body, f"step {name!r}: except needs `steps:` (and optionally `as:`)"
+                    body, f"step {name!r}: except takes `as:` and `steps:` (both optional)"
                 )
             step.except_as = spec_except.get("as")
-            step.except_block = self.block(spec_except["steps"], f"except of {name!r}")
+            steps = spec_except.get("steps") or []  # none: the error is caught and dropped
+            step.except_block = self.block(steps, f"except of {name!r}") if steps else Block([])
         if step.retry is None and step.except_block is None:
             raise self.fail(body, f"step {name!r}: try needs `retry:` or `except:`")
         return step
@@ -378,23 +380,28 @@ class _Compiler:
                     raise WorkflowSyntaxError(
                         f"{self.source}:{step.line}: step {step.name!r}: next: {target!r} names no step in this block or an enclosing one"
                     )
-            for child, loop in _children(step):
-                self.check_jumps(child, [] if loop else scopes, in_loop=loop or in_loop)
+            for child, walled, loop in _children(step):
+                inner = loop or (in_loop and not walled)
+                self.check_jumps(child, [] if walled else scopes, in_loop=inner)
 
 
-def _children(step: Step) -> list[tuple[Block, bool]]:
-    """Nested blocks and whether each is a loop body (jumps cannot leave a loop body)."""
+def _children(step: Step) -> list[tuple[Block, bool, bool]]:
+    """Nested blocks, whether jumps cannot leave each (a loop body, a parallel branch) and
+    whether it is a loop body (where `break` and `continue` go)."""
     if isinstance(step, StepsStep):
-        return [(step.block, False)]
+        return [(step.block, False, False)]
     if isinstance(step, ForStep):
-        return [(step.block, True)]
+        return [(step.block, True, True)]
     if isinstance(step, ParallelStep):
-        return [(step.loop.block, True)] if step.loop else [(b.block, True) for b in step.branches]
+        if step.loop:
+            return [(step.loop.block, True, True)]
+        return [(b.block, True, False) for b in step.branches]
     if isinstance(step, TryStep):
-        out = [(block, False) for block, _ in _children(step.body)] if step.body else []
-        return out + ([(step.except_block, False)] if step.except_block else [])
+        return (_children(step.body) if step.body else []) + (
+            [(step.except_block, False, False)] if step.except_block else []
+        )
     if isinstance(step, SwitchStep):
-        return [pair for c in step.conditions if c.body for pair in _children(c.body)]
+        return [child for c in step.conditions if c.body for child in _children(c.body)]
     return []
 
 

@@ -9,8 +9,12 @@ come from `google-api-python-client`, which ships every public one for offline u
 
 Requests go to a root URL per service (`Runtime.connector_roots`: a local server in local
 mode, Google otherwise). Like the real connectors, methods that answer with a long-running
-operation wait for it (`connector_params`: `timeout`, `polling_policy`, `skip_polling`), and
-Cloud Storage uploads (`uploadType: media`) and downloads (`alt: media`) carry the data itself.
+operation wait for it, and so do those that create a Vertex AI job (`customJobs.create`,
+`tuningJobs.create`, `hyperparameterTuningJobs.create`: Google's reference says each waits
+until the job is complete, fails, or times out), polling the job until its state is final
+and answering with it (`connector_params`: `timeout`, `polling_policy`, `skip_polling`, which
+answers at once with what the first request returned). Cloud Storage uploads
+(`uploadType: media`) and downloads (`alt: media`) carry the data itself.
 """
 
 from __future__ import annotations
@@ -33,6 +37,20 @@ _UNSAFE_IN_PATH = re.compile(r"[/?#\s]")  # what changes a URL when put in its p
 LRO = "GoogleLongrunningOperation"
 DEFAULT_POLLING = {"initial_delay": 1.0, "multiplier": 1.25, "max_delay": 60.0}
 DEFAULT_CONNECTOR_TIMEOUT = 1800.0  # seconds a connector waits for an operation
+WAITS_FOR_THE_JOB = (  # Vertex AI methods whose connectors wait for the job they create
+    ".customJobs.create",
+    ".tuningJobs.create",
+    ".hyperparameterTuningJobs.create",
+)
+FINAL_JOB_STATES = frozenset(
+    {
+        "JOB_STATE_SUCCEEDED",
+        "JOB_STATE_FAILED",
+        "JOB_STATE_CANCELLED",
+        "JOB_STATE_EXPIRED",
+        "JOB_STATE_PARTIALLY_SUCCEEDED",
+    }
+)
 
 
 @cache
@@ -145,32 +163,48 @@ class Connectors:
             self.session, method["httpMethod"], url, body=body, query=query, timeout=timeout
         )
         result = http.decode_body(response)
-        if method.get("response", {}).get("$ref") == LRO and not connector.get("skip_polling"):
-            return self.wait(root + document.get("servicePath", ""), result, connector, name)
+        if connector.get("skip_polling"):
+            return result
+        base = root + document.get("servicePath", "")
+        if method.get("response", {}).get("$ref") == LRO:
+            return self.wait(base, result, connector, name)
+        if service == "aiplatform" and name.endswith(WAITS_FOR_THE_JOB):
+            return self.poll(base, result, _job_done, connector, name, "job")
         return result
 
-    def wait(self, base: str, operation: Any, connector: dict[str, Any], name: str) -> Any:
-        """Poll a long-running operation until done; its `response`, or an OperationError."""
+    def poll(
+        self,
+        base: str,
+        resource: Any,
+        done: Any,
+        connector: dict[str, Any],
+        name: str,
+        kind: str,
+    ) -> dict[str, Any]:
+        """GET `resource` (by its `name`) until `done(resource)`, as `polling_policy` says,
+        for at most the connector's `timeout`."""
         policy = {**DEFAULT_POLLING, **(connector.get("polling_policy") or {})}
         deadline = self.runtime.clock.now() + float(
             connector.get("timeout", DEFAULT_CONNECTOR_TIMEOUT)
         )
         delay = float(policy["initial_delay"])
-        while not (isinstance(operation, dict) and operation.get("done")):
-            if not isinstance(operation, dict) or "name" not in operation:
-                raise error(
-                    "ResponseTypeError",
-                    f"{name}: expected a long-running operation, got {operation!r}",
-                )
+        while not (isinstance(resource, dict) and done(resource)):
+            if not isinstance(resource, dict) or "name" not in resource:
+                raise error("ResponseTypeError", f"{name}: expected a {kind}, got {resource!r}")
             if self.runtime.clock.now() + delay > deadline:
-                raise error(
-                    "TimeoutError", f"{name}: operation {operation['name']} not done in time"
-                )
+                raise error("TimeoutError", f"{name}: {kind} {resource['name']} not done in time")
             self.runtime.clock.sleep(delay)
             delay = min(delay * float(policy["multiplier"]), float(policy["max_delay"]))
-            operation = http.decode_body(
-                http.send(self.session, "GET", f"{base}v1/{operation['name']}")
+            resource = http.decode_body(
+                http.send(self.session, "GET", f"{base}v1/{resource['name']}")
             )
+        return resource
+
+    def wait(self, base: str, operation: Any, connector: dict[str, Any], name: str) -> Any:
+        """Poll a long-running operation until done; its `response`, or an OperationError."""
+        operation = self.poll(
+            base, operation, _operation_done, connector, name, "long-running operation"
+        )
         if "error" in operation:
             problem = operation["error"]
             raise WorkflowRaise({
@@ -179,3 +213,11 @@ class Connectors:
                 "operation": operation,
             })  # fmt: skip
         return operation.get("response")
+
+
+def _operation_done(operation: dict[str, Any]) -> bool:
+    return bool(operation.get("done"))
+
+
+def _job_done(job: dict[str, Any]) -> bool:
+    return job.get("state") in FINAL_JOB_STATES

@@ -32,7 +32,7 @@ import requests
 from droptune.local.workflows import http, stdlib
 from droptune.local.workflows.compiler import compile_workflow, load_workflow, parse_workflow
 from droptune.local.workflows.connectors import Connectors
-from droptune.local.workflows.errors import WorkflowRaise, error
+from droptune.local.workflows.errors import WorkflowRaise, error, from_python
 from droptune.local.workflows.expressions import Namespace, type_name
 from droptune.local.workflows.loader import plain
 from droptune.local.workflows.scope import Frame
@@ -120,13 +120,14 @@ class Engine:
             result = self.call_subworkflow(
                 self.workflow.main, [argument] if self.workflow.main.params else [], {}
             )
-        except WorkflowRaise as exc:
+        except Exception as exc:  # outside any step: the arguments, a subworkflow's defaults
+            failure = exc if isinstance(exc, WorkflowRaise) else from_python(exc)
             return Execution(
                 "FAILED",
-                error=exc.value,
+                error=failure.value,
                 steps=self.records,
                 logs=self.runtime.logs,
-                context=exc.context,
+                context=failure.context,
             )
         return Execution("SUCCEEDED", result=result, steps=self.records, logs=self.runtime.logs)
 
@@ -155,7 +156,12 @@ class Engine:
         record = StepRecord(step.name, step.line, time.perf_counter(), 0.0)
         self.records.append(record)
         try:
-            return step.execute(frame)
+            try:
+                return step.execute(frame)
+            except WorkflowRaise:
+                raise
+            except Exception as exc:  # a workflow error here, never a crash of the engine
+                raise from_python(exc) from exc
         except WorkflowRaise as exc:
             record.error = exc.value
             if exc.step is None:

@@ -53,6 +53,29 @@ def error(tag: str, message: str, **extra: Any) -> WorkflowRaise:
     return WorkflowRaise({"message": message, "tags": [tag], **extra})
 
 
+# What a Python error met while running a step would have been in the service.
+_TAGS = (
+    (KeyError, "KeyError"),
+    (IndexError, "IndexError"),
+    (ZeroDivisionError, "ZeroDivisionError"),
+    (RecursionError, "RecursionError"),
+    (TypeError, "TypeError"),
+    (ArithmeticError, "ValueError"),  # an overflow: a number out of range
+    (ValueError, "ValueError"),
+)
+
+
+def from_python(exc: Exception) -> WorkflowRaise:
+    """A Python error that escaped a step, as the Workflows error the service would raise
+    there (a workflow's `except` can catch it), naming the Python error.
+
+    >>> from_python(OverflowError("int too large")).value
+    {'message': 'OverflowError: int too large', 'tags': ['ValueError']}
+    """
+    tag = next((tag for kind, tag in _TAGS if isinstance(exc, kind)), "SystemError")
+    return error(tag, f"{type(exc).__name__}: {exc}")
+
+
 def describe(value: Any) -> str:
     if isinstance(value, dict):
         tags = ",".join(value.get("tags") or [])

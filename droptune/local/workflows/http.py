@@ -76,6 +76,8 @@ def send(
             else "ConnectionError"
         )
         raise error(tag, f"{method} {url}: {exc}") from None
+    except requests.RequestException as exc:  # a broken answer (ChunkedEncodingError, ...)
+        raise error("ConnectionError", f"{method} {url}: {exc}") from None
     if response.status_code >= 400:
         raise WorkflowRaise({
             "message": f"HTTP server responded with error code {response.status_code}",

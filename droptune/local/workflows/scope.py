@@ -1,8 +1,8 @@
-"""Where a workflow's variables live: one frame per (sub)workflow call, `for` body and
-parallel branch, chained to the frame it runs in.
+"""Where a workflow's variables live: one frame per (sub)workflow call, `for` body, except
+block and parallel branch, chained to the frame it runs in.
 
-A `for` body reads and updates its parent's variables, and what it creates itself is gone
-with it. A parallel branch reads its parent's variables but writes only those listed in
+A `for` body or an except block reads and updates its parent's variables, and what it
+creates itself (the except block's error map too) is gone with it. A parallel branch reads its parent's variables but writes only those listed in
 `shared` (under the engine's lock); anything else it creates stays in the branch.
 """
 

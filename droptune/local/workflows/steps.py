@@ -53,6 +53,14 @@ class Step:
 
 
 @dataclass
+class JumpStep(Step):
+    """A step with only `next:`."""
+
+    def execute(self, frame: Frame) -> None:
+        return None
+
+
+@dataclass
 class Block:
     steps: list[Step]
     index: dict[str, int] = field(default_factory=dict)
@@ -278,9 +286,10 @@ class TryStep(Step):
                     continue
                 if self.except_block is None:
                     raise
-                if self.except_as:
-                    frame.assign(self.except_as, exc.value)
-                return engine.run_block(self.except_block, frame)
+                # What the except block creates, its error map included, is its own (as a
+                # `for` body's); it updates the variables it finds outside.
+                names = {self.except_as: exc.value} if self.except_as else {}
+                return engine.run_block(self.except_block, Frame(engine, names, parent=frame))
 
 
 @dataclass
@@ -305,6 +314,7 @@ def assign(frame: Frame, target: Target, value: Any) -> None:
     if not target.path:
         frame.assign(target.root, value)
         return
+    frame.owner(target.root)  # a parallel branch changes a parent's map only if it is shared
     container = frame.get(target.root)
     keys = [key(frame) for key in target.path]
     for key in keys[:-1]:

@@ -127,6 +127,14 @@ MALFORMED = [
     ),
     ("- a:\n    assign:\n      - x: ${1 +}\n", 2, "cannot parse expression", False),
     ("- a:\n    next: break\n", 2, "outside a for loop", False),
+    (
+        "- p:\n    parallel:\n      branches:\n        - b:\n            steps:\n"
+        "              - s:\n                  next: break\n"
+        "        - c:\n            steps:\n              - s: {return: 1}\n",
+        7,
+        "outside a for loop",  # a branch is no loop, even inside one
+        False,
+    ),
     ("- a:\n    return: 1\n- a:\n    return: 2\n", 3, "two steps are named", False),
 ]
 
