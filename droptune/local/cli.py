@@ -8,6 +8,7 @@ it into the real one, follows the run through status.json, and ends with a summa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -27,7 +28,8 @@ from rich.table import Table
 from rich.text import Text
 
 from droptune.config import BACKENDS, CONFIG_SUFFIXES, RunConfig, one_sidecar
-from droptune.local.home import StackConfig, StackError, StackState
+from droptune.local.home import STACK_MODULE, StackConfig, StackError, StackState, locked
+from droptune.local.processes import stop_recorded
 from droptune.runs import ENDED, RunState, run_id_for
 
 app = typer.Typer(help="Run the whole pipeline on this machine.", no_args_is_help=True)
@@ -41,14 +43,19 @@ PROGRESS_EVERY = 10.0  # seconds between training progress lines when not on a t
 # --- the stack ----------------------------------------------------------------------------
 def ensure_up(home: Path) -> StackState:
     """The running stack's state; starts it in the background first when it is not running."""
-    state = StackState.running(home)
-    if state is not None:
-        return state
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "state.json").unlink(missing_ok=True)
+    with locked(home):
+        state = StackState.running(home)
+        if state is not None:
+            return state
+        stop_recorded(home / "processes")  # the services of a stack that was killed
+        (home / "state.json").unlink(missing_ok=True)
+        return start_stack(home)
+
+
+def start_stack(home: Path) -> StackState:
     log = (home / "stack.log").open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "droptune.local.stack", str(home)],
+        [sys.executable, "-m", STACK_MODULE, str(home)],
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # outlives this command; `droptune local down` stops it
@@ -94,18 +101,25 @@ def up() -> None:
 def down() -> None:
     """Stop the local services, their training jobs and endpoints."""
     home = StackConfig.default().home
-    state = StackState.running(home)
-    if state is None:
-        out.print("the local stack is not running")
+    with locked(home):
+        state = StackState.running(home)
+        if state is not None:
+            stop_stack(state)
+        left = stop_recorded(home / "processes")  # a killed stack's services, or a stuck one's
         (home / "state.json").unlink(missing_ok=True)
-        return
+    said = "the local stack is stopped" if state else "the local stack is not running"
+    out.print(said + (f"; stopped {left} process(es) it had left running" if left else ""))
+
+
+def stop_stack(state: StackState) -> None:
+    """SIGTERM, and 30 s later SIGKILL: the stack stops what it started as it ends."""
     os.kill(state.pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
     while state.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     if state.alive():
-        os.killpg(state.pid, signal.SIGKILL)
-    out.print("the local stack is stopped")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(state.pid, signal.SIGKILL)
 
 
 @app.command()

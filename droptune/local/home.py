@@ -5,8 +5,11 @@ Light on purpose: the CLI reads this without importing the services themselves.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,8 +77,30 @@ class StackState:
         gcs.client.cache_clear()
 
     def alive(self) -> bool:
+        """Whether the stack's process still runs: its pid is there and is still the stack
+        (a pid is reused once its process is gone)."""
         try:
             os.kill(self.pid, 0)
         except OSError:
             return False
-        return True
+        try:
+            command = Path(f"/proc/{self.pid}/cmdline").read_bytes()
+        except OSError:  # no /proc here: the pid must do
+            return True
+        return STACK_MODULE.encode() in command
+
+
+STACK_MODULE = "droptune.local.stack"  # `python -m` this, with the home folder, is the stack
+
+
+@contextmanager
+def locked(home: Path) -> Iterator[None]:
+    """Hold the home folder's lock: one `droptune local` command at a time starts or stops
+    its stack (two at once would start two stacks, and `state.json` would name only one)."""
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / "lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

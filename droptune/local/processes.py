@@ -3,7 +3,8 @@ a log file, and is stopped as a whole, with whatever it started (workers, data l
 SIGTERM to the group, SIGKILL after a grace period.
 
 Used for the storage emulator, the upload function, and the Vertex AI server's job and serving
-processes.
+processes. The local stack records each one it starts (`record_in`): if the stack itself is
+killed, `droptune local down` (or the next `up`) stops what it left (`stop_recorded`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,40 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 GRACE_SECONDS = 10.0  # SIGTERM -> SIGKILL; Kubernetes gives 30 s, a local process needs less
+_records: Path | None = None  # where this process records the processes it starts
+
+
+def record_in(folder: Path) -> None:
+    """Record every process started from now on in `folder`, a file per process group."""
+    global _records
+    folder.mkdir(parents=True, exist_ok=True)
+    _records = folder
+
+
+def start_ticks(pid: int) -> str | None:
+    """When the process started, in clock ticks since boot (field 22 of /proc/PID/stat):
+    with the pid, it names one process, where a pid alone is reused. None if it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # fields after the command name start at 3
+
+
+def stop_recorded(folder: Path) -> int:
+    """SIGKILL the recorded process groups that are still there (a stack that was killed
+    left them); the number stopped. A group whose leader's pid now names another process is
+    left alone: that pid was reused. While any process of a group lives, its id is not."""
+    stopped = 0
+    for record in folder.glob("*") if folder.is_dir() else ():
+        pid, ticks = int(record.name), record.read_text()
+        now = start_ticks(pid)
+        if now is None or now == ticks:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+                stopped += 1
+        record.unlink(missing_ok=True)
+    return stopped
 
 
 @dataclass
@@ -46,6 +81,8 @@ class Process:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, stopped as a whole
             )
+        if _records is not None:
+            (_records / str(popen.pid)).write_text(start_ticks(popen.pid) or "")
         return cls(argv, log_path, popen)
 
     @property
@@ -69,6 +106,8 @@ class Process:
                 self.popen.wait()
             # Children that ignored SIGTERM outlive their leader: make sure they go too.
             self._signal_group(signal.SIGKILL)
+            if _records is not None:
+                (_records / str(self.popen.pid)).unlink(missing_ok=True)
             return self.popen.returncode
 
     def _signal_group(self, sig: signal.Signals) -> None:

@@ -38,6 +38,7 @@ from typing import Any
 import requests
 
 import droptune
+from droptune.local import processes
 from droptune.local.bus import EventBus, Message, RetryPolicy
 from droptune.local.bus.events import (
     binary_http,
@@ -240,7 +241,7 @@ class LocalStack:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise StackError(f"the {name} function exited; see {log_file}")
+                raise StackError(f"the {name} process exited while starting; see {log_file}")
             try:  # any answer will do; the first one may wait for imports
                 self._session.get(f"http://127.0.0.1:{port}/", timeout=10)
                 return
@@ -302,6 +303,7 @@ class LocalStack:
 
 def serve(home: Path) -> None:
     """Run the stack in this process until SIGTERM/SIGINT (`droptune local up` starts this)."""
+    processes.record_in(home / "processes")  # what a killed stack leaves, `down` stops
     stack = LocalStack(StackConfig(home=home))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -105,3 +105,54 @@ def test_follow_prints_training_progress_when_not_on_a_terminal(monkeypatch):
     progress = [line.split("s  ", 1)[1] for line in lines if "training: step" in line]
     assert progress == [f"training: step {n} [/x]" for n in (0, 2, 5)]
     assert "SUCCEEDED" in lines[-1]
+
+
+def stacks_of(home: Path) -> list[int]:
+    """Pids of the stack processes serving `home`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            command = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"droptune.local.stack" in command and str(home).encode() in command:
+            found.append(int(proc.name))
+    return found
+
+
+def test_two_ups_start_one_stack_and_down_stops_what_a_killed_one_left(tmp_path: Path):
+    import signal
+    import time
+
+    home = tmp_path / "local"
+    env = {**os.environ, "DROPTUNE_LOCAL_HOME": str(home)}
+    ups = [
+        subprocess.Popen([sys.executable, "-m", "droptune", "local", "up"], env=env)
+        for _ in range(2)
+    ]
+    try:
+        assert [up.wait(timeout=300) for up in ups] == [0, 0]
+        [stack] = stacks_of(home)
+        services = [int(record.name) for record in (home / "processes").iterdir()]
+        assert len(services) >= 3  # storage, the upload and evaluation functions
+        os.kill(stack, signal.SIGKILL)  # as the OOM killer would: it stops nothing
+        time.sleep(0.5)
+        assert all(Path(f"/proc/{pid}").exists() for pid in services)
+    finally:
+        down = droptune(home, "local", "down")
+    assert down.returncode == 0, down.stderr
+    assert f"stopped {len(services)} process(es)" in down.stdout
+    deadline = time.monotonic() + 10
+    while not all(map(ended, services)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(map(ended, services))
+    assert not stacks_of(home) and not (home / "state.json").exists()
+
+
+def ended(pid: int) -> bool:
+    """Gone, or a zombie that only its parent's reaping keeps listed."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
