@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+import subprocess
+import sys
+from dataclasses import asdict, replace
 
 from droptune.cloud import vertex
-from droptune.local.home import StackState
+from droptune.local.home import STACK_MODULE, StackState
 
 STATE = StackState(
     pid=os.getpid(),
@@ -26,8 +28,18 @@ STATE = StackState(
 
 def test_a_stack_is_running_while_its_process_lives(tmp_path):
     assert StackState.running(tmp_path) is None
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", STACK_MODULE, str(tmp_path)]
+    stack = subprocess.Popen(argv)
+    try:
+        state = replace(STATE, pid=stack.pid)
+        (tmp_path / "state.json").write_text(json.dumps(asdict(state)))
+        assert StackState.running(tmp_path) == state
+    finally:
+        stack.kill()
+        stack.wait()
+    assert StackState.running(tmp_path) is None  # gone
     (tmp_path / "state.json").write_text(json.dumps(asdict(STATE)))
-    assert StackState.running(tmp_path) == STATE
+    assert StackState.running(tmp_path) is None  # its pid is another process's now
     (tmp_path / "state.json").write_text(json.dumps(asdict(STATE) | {"pid": 2**22 + 1}))
     assert StackState.read(tmp_path) is not None and StackState.running(tmp_path) is None
 
