@@ -103,11 +103,40 @@ resource "google_storage_bucket_iam_member" "evaluation_writes_runs" {
 
 # --- workflow ------------------------------------------------------------------------------
 
-# customJobs, tuningJobs, models, endpoints, predict: Vertex AI resources are created by the
-# workflow itself, so there is no narrower resource to grant on.
-resource "google_project_iam_member" "workflow_vertex_user" {
+# What workflows/pipeline.workflows.yaml calls, method by method (Vertex AI's IAM permission
+# table), project-wide because the workflow creates the resources itself: no narrower resource
+# to grant on, and none of aiplatform.user's deletes, datasets or notebooks. The connectors
+# poll the long-running operations of models.upload (models.get) and of endpoints.create,
+# deployModel and undeployModel (endpoints.get).
+resource "google_project_iam_custom_role" "workflow_vertex" {
+  project     = var.project_id
+  role_id     = "${replace(var.name_prefix, "-", "_")}_workflow_vertex"
+  title       = "droptune workflow"
+  description = "Runs training and tuning jobs, uploads models and deploys them on endpoints."
+  permissions = concat(
+    [
+      "aiplatform.customJobs.cancel",
+      "aiplatform.customJobs.create",
+      "aiplatform.customJobs.get",
+      "aiplatform.endpoints.create",
+      "aiplatform.endpoints.deploy",
+      "aiplatform.endpoints.get",
+      "aiplatform.endpoints.predict",
+      "aiplatform.endpoints.undeploy",
+      "aiplatform.models.get",
+      "aiplatform.models.upload",
+      "aiplatform.tuningJobs.cancel",
+      "aiplatform.tuningJobs.create",
+      "aiplatform.tuningJobs.get",
+    ],
+    # A job created with `tensorboard` names the instance it writes to.
+    var.enable_tensorboard ? ["aiplatform.tensorboards.get"] : [],
+  )
+}
+
+resource "google_project_iam_member" "workflow_vertex" {
   project = var.project_id
-  role    = "roles/aiplatform.user"
+  role    = google_project_iam_custom_role.workflow_vertex.id
   member  = google_service_account.workflow.member
 }
 
@@ -195,8 +224,10 @@ resource "google_project_iam_member" "trainer_log_writer" {
   member  = google_service_account.trainer.member
 }
 
-# Writing TensorBoard experiments needs aiplatform.tensorboard* permissions, which come in
-# aiplatform.user; granted only when the TensorBoard instance exists.
+# Writing TensorBoard experiments needs aiplatform.tensorboard* permissions. Google's setup
+# page for TensorBoard in custom training asks for aiplatform.user on the job's account and
+# does not say which calls its uploader makes, so no narrower role is offered in its place;
+# granted only when the TensorBoard instance exists (enable_tensorboard).
 resource "google_project_iam_member" "trainer_tensorboard" {
   count = var.enable_tensorboard ? 1 : 0
 
@@ -330,7 +361,7 @@ resource "time_sleep" "iam_propagation" {
     google_pubsub_topic_iam_member.upload_publishes_runs,
     google_project_iam_member.evaluation_vertex_predict,
     google_storage_bucket_iam_member.evaluation_writes_runs,
-    google_project_iam_member.workflow_vertex_user,
+    google_project_iam_member.workflow_vertex,
     google_storage_bucket_iam_member.workflow_writes_runs,
     google_service_account_iam_member.workflow_acts_as_trainer,
     google_project_iam_member.workflow_log_writer,

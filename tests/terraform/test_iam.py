@@ -18,7 +18,7 @@ PUBLIC = {"allUsers", "allAuthenticatedUsers"}
 # Every project-level grant, and why nothing narrower exists (see the comments in iam.tf).
 PROJECT_GRANTS = {
     ("evaluation_vertex_predict", "${google_project_iam_custom_role.gemini_evaluator.id}"),
-    ("workflow_vertex_user", "roles/aiplatform.user"),  # jobs/models/endpoints it creates
+    ("workflow_vertex", "${google_project_iam_custom_role.workflow_vertex.id}"),
     ("workflow_log_writer", "roles/logging.logWriter"),
     ("eventarc_event_receiver", "roles/eventarc.eventReceiver"),
     ("eventarc_workflow_invoker", "roles/workflows.invoker"),
@@ -191,3 +191,30 @@ def test_event_delivery_may_invoke_the_upload_function_and_start_the_workflow():
     assert ref(invoke["member"]) == "google_service_account.eventarc.member"
     starts = module.resource("google_project_iam_member.eventarc_workflow_invoker")
     assert ref(starts["member"]) == "google_service_account.eventarc.member"
+
+
+# A Vertex AI REST method -> the permission its IAM table names for it (deployModel and
+# undeployModel are endpoints.deploy and endpoints.undeploy).
+PERMISSION_OF = {"deployModel": "deploy", "undeployModel": "undeploy"}
+# The connectors poll the long-running operations these return with the resource's get.
+POLLED_WITH = {"models.upload": "models.get", "endpoints.create": "endpoints.get"}
+
+
+def test_the_workflow_role_holds_every_vertex_ai_method_the_workflow_calls():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "workflows" / "pipeline.workflows.yaml").read_text()
+    called = set(re.findall(r"googleapis\.aiplatform\.v1\.projects\.locations\.(\w+)\.(\w+)", text))
+    assert ("customJobs", "create") in called and ("endpoints", "deployModel") in called
+    if '"/tuningJobs"' in text:  # the Gemini backend's REST calls (http.post/get/cancel)
+        called |= {("tuningJobs", "create"), ("tuningJobs", "get"), ("tuningJobs", "cancel")}
+    needed = set()
+    for resource, method in called:
+        needed.add(f"aiplatform.{resource}.{PERMISSION_OF.get(method, method)}")
+        if polled := POLLED_WITH.get(f"{resource}.{method}"):
+            needed.add(f"aiplatform.{polled}")
+    role = load().resources["google_project_iam_custom_role"]["workflow_vertex"]
+    granted = set(re.findall(r"aiplatform\.\w+\.\w+", role["permissions"]))
+    assert needed <= granted, f"missing from the workflow's role: {sorted(needed - granted)}"
+    assert granted - needed <= {"aiplatform.tensorboards.get"}, sorted(granted - needed)

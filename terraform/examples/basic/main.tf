@@ -42,6 +42,7 @@ module "droptune" {
   kms_key_name          = var.kms_key_name
   base_model_bucket     = var.base_model_bucket
   force_destroy         = var.force_destroy
-  # Every other input of ../../variables.tf can be set here too, e.g.
-  # upload_function = { memory = "4Gi", ... } for uploads over 2 GiB.
+  # Every other input of ../../variables.tf can be set here too, e.g. for uploads up to
+  # 4 GiB: max_upload_bytes = 4294967296 and upload_function = { memory = "6Gi" } (memory
+  # must exceed max_upload_bytes by about 1 GiB).
 }
