@@ -277,8 +277,9 @@ resource "google_project_iam_member" "build_log_writer" {
 # --- service agents ------------------------------------------------------------------------
 
 # Gemini tuning runs as the Vertex AI Service Agent and reads data/gemini/*.jsonl; model
-# upload and endpoints read model/ and pull the serving image through it. It reads the runs
-# bucket and pulls from the registry, nothing else. The Custom Code Service Agent, which pulls
+# upload and endpoints read model/ and pull the serving image through it. Google's own role
+# for the agent (Vertex AI Service Agent) may already cover both; these grants say what the
+# pipeline needs of it where that role is trimmed. The Custom Code Service Agent, which pulls
 # the trainer image, is not granted anything here: Google creates it with the first custom job
 # (a grant to it fails on a fresh project), with a role that already reads this project's
 # registry; the training container itself runs as the trainer's account.

@@ -144,7 +144,7 @@ variable "trainer_image" {
 }
 
 variable "serving_image" {
-  description = "Optional serving image (e.g. a vLLM image); empty: the trainer image serves the model."
+  description = "Optional serving image; empty: the trainer image serves the model. The workflow starts it with the argument `serve`, health on /health and predictions on /predict, and smoke-tests it with a droptune request ({\"instances\": [{\"messages\": [...]}], \"parameters\": {\"max_new_tokens\": ...}}): an image built from trainer/Dockerfile, or one that answers the same contract."
   type        = string
   default     = ""
 }
