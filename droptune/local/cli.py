@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,8 +28,16 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from droptune.config import BACKENDS, CONFIG_SUFFIXES, RunConfig, one_sidecar
-from droptune.local.home import STACK_MODULE, StackConfig, StackError, StackState, locked
+from droptune.config import BACKENDS, CONFIG_SUFFIXES, RunConfig, one_sidecar, string_keys
+from droptune.errors import ConfigError
+from droptune.local.home import (
+    STACK_MODULE,
+    UNDELIVERED,
+    StackConfig,
+    StackError,
+    StackState,
+    locked,
+)
 from droptune.local.processes import stop_recorded
 from droptune.runs import ENDED, RunState, run_id_for
 
@@ -168,7 +177,8 @@ def run(
 ) -> None:
     """Upload FILE to the local uploads bucket and follow its run to the end.
 
-    Exit 0 when the run SUCCEEDED, 1 when it ended otherwise (REJECTED, GATED, FAILED, ...).
+    Exit 0 when the run SUCCEEDED, 1 when it ended otherwise (REJECTED, GATED, FAILED, ...)
+    or could not be followed to its end (the stack stopped, the upload function kept failing).
     """
     if backend is not None and backend not in BACKENDS:
         raise typer.BadParameter(f"choose one of {', '.join(BACKENDS)}", param_hint="--backend")
@@ -176,16 +186,22 @@ def run(
     if config is None:
         beside = [file.with_name(stem + suffix) for suffix in CONFIG_SUFFIXES]
         config = one_sidecar([path for path in beside if path.is_file()])
-    if config is not None:
-        RunConfig.from_yaml(config)  # a mistake in it is reported now, not after the upload
+    companions = companions_of(file, config)  # a mistake in them is reported now
     home = StackConfig.default().home
     state = ensure_up(home)
     state.use()
     console = err if as_json else out
-    run_id = upload(state, file, backend, config)
+    uploaded = upload(state, file, backend, companions)
+    run_id, run_dir = uploaded.run_id, home / "runs" / uploaded.run_id
     console.print(f"uploaded {escape(str(file))} -> run [bold]{run_id}[/]", soft_wrap=True)
-    final = follow(state, home, run_id, timeout * 60, console)
-    run_dir = home / "runs" / run_id
+    try:
+        final = follow(state, home, uploaded, timeout * 60, console)
+    except Unfollowed as exc:
+        console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
+        if as_json:
+            outcome = {"run_id": run_id, "state": exc.last, "run_dir": str(run_dir)}
+            sys.stdout.write(json.dumps(outcome | {"error": str(exc)}) + "\n")
+        raise typer.Exit(1) from None
     from droptune.cloud import gcs
 
     gcs.download_prefix(f"gs://{state.runs_bucket}/runs/{run_id}", run_dir)
@@ -197,33 +213,109 @@ def run(
     raise typer.Exit(0 if final["state"] == RunState.SUCCEEDED else 1)
 
 
-def upload(state: StackState, file: Path, backend: str | None, config: Path | None) -> str:
-    """Drop the file (and its settings, as a sidecar) into the uploads bucket; its run id."""
+def companions_of(file: Path, config: Path | None) -> list[tuple[Path, str]]:
+    """What goes into the uploads bucket beside FILE, as a user would put it there: the
+    settings (`config` as the sidecar), the folder's `droptune.yaml`, and a relative
+    `validation_file`; each (local path, name beside the data file). Their settings are
+    checked together now, as the upload function merges them (the sidecar's values first)."""
+    from droptune.intake.event import FOLDER_CONFIG
+
+    stem = file.name.rsplit(".", 1)[0]
+    settings = [(config, f"{stem}.droptune.yaml")] if config is not None else []
+    if (folder_config := file.with_name(FOLDER_CONFIG)).is_file():
+        settings.append((folder_config, FOLDER_CONFIG))
+    merged: dict[str, Any] = {}
+    for path, _ in settings:
+        for key, value in read_settings(path).items():
+            merged.setdefault(key.replace("-", "_"), value)
+    RunConfig.from_mapping(merged, source=" and ".join(str(path) for path, _ in settings))
+    companions = list(settings)
+    holdout = str(merged.get("validation_file") or "")
+    # A gs:// URI is read where it is; the upload function refuses other URIs, absolute
+    # paths and `..`, and says so.
+    plain = "://" not in holdout and not holdout.startswith("/") and ".." not in holdout.split("/")
+    if holdout and plain:
+        if not (file.parent / holdout).is_file():
+            raise ConfigError(
+                f"validation_file {holdout!r}: no such file beside {file} ({file.parent / holdout})"
+            )
+        companions.append((file.parent / holdout, holdout))
+    return companions
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """The keys and values a settings file sets itself."""
+    import yaml
+
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return string_keys(values)
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    run_id: str
+    uri: str  # gs://uploads/local/<time>/<file name>
+    generation: int
+
+
+def upload(
+    state: StackState, file: Path, backend: str | None, companions: list[tuple[Path, str]]
+) -> Uploaded:
+    """Drop the file, after what goes beside it (`companions_of`), into the uploads bucket."""
     from droptune.cloud import gcs
 
     bucket = gcs.client().bucket(state.uploads_bucket)
     folder = datetime.now(UTC).strftime("local/%Y%m%dT%H%M%S%fZ")  # each upload its own settings
-    if config is not None:
-        sidecar = bucket.blob(f"{folder}/{file.name.rsplit('.', 1)[0]}.droptune.yaml")
-        sidecar.upload_from_filename(str(config), content_type="application/yaml")
+    for path, name in companions:
+        bucket.blob(f"{folder}/{name}").upload_from_filename(str(path))
     blob = bucket.blob(f"{folder}/{file.name}")
     if backend is not None:
         blob.metadata = {"droptune-backend": backend}
     blob.upload_from_filename(str(file))
-    return run_id_for(state.uploads_bucket, blob.name, blob.generation)
+    run_id = run_id_for(state.uploads_bucket, blob.name, blob.generation)
+    return Uploaded(run_id, f"gs://{state.uploads_bucket}/{blob.name}", blob.generation)
+
+
+class Unfollowed(StackError):
+    """The run could not be followed to its end; `last` is the state it was last seen in."""
+
+    def __init__(self, message: str, last: str | None) -> None:
+        super().__init__(message)
+        self.last = last
 
 
 def follow(
-    state: StackState, home: Path, run_id: str, timeout: float, console: Console
+    state: StackState, home: Path, uploaded: Uploaded, timeout: float, console: Console
 ) -> dict[str, Any]:
-    """Print each state as status.json reaches it, with training progress; the last status."""
+    """Print each state as status.json reaches it, with training progress; the last status.
+    Unfollowed when the stack stops, the upload function gives up on the file, or time is up."""
     from droptune.cloud import gcs
 
+    run_id = uploaded.run_id
     uri = f"gs://{state.runs_bucket}/runs/{run_id}/status.json"
     started, seen, body = time.monotonic(), 0, None
     said, said_at = None, -PROGRESS_EVERY  # the last progress line printed off a terminal
     with console.status("waiting for the upload function") as spinner:
         while time.monotonic() - started < timeout:
+            last = body and body["state"]
+            if not state.alive():
+                raise Unfollowed(
+                    f"the local stack stopped while run {run_id} was {last or 'starting'}; "
+                    f"see {home / 'stack.log'}",
+                    last,
+                )
+            if body is None and (given_up := undelivered(home, uploaded)):
+                raise Unfollowed(
+                    f"the upload function failed on {uploaded.uri} {given_up['attempts']} "
+                    f"times and was not called again (last: {given_up['error']}); see "
+                    f"{home / 'function.log'}",
+                    None,
+                )
             found = gcs.read_bytes(uri)
             elapsed = time.monotonic() - started
             if found is not None:
@@ -246,9 +338,25 @@ def follow(
                     console.print(f"{elapsed:6.1f}s  {progress}", soft_wrap=True, markup=False)
                     said, said_at = progress, elapsed
             time.sleep(0.5)
-    raise StackError(
-        f"run {run_id} did not end in {timeout / 60:.0f} min; it is still {body and body['state']}"
+    last = body and body["state"]
+    raise Unfollowed(
+        f"run {run_id} did not end in {timeout / 60:.0f} min; it is still {last or 'waiting'} "
+        f"(`{program()} local status` follows it; the stack keeps running)",
+        last,
     )
+
+
+def undelivered(home: Path, uploaded: Uploaded) -> dict[str, Any] | None:
+    """The stack's record of giving up on this upload's notification, if it did."""
+    try:
+        lines = (home / UNDELIVERED).read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        entry = json.loads(line)
+        if entry["object"] == uploaded.uri and entry["generation"] == str(uploaded.generation):
+            return entry
+    return None
 
 
 def training_progress(state: StackState, home: Path, run_id: str) -> str | None:

@@ -91,6 +91,7 @@ class StackState:
 
 
 STACK_MODULE = "droptune.local.stack"  # `python -m` this, with the home folder, is the stack
+UNDELIVERED = "undelivered.jsonl"  # uploads whose notification the function failed on for good
 
 
 @contextmanager

@@ -46,7 +46,7 @@ from droptune.local.bus.events import (
     storage_finalized_event,
     workflow_argument,
 )
-from droptune.local.home import StackConfig, StackError, StackState
+from droptune.local.home import UNDELIVERED, StackConfig, StackError, StackState
 from droptune.local.processes import Process
 from droptune.local.storage_emulator import StorageEmulator, free_port
 from droptune.local.vertex import VertexServer
@@ -82,6 +82,8 @@ class LocalStack:
         self.executions: dict[str, Execution] = {}
         self._threads: list[threading.Thread] = []
         self._session = requests.Session()
+        self._lock = threading.Lock()
+        self._failures: dict[str, int] = {}  # the upload function's failures per notification
 
     # --- lifecycle ----------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -257,10 +259,31 @@ class LocalStack:
         if not is_finalize_notification(message):
             return
         headers, body = binary_http(storage_finalized_event(message))
-        response = self._session.post(
-            f"http://127.0.0.1:{self.function_port}/", data=body, headers=headers, timeout=900
-        )
-        response.raise_for_status()  # the bus redelivers, as Eventarc retries a failed push
+        try:
+            response = self._session.post(
+                f"http://127.0.0.1:{self.function_port}/", data=body, headers=headers, timeout=900
+            )
+            response.raise_for_status()  # the bus redelivers, as Eventarc retries a failed push
+        except requests.RequestException as exc:
+            self._failed_delivery(message, exc)
+            raise
+
+    def _failed_delivery(self, message: Message, exc: Exception) -> None:
+        """Count the function's failures on a notification; at the last attempt the bus
+        makes, record the object in undelivered.jsonl (`local run` reports it from there)."""
+        with self._lock:
+            attempts = self._failures[message.id] = self._failures.get(message.id, 0) + 1
+        if attempts < self.bus.retry.max_attempts:
+            return
+        attributes = message.attributes
+        entry = {
+            "object": f"gs://{attributes.get('bucketId')}/{attributes.get('objectId')}",
+            "generation": attributes.get("objectGeneration"),
+            "attempts": attempts,
+            "error": str(exc)[:500],
+        }
+        with self._lock, (self.home / UNDELIVERED).open("a") as records:
+            records.write(json.dumps(entry) + "\n")
 
     def _start_execution(self, event: dict[str, Any]) -> None:
         """A run message starts a workflow execution, as an Eventarc Workflows trigger does."""

@@ -98,7 +98,9 @@ def test_follow_prints_training_progress_when_not_on_a_terminal(monkeypatch):
     console = Console(file=printed, width=200)
     assert not console.is_terminal
 
-    final = cli.follow(SimpleNamespace(runs_bucket="runs"), Path("."), "r", 600, console)
+    stack = SimpleNamespace(runs_bucket="runs", alive=lambda: True)
+    uploaded = cli.Uploaded("r", "gs://uploads/local/t/d.jsonl", 1)
+    final = cli.follow(stack, Path("."), uploaded, 600, console)
 
     assert final["state"] == "SUCCEEDED"
     lines = printed.getvalue().splitlines()
@@ -156,3 +158,72 @@ def ended(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_the_settings_and_holdout_beside_a_file_go_with_it(tmp_path: Path):
+    from droptune.errors import ConfigError
+    from droptune.local.cli import companions_of
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("{}\n")
+    (tmp_path / "_holdout").mkdir()
+    (tmp_path / "_holdout" / "val.jsonl").write_text("{}\n")
+    sidecar = tmp_path / "d.droptune.yaml"
+    sidecar.write_text("test_fraction: 0.5\n")
+    # Valid only together: the folder's validation_fraction 0 leaves room for the 0.5.
+    (tmp_path / "droptune.yaml").write_text(
+        "validation_fraction: 0\ntest-fraction: 0.9\nvalidation_file: _holdout/val.jsonl\n"
+    )
+    assert companions_of(data, sidecar) == [
+        (sidecar, "d.droptune.yaml"),
+        (tmp_path / "droptune.yaml", "droptune.yaml"),
+        (tmp_path / "_holdout" / "val.jsonl", "_holdout/val.jsonl"),
+    ]
+    (tmp_path / "_holdout" / "val.jsonl").unlink()
+    with pytest.raises(ConfigError, match="validation_file '_holdout/val.jsonl': no such file"):
+        companions_of(data, sidecar)
+    sidecar.write_text("test_fraction: 2\n")
+    with pytest.raises(ConfigError, match="test_fraction"):
+        companions_of(data, sidecar)
+
+
+def test_following_ends_when_the_stack_stops_or_the_function_gives_up(tmp_path: Path, monkeypatch):
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from droptune.cloud import gcs
+    from droptune.local import cli
+
+    monkeypatch.setattr(gcs, "read_bytes", lambda uri: None)  # no status.json yet
+    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
+    uploaded = cli.Uploaded("r", "gs://uploads/local/t/d.jsonl", 7)
+    console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    dead = SimpleNamespace(runs_bucket="runs", alive=lambda: False)
+    with pytest.raises(cli.Unfollowed, match="the local stack stopped while run r was starting"):
+        cli.follow(dead, tmp_path, uploaded, 600, console)
+    alive = SimpleNamespace(runs_bucket="runs", alive=lambda: True)
+    other = {"object": uploaded.uri, "generation": "6", "attempts": 5, "error": "500"}
+    mine = other | {"generation": "7", "error": "500 Server Error: boom"}
+    (tmp_path / "undelivered.jsonl").write_text(json.dumps(other) + "\n" + json.dumps(mine) + "\n")
+    with pytest.raises(cli.Unfollowed, match="failed on gs://uploads/local/t/d.jsonl 5 times"):
+        cli.follow(alive, tmp_path, uploaded, 600, console)
+
+
+def test_the_holdout_a_folder_config_names_goes_up_with_the_file(tmp_path: Path):
+    home = tmp_path / "local"
+    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    data = tmp_path / "support.jsonl"
+    data.write_text(json.dumps(chat) + "\n")
+    (tmp_path / "_holdout").mkdir()
+    (tmp_path / "_holdout" / "val.jsonl").write_text('{"messages": [\n')  # cut short
+    (tmp_path / "droptune.yaml").write_text("validation_file: _holdout/val.jsonl\nmin_examples: 1\n")
+    try:
+        result = droptune(home, "local", "run", str(data), "--json")
+    finally:
+        droptune(home, "local", "down")
+    assert result.returncode == 1, result.stderr
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["state"] == "REJECTED"
+    report = (Path(outcome["run_dir"]) / "validation" / "report.md").read_text()
+    assert "json_syntax" in report and "val.jsonl" in report  # read, not missing

@@ -249,3 +249,28 @@ def test_a_gemini_run_is_emulated_offline_end_to_end(stack, client, droptune_on_
     assert reply["modelVersion"].startswith("emulated:")
     assert reply["candidates"][0]["content"]["parts"][0]["text"]
     assert actions.ask(f"gs://droptune-runs/runs/{run_id}", "Hello", max_new_tokens=4)
+
+
+def test_an_upload_the_function_keeps_failing_on_is_recorded_at_the_last_attempt(tmp_path):
+    """What `droptune local run` reads to stop waiting (undelivered.jsonl)."""
+    import threading
+    from types import SimpleNamespace
+
+    from droptune.local.bus import Message, RetryPolicy
+
+    stack = object.__new__(LocalStack)
+    stack.home, stack._lock, stack._failures = tmp_path, threading.Lock(), {}
+    stack.bus = SimpleNamespace(retry=RetryPolicy(max_attempts=3))
+    attributes = {"bucketId": "uploads", "objectId": "local/t/d.jsonl", "objectGeneration": "7"}
+    message = Message("1", b"{}", attributes)
+    for _ in range(2):
+        stack._failed_delivery(message, RuntimeError("500 Server Error"))
+    assert not (tmp_path / "undelivered.jsonl").exists()  # the bus will try again
+    stack._failed_delivery(message, RuntimeError("500 Server Error"))
+    [line] = (tmp_path / "undelivered.jsonl").read_text().splitlines()
+    assert json.loads(line) == {
+        "object": "gs://uploads/local/t/d.jsonl",
+        "generation": "7",
+        "attempts": 3,
+        "error": "500 Server Error",
+    }
