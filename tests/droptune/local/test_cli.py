@@ -180,7 +180,7 @@ def test_the_settings_and_holdout_beside_a_file_go_with_it(tmp_path: Path):
         (tmp_path / "_holdout" / "val.jsonl", "_holdout/val.jsonl"),
     ]
     (tmp_path / "_holdout" / "val.jsonl").unlink()
-    with pytest.raises(ConfigError, match="validation_file '_holdout/val.jsonl': no such file"):
+    with pytest.raises(ConfigError, match=r"validation_file '_holdout/val\.jsonl': no such file"):
         companions_of(data, sidecar)
     sidecar.write_text("test_fraction: 2\n")
     with pytest.raises(ConfigError, match="test_fraction"):
@@ -206,18 +206,22 @@ def test_following_ends_when_the_stack_stops_or_the_function_gives_up(tmp_path: 
     other = {"object": uploaded.uri, "generation": "6", "attempts": 5, "error": "500"}
     mine = other | {"generation": "7", "error": "500 Server Error: boom"}
     (tmp_path / "undelivered.jsonl").write_text(json.dumps(other) + "\n" + json.dumps(mine) + "\n")
-    with pytest.raises(cli.Unfollowed, match="failed on gs://uploads/local/t/d.jsonl 5 times"):
+    with pytest.raises(cli.Unfollowed, match=r"failed on gs://uploads/local/t/d\.jsonl 5 times"):
         cli.follow(alive, tmp_path, uploaded, 600, console)
 
 
 def test_the_holdout_a_folder_config_names_goes_up_with_the_file(tmp_path: Path):
     home = tmp_path / "local"
-    chat = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
+    chat = {
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+    }
     data = tmp_path / "support.jsonl"
     data.write_text(json.dumps(chat) + "\n")
     (tmp_path / "_holdout").mkdir()
     (tmp_path / "_holdout" / "val.jsonl").write_text('{"messages": [\n')  # cut short
-    (tmp_path / "droptune.yaml").write_text("validation_file: _holdout/val.jsonl\nmin_examples: 1\n")
+    (tmp_path / "droptune.yaml").write_text(
+        "validation_file: _holdout/val.jsonl\nmin_examples: 1\n"
+    )
     try:
         result = droptune(home, "local", "run", str(data), "--json")
     finally:
