@@ -233,8 +233,13 @@ def companions_of(file: Path, config: Path | None) -> list[tuple[Path, str]]:
     holdout = str(merged.get("validation_file") or "")
     # A gs:// URI is read where it is; the upload function refuses other URIs, absolute
     # paths and `..`, and says so.
-    plain = "://" not in holdout and not holdout.startswith("/") and ".." not in holdout.split("/")
-    if holdout and plain:
+    parts = holdout.split("/")
+    if holdout and "://" not in holdout and not holdout.startswith("/") and ".." not in parts:
+        if not any(part.startswith("_") for part in parts[:-1]):
+            raise ConfigError(
+                f"validation_file {holdout!r}: put it in a folder whose name starts with _ "
+                "(e.g. _holdout/val.jsonl); beside the data file it would start a run of its own"
+            )
         if not (file.parent / holdout).is_file():
             raise ConfigError(
                 f"validation_file {holdout!r}: no such file beside {file} ({file.parent / holdout})"
@@ -353,7 +358,10 @@ def undelivered(home: Path, uploaded: Uploaded) -> dict[str, Any] | None:
     except OSError:
         return None
     for line in lines:
-        entry = json.loads(line)
+        try:
+            entry = json.loads(line)
+        except ValueError:  # being written
+            continue
         if entry["object"] == uploaded.uri and entry["generation"] == str(uploaded.generation):
             return entry
     return None

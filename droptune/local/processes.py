@@ -40,14 +40,13 @@ def start_ticks(pid: int) -> str | None:
 
 
 def stop_recorded(folder: Path) -> int:
-    """SIGKILL the recorded process groups that are still there (a stack that was killed
-    left them); the number stopped. A group whose leader's pid now names another process is
-    left alone: that pid was reused. While any process of a group lives, its id is not."""
+    """SIGKILL the recorded process groups whose leader still runs (a stack that was killed
+    left them); the number stopped. Only a leader that is the very process recorded (its pid
+    and start time) is taken for it: a pid is reused once its process is gone."""
     stopped = 0
     for record in folder.glob("*") if folder.is_dir() else ():
         pid, ticks = int(record.name), record.read_text()
-        now = start_ticks(pid)
-        if now is None or now == ticks:
+        if ticks and start_ticks(pid) == ticks:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
                 stopped += 1
@@ -63,6 +62,7 @@ class Process:
     log_path: Path
     popen: subprocess.Popen = field(repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _ended: bool = field(default=False, repr=False)
 
     @classmethod
     def start(
@@ -90,14 +90,35 @@ class Process:
         return self.popen.pid
 
     def poll(self) -> int | None:
-        return self.popen.poll()
+        code = self.popen.poll()
+        if code is not None:
+            self._ended_by_itself()
+        return code
 
     def wait(self, timeout: float | None = None) -> int:
-        return self.popen.wait(timeout)
+        code = self.popen.wait(timeout)
+        self._ended_by_itself()
+        return code
+
+    def _ended_by_itself(self) -> None:
+        """Once, when the process is seen to have exited: what it left in its group goes
+        too, and so does its record (its pid may be another process's soon)."""
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+            self._signal_group(signal.SIGKILL)
+            self._forget()
+
+    def _forget(self) -> None:
+        if _records is not None:
+            (_records / str(self.popen.pid)).unlink(missing_ok=True)
 
     def stop(self, grace: float = GRACE_SECONDS) -> int:
         """SIGTERM the process group, SIGKILL it after `grace` seconds; the exit status."""
         with self._lock:
+            if self._ended:  # exited by itself and seen to: its group is gone already
+                return self.popen.returncode
             self._signal_group(signal.SIGTERM)
             try:
                 self.popen.wait(grace)
@@ -106,8 +127,8 @@ class Process:
                 self.popen.wait()
             # Children that ignored SIGTERM outlive their leader: make sure they go too.
             self._signal_group(signal.SIGKILL)
-            if _records is not None:
-                (_records / str(self.popen.pid)).unlink(missing_ok=True)
+            self._ended = True
+            self._forget()
             return self.popen.returncode
 
     def _signal_group(self, sig: signal.Signals) -> None:

@@ -258,13 +258,13 @@ class LocalStack:
         message = Message.from_event(event)
         if not is_finalize_notification(message):
             return
-        headers, body = binary_http(storage_finalized_event(message))
         try:
+            headers, body = binary_http(storage_finalized_event(message))
             response = self._session.post(
                 f"http://127.0.0.1:{self.function_port}/", data=body, headers=headers, timeout=900
             )
             response.raise_for_status()  # the bus redelivers, as Eventarc retries a failed push
-        except requests.RequestException as exc:
+        except Exception as exc:
             self._failed_delivery(message, exc)
             raise
 

@@ -134,6 +134,17 @@ def test_a_reasoning_answer_is_the_text_after_its_thinking(tokenizer):
     assert answer == Generated("Sports", len(think) + 1, "hmm")
 
 
+def test_thinking_tags_that_are_special_tokens_still_split_the_answer(pulled_model):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(pulled_model)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<think>", "</think>"]})
+    think = tokenizer("<think>hmm</think>Sports", add_special_tokens=False).input_ids
+    model = Scripted([*think, tokenizer.eos_token_id], eos=tokenizer.eos_token_id)
+    [answer] = generate(model, tokenizer, ["a"], 32, torch.device("cpu"))
+    assert answer == Generated("Sports", len(think) + 1, "hmm")
+
+
 @pytest.fixture(scope="module")
 def tiny(tiny_model):
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -198,6 +198,7 @@ def test_a_failed_evaluation_leaves_the_tuned_model_saved(
     with pytest.raises(RuntimeError, match="out of memory"):
         run(str(run_dir), overrides=overrides)
     assert (run_dir / "model" / "adapter" / "adapter_model.safetensors").is_file()
+    assert (run_dir / "model" / "merged" / "model.safetensors").is_file()  # what is served
     assert "droptune_trainer evaluate --run-dir" in caplog.text
 
 

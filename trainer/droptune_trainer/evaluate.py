@@ -86,6 +86,7 @@ def warm_up(model: Any, tokenizer: Any, items: list[Case], device: torch.device)
     """One short untimed generation first: the first on a device pays for kernels and
     allocations, which would otherwise be counted as the baseline's latency."""
     if items:
+        model.eval()
         generate(model, tokenizer, [render(tokenizer, items[0].prompt, items[0].tools)], 2, device)
 
 

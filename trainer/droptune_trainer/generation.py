@@ -77,8 +77,8 @@ def generate(
     device: torch.device,
     temperature: float = 0.0,
     top_p: float = 1.0,
-) -> list[tuple[str, int]]:
-    """(answer, generated token count) for each text; greedy unless `temperature` > 0."""
+) -> list[Generated]:
+    """The answer to each text; greedy unless `temperature` > 0."""
     inputs = tokenizer(
         texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
     ).to(device)
@@ -103,9 +103,21 @@ def generate(
         end = next((i for i, token in enumerate(ids) if token in stops), None)
         if end is not None:  # the answer ends with its stop token; the padding after is not its
             ids = ids[: end + 1]
-        text, reasoning = split_reasoning(tokenizer.decode(ids, skip_special_tokens=True), thinking)
+        text, reasoning = decoded(tokenizer, ids, thinking)
         answers.append(Generated(text, len(ids), reasoning))
     return answers
+
+
+def decoded(tokenizer: Any, ids: list[int], opened: bool) -> tuple[str, str]:
+    """(answer, reasoning) of generated `ids`, special tokens left out. Where the thinking
+    tags are special tokens themselves, they are kept through decoding to split on."""
+    tags_special = bool({THINK, END_THINK} & set(getattr(tokenizer, "all_special_tokens", ())))
+    text = tokenizer.decode(ids, skip_special_tokens=not tags_special)
+    answer, reasoning = split_reasoning(text, opened)
+    if tags_special:
+        for token in tokenizer.all_special_tokens:
+            answer, reasoning = answer.replace(token, ""), reasoning.replace(token, "")
+    return answer, reasoning.strip()
 
 
 def split_reasoning(text: str, opened: bool = False) -> tuple[str, str]:

@@ -316,11 +316,15 @@ class Model:
         except DeviceLost as exc:
             self.stopped = f"{exc}; this replica no longer answers"
             log.error(self.stopped)
+        except Exception as exc:  # a fault of the worker's own: nothing would answer
+            self.stopped = f"the generation worker failed ({type(exc).__name__}: {exc})"
+            log.error(self.stopped)
         finally:  # stopped, or cancelled as the server shuts down
+            self.stopped = self.stopped or "the generation worker stopped"
             waiting = [*group, *self.backlog]
             while not self.queue.empty():
                 waiting.append(self.queue.get_nowait())
-            settle(waiting, WorkerStopped(self.stopped or "the server is shutting down"))
+            settle(waiting, WorkerStopped(self.stopped))
 
 
 class DeviceLost(Exception):
@@ -412,7 +416,7 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)  # FastAPI's and routing's 404 and 405
     async def refused(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(WorkerStopped)
     async def stopped(request: Request, exc: WorkerStopped) -> JSONResponse:

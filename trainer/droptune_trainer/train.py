@@ -517,6 +517,10 @@ def evaluate_tuned(s: Setup) -> dict[str, Any] | None:
             merge=s.config.method == "lora" or s.unquantized,
         )
     except Exception:
+        try:  # the merged model too, the one a deployment serves
+            save_model(s)
+        except Exception as exc:
+            log.error(f"the merged model could not be saved either: {type(exc).__name__}: {exc}")
         log.error(
             f"the evaluation failed; the tuned model is saved in {s.model_out.uri}: "
             "`python -m droptune_trainer evaluate --run-dir RUN` runs the evaluation again"

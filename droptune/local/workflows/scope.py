@@ -37,7 +37,7 @@ MODULES = frozenset(
 
 
 class Frame:
-    """Variables of one (sub)workflow call, `for` body or parallel branch.
+    """Variables of one (sub)workflow call, `for` body, except block or parallel branch.
 
     Implements the `Scope` protocol of the expression compiler (`get`, `call`).
     """

@@ -185,6 +185,9 @@ def test_the_settings_and_holdout_beside_a_file_go_with_it(tmp_path: Path):
     sidecar.write_text("test_fraction: 2\n")
     with pytest.raises(ConfigError, match="test_fraction"):
         companions_of(data, sidecar)
+    sidecar.write_text("validation_file: val.jsonl\n")  # would start a run of its own
+    with pytest.raises(ConfigError, match="folder whose name starts with _"):
+        companions_of(data, sidecar)
 
 
 def test_following_ends_when_the_stack_stops_or_the_function_gives_up(tmp_path: Path, monkeypatch):

@@ -7,7 +7,9 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 from droptune.cloud import vertex
 from droptune.local.home import STACK_MODULE, StackState
@@ -31,6 +33,9 @@ def test_a_stack_is_running_while_its_process_lives(tmp_path):
     argv = [sys.executable, "-c", "import time; time.sleep(60)", STACK_MODULE, str(tmp_path)]
     stack = subprocess.Popen(argv)
     try:
+        command = Path(f"/proc/{stack.pid}/cmdline")
+        while STACK_MODULE.encode() not in command.read_bytes():  # until it has exec'd
+            time.sleep(0.01)
         state = replace(STATE, pid=stack.pid)
         (tmp_path / "state.json").write_text(json.dumps(asdict(state)))
         assert StackState.running(tmp_path) == state

@@ -37,6 +37,33 @@ def test_what_a_killed_stack_left_is_stopped_from_its_records(records: Path, tmp
     assert not list(records.iterdir())
 
 
+LEAVES_A_CHILD = (
+    "import subprocess, sys\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "print(child.pid, flush=True)\n"
+)
+
+
+def test_a_process_that_exits_by_itself_is_forgotten_with_its_group(records: Path, tmp_path):
+    import time
+
+    leader = Process.start([sys.executable, "-c", LEAVES_A_CHILD], {}, tmp_path / "leader.log")
+    assert leader.wait(timeout=30) == 0
+    child = int((tmp_path / "leader.log").read_text())
+    assert not list(records.iterdir())  # seen to exit: nothing is left to stop later
+    deadline = time.monotonic() + 10
+    while start_ticks(child) is not None and not zombie(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert start_ticks(child) is None or zombie(child)  # it went with its leader
+
+
+def zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
 def test_a_recorded_pid_that_names_another_process_now_is_left_alone(records: Path):
     other = subprocess.Popen(SLEEP, start_new_session=True)  # took a recorded pid
     try:
