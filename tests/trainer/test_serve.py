@@ -94,6 +94,7 @@ def test_bad_bodies_are_400_with_a_reason(client, body, says):
 
 def test_parameters_null_are_the_defaults_and_greedy_ignores_top_p():
     assert PredictRequest(instances=[{"prompt": "x"}], parameters=None).parameters == Parameters()
+    assert Parameters(max_new_tokens=8.0).max_new_tokens == 8  # a number through protobuf
     assert Parameters(top_p=0.5) == Parameters()  # greedy: such requests share a batch
     assert Parameters(temperature=0.7, top_p=0.5).top_p == 0.5
 

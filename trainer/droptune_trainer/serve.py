@@ -43,13 +43,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from jinja2 import TemplateError
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -103,9 +103,17 @@ class Instance(BaseModel):
         return self
 
 
+def not_a_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer, not a boolean")
+    return value
+
+
 class Parameters(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    max_new_tokens: StrictInt = Field(256, ge=1, le=MAX_NEW_TOKENS)
+    max_new_tokens: Annotated[int, BeforeValidator(not_a_boolean)] = Field(
+        256, ge=1, le=MAX_NEW_TOKENS
+    )  # 256.0 is 256: JSON that went through protobuf (the Vertex AI SDK) has no integers
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
 

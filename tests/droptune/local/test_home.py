@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
-import time
 from dataclasses import asdict, replace
-from pathlib import Path
 
 from droptune.cloud import vertex
-from droptune.local.home import STACK_MODULE, StackState
+from droptune.local.home import StackState
+from tests.support.stack import stand_in_stack
 
 STATE = StackState(
     pid=os.getpid(),
@@ -30,18 +27,10 @@ STATE = StackState(
 
 def test_a_stack_is_running_while_its_process_lives(tmp_path):
     assert StackState.running(tmp_path) is None
-    argv = [sys.executable, "-c", "import time; time.sleep(60)", STACK_MODULE, str(tmp_path)]
-    stack = subprocess.Popen(argv)
-    try:
-        command = Path(f"/proc/{stack.pid}/cmdline")
-        while STACK_MODULE.encode() not in command.read_bytes():  # until it has exec'd
-            time.sleep(0.01)
-        state = replace(STATE, pid=stack.pid)
+    with stand_in_stack() as pid:
+        state = replace(STATE, pid=pid)
         (tmp_path / "state.json").write_text(json.dumps(asdict(state)))
         assert StackState.running(tmp_path) == state
-    finally:
-        stack.kill()
-        stack.wait()
     assert StackState.running(tmp_path) is None  # gone
     (tmp_path / "state.json").write_text(json.dumps(asdict(STATE)))
     assert StackState.running(tmp_path) is None  # its pid is another process's now

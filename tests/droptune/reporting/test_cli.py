@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.droptune.reporting.conftest import make_run, write_json
+from tests.support.stack import stand_in_stack
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "runs_show.txt"
 RUN_ID = "tickets-1700000000123456-2cae3432"
@@ -120,8 +121,14 @@ def test_the_running_local_stacks_bucket_is_the_default(
     for path in run_folder.rglob("*.json"):
         gcs_bucket.blob(f"runs/{RUN_ID}/{path.relative_to(run_folder)}").upload_from_filename(path)
     home = tmp_path / "stack"
+    with stand_in_stack() as pid:
+        listed = runs_listed_by_the_stack(home, pid, gcs_server, gcs_bucket)
+    assert listed == [RUN_ID]
+
+
+def runs_listed_by_the_stack(home, pid, gcs_server, gcs_bucket) -> list[str]:
     state = {
-        "pid": os.getpid(),  # alive for as long as the test runs
+        "pid": pid,
         "storage": gcs_server.url,
         "pubsub": "127.0.0.1:9",
         "vertex": "http://127.0.0.1:9",
@@ -137,7 +144,7 @@ def test_the_running_local_stacks_bucket_is_the_default(
         "list", "--json", DROPTUNE_LOCAL_HOME=str(home), DROPTUNE_RUNS_BUCKET="elsewhere"
     )
     assert result.returncode == 0, result.stderr
-    assert [r["run_id"] for r in json.loads(result.stdout)] == [RUN_ID]
+    return [r["run_id"] for r in json.loads(result.stdout)]
 
 
 def test_no_bucket_anywhere_is_a_usage_error_that_says_what_to_do(no_stack):
