@@ -78,14 +78,15 @@ def ask(
 ) -> str:
     """The answer of the run's deployed model to `prompt` (greedy), through the endpoint
     named in the run's endpoint.json. `system` defaults to the system turn the model was
-    tuned with: the run's `system_instruction`, else the one every training example had
-    (validation/report.json); "" sends none."""
+    tuned with: the one every training example had (validation/report.json, which counts a
+    `system_instruction` the examples took), else the run's `system_instruction`; "" sends
+    none. A custom run's model must still be on its endpoint: a later run's deployment
+    retires it, and the endpoint would answer with the later model."""
     files = _run_files(uri, "run", "status", "endpoint", "validation")
     card = _endpoint_card(files)
+    config = (files.run or {}).get("config") or {}
     if system is None:
-        system = (files.run or {}).get("config", {}).get("system_instruction") or (
-            files.validation or {}
-        ).get("system_prompt")
+        system = (files.validation or {}).get("system_prompt") or config.get("system_instruction")
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
     endpoint = card["endpoint"]
@@ -93,10 +94,19 @@ def ask(
         from droptune.cloud import genai
 
         client = genai.client(_gemini_settings(endpoint, env))
-        return genai.generate(client, endpoint, messages, max_output_tokens=max_new_tokens).text
+        thinking = genai.least_thinking(str(config.get("base_model") or ""))  # as evaluated
+        return genai.generate(
+            client, endpoint, messages, max_output_tokens=max_new_tokens, thinking_budget=thinking
+        ).text
     from droptune.cloud import vertex
 
     api = vertex.VertexApi.for_resource(endpoint, env)
+    mine = card.get("deployed_model_id")
+    if mine and mine not in (deployed := vertex.deployed_model_ids(api, endpoint)):
+        raise RunActionError(
+            f"run {RunFolder.at(uri).run_id}'s model ({mine}) is no longer on {endpoint}: a "
+            f"later run's deployment retired it (deployed now: {', '.join(sorted(deployed)) or 'none'})"
+        )
     (answer,) = vertex.predict(
         api, endpoint, [{"messages": messages}], {"max_new_tokens": max_new_tokens}
     )

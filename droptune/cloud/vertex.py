@@ -102,6 +102,20 @@ def predictions(api: VertexApi) -> Any:
     return aiplatform_v1.PredictionServiceClient(**_options(api))
 
 
+@cache
+def endpoints(api: VertexApi) -> Any:
+    """The EndpointServiceClient for one API root, made once per process."""
+    from google.cloud import aiplatform_v1
+
+    return aiplatform_v1.EndpointServiceClient(**_options(api))
+
+
+def deployed_model_ids(api: VertexApi, endpoint: str) -> set[str]:
+    """Ids of the models deployed on `endpoint` now."""
+    found = _call(lambda: endpoints(api).get_endpoint(name=endpoint), endpoint)
+    return {model.id for model in found.deployed_models}
+
+
 def get_custom_job(api: VertexApi, name: str) -> Job:
     job = _call(lambda: jobs(api).get_custom_job(name=name), name)
     return Job(job.name, job.state.name, job.error.message or None)

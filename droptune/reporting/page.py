@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from html import escape
 from typing import Any
 
+from droptune.evaluation import MIN_SIGNIFICANCE_N
 from droptune.reporting.examples import Changed
 from droptune.reporting.facts import Fact
 from droptune.reporting.summary import MetricRow, RunSummary, shown
@@ -144,12 +145,19 @@ def _metrics(s: RunSummary, plots: dict[str, bytes]) -> str:
     needs = (
         f"; the gate requires tuned − baseline {escape(str(gate.get('metric')))} ≥ "
         f"{gate.get('min_delta', 0):+g}"
+        + (", the 95% interval's lower end too" if gate.get("require_significance") else "")
         if gate
+        else ""
+    )
+    few = (
+        f" With fewer than {MIN_SIGNIFICANCE_N} test examples no change counts as better or "
+        "worse: their intervals are far narrower than the truth."
+        if s.n is not None and s.n < MIN_SIGNIFICANCE_N
         else ""
     )
     return (
         f"<h2>Baseline vs tuned</h2><p class='sub'>Measured{n}{needs}. Intervals: paired "
-        f"bootstrap, 95%.</p><div id='metrics'>{table}</div>"
+        f"bootstrap, 95%.{few}</p><div id='metrics'>{table}</div>"
         + _img(plots, "deltas", "tuned minus baseline per metric with 95% intervals")
     )
 

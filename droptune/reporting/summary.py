@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from droptune.evaluation import MIN_SIGNIFICANCE_N
 from droptune.reporting.examples import Changed, most_changed
 from droptune.reporting.facts import (
     Fact,
@@ -44,12 +45,16 @@ class MetricRow:
     ci95: tuple[float, float] | None
     direction: int
     gated: bool = False  # the quality gate's metric
+    n: int | None = None  # test examples measured
 
     @property
     def change(self) -> str:
         """`better`, `worse` or `unclear`: whether the 95% interval of the delta excludes 0
-        (without an interval, chance cannot be ruled out: unclear)."""
+        (without an interval, or from fewer than MIN_SIGNIFICANCE_N examples, whose bootstrap
+        interval is far narrower than the truth, chance cannot be ruled out: unclear)."""
         if self.direction == 0 or self.delta is None or self.ci95 is None:
+            return "unclear"
+        if self.n is not None and self.n < MIN_SIGNIFICANCE_N:
             return "unclear"
         low, high = self.ci95
         if low > 0 or high < 0:
@@ -204,6 +209,7 @@ def metric_rows(metrics: dict[str, Any]) -> list[MetricRow]:
                 tuple(interval) if interval else None,
                 direction,
                 gated=name == gated,
+                n=metrics.get("n"),
             )
         )
     return rows

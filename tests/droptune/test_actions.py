@@ -125,7 +125,7 @@ def test_ask_sends_the_system_instruction_the_run_was_tuned_with(tmp_path, verte
 
 def test_ask_sends_the_system_prompt_every_training_example_had(tmp_path, vertex):
     """Data that carries its own system turn (the demo's tickets) was tuned with it: the
-    validation report records it, and ask sends it unless the run names another."""
+    validation report records it, and ask sends it."""
     from google.cloud import aiplatform_v1
 
     endpoints = aiplatform_v1.EndpointServiceClient(**client_options(vertex))
@@ -164,3 +164,38 @@ def test_a_run_with_nothing_deployed_cannot_be_asked(tmp_path):
     code, output = cli("runs", "ask", run_folder(tmp_path, status={"state": "GATED"}), "Hi")
     assert code == 1
     assert f"run {RUN_ID} has no endpoint.json (it is GATED): only a SUCCEEDED run" in output
+
+
+def test_ask_refuses_a_model_a_later_run_retired(tmp_path, vertex):
+    """Custom runs share one endpoint: a later run's model would answer in this one's name."""
+    from google.cloud import aiplatform_v1
+
+    endpoints = aiplatform_v1.EndpointServiceClient(**client_options(vertex))
+    models = aiplatform_v1.ModelServiceClient(**client_options(vertex))
+    model, endpoint = deploy_echo(models, endpoints)
+    [deployed] = endpoints.get_endpoint(name=endpoint).deployed_models
+    card = {"endpoint": endpoint, "model": model, "deployed_model_id": deployed.id}
+    assert "echo" in orjson.loads(actions.ask(run_folder(tmp_path, endpoint=card), "Hi"))
+    retired = run_folder(tmp_path / "older", endpoint=card | {"deployed_model_id": "17"})
+    with pytest.raises(actions.RunActionError, match=r"model \(17\) is no longer on .*retired"):
+        actions.ask(retired, "Hi")
+
+
+def test_ask_prefers_the_system_turn_training_saw_to_an_instruction_it_did_not_apply(
+    tmp_path, vertex
+):
+    """A system_instruction is added only to conversations without a system turn: when every
+    example had its own, that one is what the model was tuned with."""
+    from google.cloud import aiplatform_v1
+
+    endpoints = aiplatform_v1.EndpointServiceClient(**client_options(vertex))
+    models = aiplatform_v1.ModelServiceClient(**client_options(vertex))
+    model, endpoint = deploy_echo(models, endpoints)
+    run = {"config": {"system_instruction": "Be helpful."}}
+    folder = run_folder(tmp_path, endpoint={"endpoint": endpoint, "model": model}, run=run)
+    (Path(folder) / "validation").mkdir()
+    (Path(folder) / "validation" / "report.json").write_bytes(
+        orjson.dumps({"system_prompt": "Classify the ticket."})
+    )
+    echo = orjson.loads(actions.ask(folder, "Refund?"))["echo"]
+    assert [m["content"] for m in echo["messages"]] == ["Classify the ticket.", "Refund?"]

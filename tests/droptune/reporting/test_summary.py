@@ -152,3 +152,13 @@ def test_a_delta_without_an_interval_is_unclear():
     assert row.change == "unclear"
     timed = MetricRow("mean_latency_s", "seconds per request", 2.0, 1.0, -1.0, (-1.2, -0.8), -1)
     assert timed.change == "better"
+
+
+def test_a_change_measured_on_a_handful_of_examples_is_unclear():
+    """Two examples a tuned model both fixes give the interval [1, 1]: the report must not
+    call that better where the gate says the test set is too small to tell."""
+    from droptune.reporting.summary import MetricRow
+
+    few = MetricRow("accuracy", "accuracy", 0.0, 1.0, 1.0, (1.0, 1.0), 1, n=2)
+    assert few.change == "unclear"
+    assert MetricRow("accuracy", "accuracy", 0.0, 1.0, 1.0, (1.0, 1.0), 1, n=50).change == "better"
