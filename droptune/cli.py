@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 from droptune import pipeline
 from droptune.config import BACKENDS, RunConfig
@@ -90,15 +91,17 @@ def _progress(enabled: bool):
 def _summary(report: Report) -> None:
     verdict = "[bold green]valid[/]" if report.valid else "[bold red]invalid[/]"
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_row("file", report.file)
+    # Data text (file and label names, the format's reason) is shown as it is, not as markup.
+    table.add_row("file", Text(report.file))
     table.add_row("verdict", f"{verdict} — {report.errors} error(s), {report.warnings} warning(s)")
     table.add_row(
-        "format", f"{report.format.title or 'not recognised'} [dim]({report.format.reason})[/]"
+        "format",
+        Text(report.format.title or "not recognised").append(f" ({report.format.reason})", "dim"),
     )
     counts = report.counts
     table.add_row("examples", f"{counts['valid']:,} valid of {counts['records']:,} records")
     if counts.get("labels"):
-        table.add_row("labels", ", ".join(f"{k} {v:,}" for k, v in counts["labels"].items()))
+        table.add_row("labels", Text(", ".join(f"{k} {v:,}" for k, v in counts["labels"].items())))
     if report.tokens:
         t = report.tokens
         table.add_row(
@@ -115,7 +118,7 @@ def _summary(report: Report) -> None:
         speed += f", {report.tokens.load_seconds:.1f} s of it loading the tokenizer"
     table.add_row("speed", speed)
     for name, path in report.outputs.items():
-        table.add_row(f"wrote {name}", path)
+        table.add_row(f"wrote {name}", Text(path))
     out.print(table)
     lines = render_issue_lines(report)
     if lines:

@@ -145,3 +145,22 @@ def test_help_shows_flags_without_a_value():
     assert result.returncode == 0, result.stderr
     assert "--json" in result.stdout and "--timeout" in result.stdout
     assert "<bool>" not in result.stdout and "BOOLEAN" not in result.stdout
+
+
+def test_names_in_the_data_are_shown_as_text_not_markup(tmp_path):
+    """A file `lab[v2].jsonl` and labels `[urgent]` and `[/b]` are data: markup would hide
+    them, or fail on `[/b]` with exit 1, which says the data is invalid."""
+    data = tmp_path / "lab[v2].jsonl"
+    rows = [
+        {"text": f"ticket {i}", "label": label} for i, label in enumerate(["[urgent]", "[/b]"] * 6)
+    ]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    result = subprocess.run(
+        [sys.executable, "-m", "droptune", "validate", str(data), "--no-tokens"],
+        capture_output=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "400"},  # the whole path on one line
+    )
+    text = result.stdout.decode()
+    assert result.returncode == 0, result.stderr.decode()[-800:]
+    assert "lab[v2].jsonl" in text and "[urgent] 6" in text and "[/b] 6" in text
