@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ JSON_FILES = {
     "endpoint": "endpoint.json",
 }
 PREDICTIONS = "evaluation/predictions.csv"
+MAX_FIELD_CHARS = 2**31 - 1  # csv refuses longer fields; a C long holds it everywhere
 
 
 @dataclass
@@ -72,7 +74,7 @@ def load_run(uri: str, names: tuple[str, ...] = (*JSON_FILES, "predictions")) ->
         if data is None:
             continue
         try:
-            value: Any = _predictions(data) if name == "predictions" else orjson.loads(data)
+            value: Any = _predictions(data) if name == "predictions" else _json(data)
         except (ValueError, csv.Error) as exc:
             files.problems.append(f"{path}: unreadable ({exc})")
             continue
@@ -95,5 +97,16 @@ def _tuning_job(record: dict[str, Any]) -> dict[str, Any]:
     return {**resource, "emulated": bool(record.get("emulated"))}
 
 
+def _json(data: bytes) -> Any:
+    """A run file's JSON; NaN and infinities (Python's json writes them; JSON has none, and
+    orjson refuses them) read as null."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data, parse_constant=lambda constant: None)
+
+
 def _predictions(data: bytes) -> list[dict[str, str]]:
+    # A field may be a whole long-context document: past csv's default limit of 131,072.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARS))
     return list(csv.DictReader(io.StringIO(data.decode("utf-8"), newline="")))

@@ -5,6 +5,7 @@ they cannot disagree (results are data, rendering is separate).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -253,9 +254,11 @@ def _series(points: Any) -> list[tuple[float, float]]:
     out = []
     for point in points or []:
         try:
-            out.append((float(point[0]), float(point[1])))
+            x, y = float(point[0]), float(point[1])
         except (TypeError, ValueError, IndexError):
             continue
+        if math.isfinite(x) and math.isfinite(y):  # a diverged step's NaN is no point to draw
+            out.append((x, y))
     return out
 
 

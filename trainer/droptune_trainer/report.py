@@ -4,12 +4,12 @@ report (`evaluation/report.html`, drawn by the core from whatever the run folder
 
 from __future__ import annotations
 
-import json
 import math
 import resource
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import torch
 
 from droptune.log import get_logger
@@ -90,12 +90,21 @@ def plot_losses(history: History, path: Path) -> None:
     plt.close(fig)
 
 
+def _item(value: Any) -> Any:
+    """A NumPy or torch scalar as the Python number it holds."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def write_training_metrics(s: Setup, history: History) -> dict[str, Any]:
     """training/metrics.json and the loss curve, written before the evaluation so that its
     report shows them."""
     metrics = metrics_of(s, history)
     training = s.run_dir / "training"
     training.mkdir(parents=True, exist_ok=True)
-    (training / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    # orjson writes a NaN loss (a diverged run) as null: JSON has no NaN, readers refuse it.
+    options = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
+    (training / "metrics.json").write_bytes(orjson.dumps(metrics, default=_item, option=options))
     plot_losses(history, training / "loss.png")
     return metrics

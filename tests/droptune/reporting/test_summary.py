@@ -162,3 +162,33 @@ def test_a_change_measured_on_a_handful_of_examples_is_unclear():
     few = MetricRow("accuracy", "accuracy", 0.0, 1.0, 1.0, (1.0, 1.0), 1, n=2)
     assert few.change == "unclear"
     assert MetricRow("accuracy", "accuracy", 0.0, 1.0, 1.0, (1.0, 1.0), 1, n=50).change == "better"
+
+
+def test_a_nan_loss_leaves_the_training_section_and_drops_only_that_point(run_folder: Path):
+    """Python's json writes a diverged step's loss as NaN, which JSON (and orjson) refuse."""
+    import json
+
+    from droptune.reporting.terminal import sparkline
+
+    path = run_folder / "training" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["train_loss"][3][1] = float("nan")
+    path.write_text(json.dumps(metrics))
+    s = summarize(load_run(str(run_folder)))
+    assert s.problems == []
+    assert len(s.training.train_loss) == 11  # the NaN step left out
+    assert sparkline([loss for _, loss in s.training.train_loss])
+
+
+def test_a_prediction_longer_than_csv_s_default_field_limit_is_read(run_folder: Path):
+    import csv
+
+    path = run_folder / "evaluation" / "predictions.csv"
+    rows = list(csv.DictReader(path.open(newline="")))
+    rows[0]["user_input"] = "a long document " * 20_000  # 320,000 characters
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    files = load_run(str(run_folder))
+    assert not files.problems and len(files.predictions) == len(rows)
