@@ -29,7 +29,7 @@ from rich.text import Text
 from droptune import actions
 from droptune.errors import DroptuneError, SourceError, SourceNotFound
 from droptune.reporting import terminal
-from droptune.reporting.files import RunFiles, load_run
+from droptune.reporting.files import JSON_FILES, RunFiles, load_run
 from droptune.reporting.listing import list_runs, run_uri, runs_root
 from droptune.reporting.render import REPORT, build_report, render_run
 from droptune.reporting.summary import summarize
@@ -39,6 +39,7 @@ app = typer.Typer(
     help="Runs in the runs bucket: their state, metrics and report.", no_args_is_help=True
 )
 out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
 STATE_STYLE = {
     "SUCCEEDED": "green",
     "GATED": "yellow",
@@ -99,15 +100,29 @@ def show_command(
 ) -> None:
     """One run: verdict, metrics baseline vs tuned, training, cost, and where the model is."""
     uri = run_uri(run, bucket)
-    files = load_run(uri)
-    if files.run is None and files.status is None and files.metrics is None:
-        raise SourceNotFound(f"{uri}: no run here (no run.json, status.json or evaluation)")
+    _use_local_stack(uri)
+    files = existing_run(uri)
     summary = summarize(files)
     report = _open(files) if open_report else _existing_report(uri)
     if as_json:
         _print_json(summary.to_dict() | {"report": report})
         return
     terminal.show(out, summary, report)
+
+
+def existing_run(uri: str, names: tuple[str, ...] = (*JSON_FILES, "predictions")) -> RunFiles:
+    """The run folder's files `names`; SourceNotFound (exit 2) when none of them is there
+    (a mistyped run id)."""
+    files = load_run(uri, names)
+    if not files.problems and not any(getattr(files, name) for name in names):
+        raise SourceNotFound(f"{uri}: no run here (no run.json, status.json or evaluation)")
+    return files
+
+
+def _refused(exc: Exception) -> typer.Exit:
+    """Say why on stderr (a script that keeps the answer gets none of it); exit 1."""
+    err.print(Text(str(exc), style="red"), soft_wrap=True)
+    return typer.Exit(1)
 
 
 def _existing_report(uri: str) -> str | None:
@@ -148,8 +163,8 @@ def ask_command(
         typer.Option(
             "--system",
             help="A system instruction to send first (default: the one the model was tuned "
-            "with: the run's system_instruction, else the system turn every training example "
-            'had; "" sends none).',
+            "with: the system turn every training example had, else the run's "
+            'system_instruction; "" sends none).',
         ),
     ] = None,
     max_new_tokens: Annotated[
@@ -160,11 +175,11 @@ def ask_command(
     """Ask the run's deployed model (the endpoint in its endpoint.json); print its answer."""
     uri = run_uri(run, bucket)
     _use_local_stack(uri)
+    existing_run(uri, ("run", "status", "endpoint"))
     try:
         print(actions.ask(uri, prompt, system=system, max_new_tokens=max_new_tokens))
     except DroptuneError as exc:  # the run (nothing deployed) or the call to its endpoint
-        out.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
+        raise _refused(exc) from None
 
 
 @app.command("cancel")
@@ -175,11 +190,11 @@ def cancel_command(
     """Stop the run's training or tuning job; the run then ends CANCELLED, nothing deployed."""
     uri = run_uri(run, bucket)
     _use_local_stack(uri)
+    existing_run(uri, ("run", "status"))
     try:
         cancelled = actions.cancel(uri)
     except DroptuneError as exc:  # the run (ended, no job yet) or the call to Vertex AI
-        out.print(f"[red]{exc}[/]")
-        raise typer.Exit(1) from None
+        raise _refused(exc) from None
     out.print(
         f"asked Vertex AI to cancel {cancelled.job} (run {cancelled.run_id} was "
         f"{cancelled.state}); the run ends CANCELLED once the job stops"

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from droptune.errors import DroptuneError, SourceNotFound
+from droptune.errors import DroptuneError, SourceError, SourceNotFound
 from droptune.reporting.files import load_run
 from droptune.reporting.summary import METRIC_NAMES, shown, summarize
 from droptune.runs import RUN_ID
@@ -74,27 +74,28 @@ def runs_root(bucket: str | None, env: Mapping[str, str] = os.environ) -> str:
     """The runs root for `--bucket` (a name, gs://name, or a local directory); without one,
     the running local stack's bucket, else `DROPTUNE_RUNS_BUCKET`."""
     if bucket:
-        if not is_gcs(bucket) and Path(bucket).is_dir():
-            return str(Path(bucket))
+        if not is_gcs(bucket) and Path(bucket).expanduser().is_dir():
+            return str(Path(bucket).expanduser())
+        if not is_gcs(bucket) and bucket.startswith(("/", ".", "~")):
+            raise SourceNotFound(f"{bucket}: no such folder (a bucket is named without a path)")
         name = bucket.removeprefix("gs://").strip("/")
+        if (stack := _local_stack()) and name.split("/", 1)[0] == stack.runs_bucket:
+            stack.use()  # the running stack's bucket is on its storage emulator
         return f"gs://{name}" if name.endswith("/runs") else f"gs://{name}/runs"
-    if stack_bucket := _local_stack_bucket():
-        return f"gs://{stack_bucket}/runs"
+    if stack := _local_stack():
+        stack.use()
+        return f"gs://{stack.runs_bucket}/runs"
     if env.get("DROPTUNE_RUNS_BUCKET"):
         return f"gs://{env['DROPTUNE_RUNS_BUCKET']}/runs"
     raise NoRunsBucket(HOW_TO_NAME)
 
 
-def _local_stack_bucket() -> str | None:
-    """The runs bucket of the running local stack, with this process's clients pointed at
-    the stack's services; None when no stack is running."""
+def _local_stack() -> Any:
+    """The running local stack's state (`use()` points this process's clients at its
+    services); None when no stack is running."""
     from droptune.local.home import StackConfig, StackState
 
-    state = StackState.running(StackConfig.default().home)
-    if state is None:
-        return None
-    state.use()
-    return state.runs_bucket
+    return StackState.running(StackConfig.default().home)
 
 
 def run_uri(run: str, bucket: str | None) -> str:
@@ -118,13 +119,20 @@ def run_uris(root: str) -> list[str]:
             if path.is_dir()
             and any((path / name).is_file() for name in ("run.json", "status.json"))
         ]
+    from google.api_core import exceptions
+
     from droptune.cloud.gcs import RETRY, client, split_uri
 
     bucket, prefix = split_uri(root)
     prefix = prefix.rstrip("/") + "/" if prefix else ""
     pages = client().list_blobs(bucket, prefix=prefix, delimiter="/", retry=RETRY)
-    for _ in pages:  # the folders (`prefixes`) are known once every page has been read
-        pass
+    try:
+        for _ in pages:  # the folders (`prefixes`) are known once every page has been read
+            pass
+    except exceptions.NotFound:
+        raise SourceNotFound(f"gs://{bucket}: no such bucket") from None
+    except exceptions.GoogleAPICallError as exc:
+        raise SourceError(f"gs://{bucket}: cannot list runs ({exc.message or exc})") from None
     return [f"gs://{bucket}/{p.rstrip('/')}" for p in sorted(pages.prefixes)]
 
 

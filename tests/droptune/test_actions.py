@@ -150,8 +150,17 @@ def test_an_unreadable_run_file_is_named(tmp_path, action):
 
 
 def test_a_run_nobody_took_up_cannot_be_cancelled(tmp_path):
-    code, output = cli("runs", "cancel", run_folder(tmp_path))
+    code, output = cli("runs", "cancel", run_folder(tmp_path, run={"run_id": RUN_ID}))
     assert code == 1 and f"run {RUN_ID} has no status.json" in output
+
+
+@pytest.mark.parametrize("action", [("cancel",), ("ask", "Hi")])
+def test_a_folder_that_holds_no_run_is_a_usage_error(tmp_path, action):
+    import subprocess
+
+    argv = [sys.executable, "-m", "droptune", "runs", action[0], run_folder(tmp_path)]
+    result = subprocess.run([*argv, *action[1:]], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "no run here" in result.stderr and not result.stdout
 
 
 def test_ask_a_tuned_gemini_model(tmp_path, vertex):

@@ -171,3 +171,13 @@ def test_show_prints_the_datas_brackets_as_text(tmp_path: Path, no_stack):
     result = droptune("show", str(folder), **no_stack)
     assert result.returncode == 0, result.stderr
     assert "[/x] [bold]" in result.stdout and "boom [/y]" in result.stdout
+
+
+def test_a_bucket_that_is_not_there_is_said_to_be_missing(gcs_bucket, tmp_path):
+    from droptune.errors import SourceNotFound
+    from droptune.reporting.listing import run_uris, runs_root
+
+    with pytest.raises(SourceNotFound, match="gs://no-such-bucket-7: no such bucket"):
+        run_uris(runs_root("no-such-bucket-7"))
+    with pytest.raises(SourceNotFound, match="no such folder"):
+        runs_root(str(tmp_path / "runs-typo"))
