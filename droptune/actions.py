@@ -20,7 +20,7 @@ import orjson
 
 from droptune.errors import DroptuneError
 from droptune.reporting.files import RunFiles, load_run
-from droptune.runs import ENDED, RunFolder
+from droptune.runs import ENDED, RunFolder, RunState
 
 MAX_NEW_TOKENS = 256
 
@@ -47,6 +47,10 @@ def cancel(uri: str, env: Mapping[str, str] = os.environ) -> Cancelled:
     state = str(status.get("state"))
     if state in ENDED:
         raise RunActionError(f"run {run_id} already ended {state}: there is nothing to cancel")
+    if state in (RunState.EVALUATING, RunState.DEPLOYING):
+        raise RunActionError(
+            f"run {run_id} is {state}: its training is over, and cancel stops only training"
+        )
     job = status.get("training_job")
     if not job:
         raise RunActionError(

@@ -177,6 +177,10 @@ def verdict(
     if state in FAILED_STATES:
         error = status.get("error") or {}
         message = error.get("message") if isinstance(error, dict) else str(error)
+        if state == "FAILED" and gate and gate.get("passed"):  # tuned and better: not deployed
+            return Verdict(
+                "failed", "Failed at deployment: the tuned model is not served", message or detail
+            )
         return Verdict("failed", f"{state.title()}: no tuned model", message or detail)
     if not gate:
         where = f" (state {state})" if state else ""

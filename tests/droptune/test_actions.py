@@ -80,6 +80,10 @@ def test_cancel_stops_a_gemini_tuning_job(tmp_path, vertex):
     [
         ({"state": "SUCCEEDED"}, f"run {RUN_ID} already ended SUCCEEDED: there is nothing to"),
         ({"state": "QUEUED"}, "is QUEUED and its job has not been created yet; run this again"),
+        (
+            {"state": "DEPLOYING", "training_job": "projects/p/locations/l/customJobs/1"},
+            "is DEPLOYING: its training is over, and cancel stops only training",
+        ),
     ],
 )
 def test_a_run_without_a_running_job_cannot_be_cancelled(tmp_path, status, words):

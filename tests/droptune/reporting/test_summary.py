@@ -192,3 +192,12 @@ def test_a_prediction_longer_than_csv_s_default_field_limit_is_read(run_folder: 
         writer.writerows(rows)
     files = load_run(str(run_folder))
     assert not files.problems and len(files.predictions) == len(rows)
+
+
+def test_a_run_that_passed_its_gate_and_failed_to_deploy_says_so():
+    from droptune.reporting.summary import verdict
+
+    failed = {"state": "FAILED", "error": {"message": "the new model failed its smoke prediction"}}
+    said = verdict(failed, {"passed": True, "reason": "better"})
+    assert said.title == "Failed at deployment: the tuned model is not served"
+    assert verdict(failed, None).title == "Failed: no tuned model"
