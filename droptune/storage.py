@@ -37,6 +37,10 @@ def open_input(uri: str) -> tuple[IO[bytes], int | None]:
 
 def read_all(uri: str) -> bytes:
     """The whole content of a file or object (SourceNotFound when there is none)."""
+    if is_gcs(uri):
+        from droptune.cloud.gcs import read_whole
+
+        return read_whole(uri)  # one request, where a stream reads the metadata first
     stream, _ = open_input(uri)
     with stream:
         return stream.read()

@@ -109,6 +109,16 @@ def open_blob_writer(uri: str, chunk_size: int = CHUNK) -> IO[bytes]:
     )
 
 
+def read_whole(uri: str) -> bytes:
+    """An object's content in one request (one version: a GET serves one generation)."""
+    try:
+        return _blob(uri).download_as_bytes(retry=RETRY, timeout=TIMEOUT)
+    except gexc.NotFound:
+        raise SourceNotFound(f"{uri}: no such object") from None
+    except gexc.GoogleAPIError as exc:
+        raise SourceError(f"{uri}: {exc}") from None
+
+
 def read_bytes(uri: str) -> tuple[bytes, int] | None:
     """(content, generation) of an object, or None when there is none."""
     blob = _blob(uri)

@@ -39,3 +39,15 @@ def test_join_and_is_gcs() -> None:
     assert join("gs://bucket/runs/", "r1", "data") == "gs://bucket/runs/r1/data"
     assert join("/tmp/run", "validation", "report.json") == "/tmp/run/validation/report.json"
     assert is_gcs("gs://b/o") and not is_gcs("/gs://")
+
+
+def test_read_all_of_an_object_is_its_content_or_said_missing(gcs_bucket) -> None:
+    import pytest
+
+    from droptune.errors import SourceNotFound
+    from droptune.storage import read_all
+
+    gcs_bucket.blob("runs/r/status.json").upload_from_string(b'{"state": "QUEUED"}')
+    assert read_all(f"gs://{gcs_bucket.name}/runs/r/status.json") == b'{"state": "QUEUED"}'
+    with pytest.raises(SourceNotFound, match="no such object"):
+        read_all(f"gs://{gcs_bucket.name}/runs/r/metrics.json")
