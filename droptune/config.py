@@ -30,6 +30,17 @@ def setting(text: str, **kw: Any) -> Any:
     return field(metadata={"help": text}, **kw)
 
 
+def read_settings(path: str | Path) -> dict[str, Any]:
+    """The keys and values a YAML settings file sets itself (no defaults filled in)."""
+    try:
+        values = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return string_keys(values)
+
+
 def string_keys(value: Any) -> Any:
     """YAML reads `0:` as a number; every key droptune reads is text (`'0'` names a column).
 
@@ -72,13 +83,7 @@ class Settings:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Self:
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read {path}: {exc}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of keys to values")
-        return cls.from_mapping(string_keys(values), source=str(path))
+        return cls.from_mapping(read_settings(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

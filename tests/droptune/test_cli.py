@@ -129,7 +129,7 @@ def test_no_google_credentials_is_a_usage_error_that_says_how_to_log_in(monkeypa
 
 
 def test_a_rejected_runs_error_says_where_it_is():
-    from droptune.local.cli import where
+    from droptune.local.run import where
 
     error = {"code": "bad_role", "line": 2, "path": "$.messages[0].role", "message": "x"}
     assert where(error) == "line 2, $.messages[0].role: "

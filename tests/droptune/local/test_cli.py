@@ -79,11 +79,11 @@ def test_follow_prints_training_progress_when_not_on_a_terminal(monkeypatch):
     from rich.console import Console
 
     from droptune.cloud import gcs
-    from droptune.local import cli
+    from droptune.local import run as local_run
 
     clock = [0.0]
-    monkeypatch.setattr(cli.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(cli.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + 2 * s))
+    monkeypatch.setattr(local_run.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(local_run.time, "sleep", lambda s: clock.__setitem__(0, clock[0] + 2 * s))
 
     def status(state: str, *history: str) -> tuple[bytes, int]:
         entries = [{"state": s, "detail": s.lower()} for s in history]
@@ -93,14 +93,14 @@ def test_follow_prints_training_progress_when_not_on_a_terminal(monkeypatch):
     statuses = iter([training] * 30 + [status("SUCCEEDED", "VALIDATING", "TRAINING", "SUCCEEDED")])
     monkeypatch.setattr(gcs, "read_bytes", lambda uri: next(statuses))
     steps = iter(f"training: step {n // 4} [/x]" for n in range(30))  # log text, not markup
-    monkeypatch.setattr(cli, "training_progress", lambda *args: next(steps))
+    monkeypatch.setattr(local_run, "training_progress", lambda *args: next(steps))
     printed = io.StringIO()
     console = Console(file=printed, width=200)
     assert not console.is_terminal
 
     stack = SimpleNamespace(runs_bucket="runs", alive=lambda: True)
-    uploaded = cli.Uploaded("r", "gs://uploads/local/t/d.jsonl", 1)
-    final = cli.follow(stack, Path("."), uploaded, 600, console)
+    uploaded = local_run.Uploaded("r", "gs://uploads/local/t/d.jsonl", 1)
+    final = local_run.follow(stack, Path("."), uploaded, 600, console)
 
     assert final["state"] == "SUCCEEDED"
     lines = printed.getvalue().splitlines()
@@ -162,7 +162,7 @@ def ended(pid: int) -> bool:
 
 def test_the_settings_and_holdout_beside_a_file_go_with_it(tmp_path: Path):
     from droptune.errors import ConfigError
-    from droptune.local.cli import companions_of
+    from droptune.local.run import companions_of
 
     data = tmp_path / "d.jsonl"
     data.write_text("{}\n")
@@ -196,21 +196,25 @@ def test_following_ends_when_the_stack_stops_or_the_function_gives_up(tmp_path: 
     from rich.console import Console
 
     from droptune.cloud import gcs
-    from droptune.local import cli
+    from droptune.local import run as local_run
 
     monkeypatch.setattr(gcs, "read_bytes", lambda uri: None)  # no status.json yet
-    monkeypatch.setattr(cli.time, "sleep", lambda s: None)
-    uploaded = cli.Uploaded("r", "gs://uploads/local/t/d.jsonl", 7)
+    monkeypatch.setattr(local_run.time, "sleep", lambda s: None)
+    uploaded = local_run.Uploaded("r", "gs://uploads/local/t/d.jsonl", 7)
     console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     dead = SimpleNamespace(runs_bucket="runs", alive=lambda: False)
-    with pytest.raises(cli.Unfollowed, match="the local stack stopped while run r was starting"):
-        cli.follow(dead, tmp_path, uploaded, 600, console)
+    with pytest.raises(
+        local_run.Unfollowed, match="the local stack stopped while run r was starting"
+    ):
+        local_run.follow(dead, tmp_path, uploaded, 600, console)
     alive = SimpleNamespace(runs_bucket="runs", alive=lambda: True)
     other = {"object": uploaded.uri, "generation": "6", "attempts": 5, "error": "500"}
     mine = other | {"generation": "7", "error": "500 Server Error: boom"}
     (tmp_path / "undelivered.jsonl").write_text(json.dumps(other) + "\n" + json.dumps(mine) + "\n")
-    with pytest.raises(cli.Unfollowed, match=r"failed on gs://uploads/local/t/d\.jsonl 5 times"):
-        cli.follow(alive, tmp_path, uploaded, 600, console)
+    with pytest.raises(
+        local_run.Unfollowed, match=r"failed on gs://uploads/local/t/d\.jsonl 5 times"
+    ):
+        local_run.follow(alive, tmp_path, uploaded, 600, console)
 
 
 def test_the_holdout_a_folder_config_names_goes_up_with_the_file(tmp_path: Path):
