@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Self, get_args
@@ -33,11 +33,52 @@ def setting(text: str, **kw: Any) -> Any:
 def read_settings(path: str | Path) -> dict[str, Any]:
     """The keys and values a YAML settings file sets itself (no defaults filled in)."""
     try:
-        values = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
+        text = Path(path).read_text()
+    except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    return parse_settings(text, str(path))
+
+
+def merge_settings(
+    layers: Iterable[tuple[str, Mapping[str, Any]]],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """(settings, the source of each) of several sources, first to set a key wins (`-` in a
+    key read as `_`).
+
+    >>> merge_settings([("sidecar", {"epochs": 2}), ("folder", {"epochs": 5, "test-fraction": 0.2})])
+    ({'epochs': 2, 'test_fraction': 0.2}, {'epochs': 'sidecar', 'test_fraction': 'folder'})
+    """
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, values in layers:
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in merged:
+                merged[name], sources[name] = value, source
+    return merged, sources
+
+
+def relative_holdout(value: str) -> str | None:
+    """A `validation_file` that names a file relative to the data file's folder, as it is;
+    None for a gs:// URI (read where it is); ConfigError for anything else."""
+    if value.startswith("gs://"):
+        return None
+    if value.startswith("/") or ".." in value.split("/") or "://" in value:
+        raise ConfigError(
+            f"validation_file {value!r}: give a gs:// URI or a name relative to the data "
+            "file's folder (e.g. _holdout/val.jsonl)"
+        )
+    return value
+
+
+def parse_settings(text: str | bytes, where: str) -> dict[str, Any]:
+    """The keys and values of YAML settings read from `where`."""
+    try:
+        values = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"cannot read {where}: it is not valid YAML: {exc}") from None
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of keys to values")
+        raise ConfigError(f"{where}: expected a mapping of keys to values (key: value per line)")
     return string_keys(values)
 
 

@@ -266,9 +266,11 @@ class Comparison:
             # measurement's means and delta; scores are on every answer.
             paired = ~(np.isnan(base) | np.isnan(tuned))
             if paired.any():
-                resampled = _resampled_mean(np.where(paired, tuned - base, 0.0), paired, draws)
-                if name == "latency_s" and self.shared_latency:
-                    resampled = None
+                resampled = (
+                    None  # a batch's answers share one time: no interval
+                    if name == "latency_s" and self.shared_latency
+                    else _resampled_mean(np.where(paired, tuned - base, 0.0), paired, draws)
+                )
                 _record(
                     out,
                     _MEASURED.get(name, name),

@@ -35,6 +35,14 @@ class RunState(StrEnum):
 ENDED = frozenset(
     {RunState.REJECTED, RunState.SUCCEEDED, RunState.GATED, RunState.FAILED, RunState.CANCELLED}
 )
+# How terminals colour a state (anything else, a state in progress: cyan).
+STATE_STYLE = {
+    RunState.SUCCEEDED: "green",
+    RunState.GATED: "yellow",
+    RunState.REJECTED: "red",
+    RunState.FAILED: "red",
+    RunState.CANCELLED: "red",
+}
 
 _SLUG_MAX = 32
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")

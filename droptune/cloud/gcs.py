@@ -112,11 +112,12 @@ def open_blob_writer(uri: str, chunk_size: int = CHUNK) -> IO[bytes]:
 def read_whole(uri: str) -> bytes:
     """An object's content in one request (one version: a GET serves one generation)."""
     try:
-        return _blob(uri).download_as_bytes(retry=RETRY, timeout=TIMEOUT)
-    except gexc.NotFound:
-        raise SourceNotFound(f"{uri}: no such object") from None
+        found = read_bytes(uri)
     except gexc.GoogleAPIError as exc:
         raise SourceError(f"{uri}: {exc}") from None
+    if found is None:
+        raise SourceNotFound(f"{uri}: no such object")
+    return found[0]
 
 
 def read_bytes(uri: str) -> tuple[bytes, int] | None:

@@ -18,10 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from droptune.cloud import gcs
-from droptune.config import CONFIG_SUFFIXES, RunConfig, one_sidecar, string_keys
+from droptune.config import (
+    CONFIG_SUFFIXES,
+    RunConfig,
+    merge_settings,
+    one_sidecar,
+    parse_settings,
+    relative_holdout,
+)
 from droptune.errors import ConfigError
 from droptune.intake.event import FOLDER_CONFIG, UploadedObject
 
@@ -72,15 +77,11 @@ def resolve(obj: UploadedObject, default_backend: str) -> ResolvedConfig:
     """The run config of an upload; a problem in any source is returned as `error`."""
     try:
         layers = _layers(obj, default_backend)
-        merged: dict[str, Any] = {}
-        sources: dict[str, str] = {}
-        for source, values in layers:
-            for key, value in values.items():
-                name = key.replace("-", "_")
-                if name not in merged:
-                    merged[name], sources[name] = value, source
+        merged, sources = merge_settings(layers)
         if merged.get("validation_file"):
-            merged["validation_file"] = _validation_uri(obj, str(merged["validation_file"]))
+            holdout = relative_holdout(str(merged["validation_file"]))
+            if holdout is not None:  # read from the data file's folder
+                merged["validation_file"] = f"gs://{obj.bucket}/{obj.folder}{holdout}"
         try:
             config = RunConfig.from_mapping(merged, source="the resolved configuration")
         except ConfigError as exc:
@@ -123,22 +124,4 @@ def _read_yaml(bucket: str, name: str) -> tuple[str, dict[str, Any]] | None:
     found = gcs.read_bytes(uri)
     if found is None:
         return None
-    try:
-        values = yaml.safe_load(found[0]) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{uri} is not valid YAML: {exc}") from None
-    if not isinstance(values, dict):
-        raise ConfigError(f"{uri} must be a mapping of keys to values (key: value per line)")
-    return uri, string_keys(values)
-
-
-def _validation_uri(obj: UploadedObject, value: str) -> str:
-    """gs:// URIs stay; a relative name is read from the data file's folder."""
-    if value.startswith("gs://"):
-        return value
-    if value.startswith("/") or ".." in value.split("/") or "://" in value:
-        raise ConfigError(
-            f"validation_file {value!r}: give a gs:// URI or a name relative to the data "
-            "file's folder (e.g. _holdout/val.jsonl)"
-        )
-    return f"gs://{obj.bucket}/{obj.folder}{value}"
+    return uri, parse_settings(found[0], uri)

@@ -21,12 +21,11 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from droptune.config import RunConfig, read_settings
+from droptune.config import RunConfig, merge_settings, read_settings, relative_holdout
 from droptune.errors import ConfigError
 from droptune.local.home import UNDELIVERED, StackError, StackState
-from droptune.runs import ENDED, run_id_for
+from droptune.runs import ENDED, STATE_STYLE, run_id_for
 
-STATE_STYLE = {"SUCCEEDED": "green", "GATED": "yellow", "REJECTED": "red", "FAILED": "red"}
 PROGRESS_EVERY = 10.0  # seconds between training progress lines when not on a terminal
 
 
@@ -41,18 +40,13 @@ def companions_of(file: Path, config: Path | None) -> list[tuple[Path, str]]:
     settings = [(config, f"{stem}.droptune.yaml")] if config is not None else []
     if (folder_config := file.with_name(FOLDER_CONFIG)).is_file():
         settings.append((folder_config, FOLDER_CONFIG))
-    merged: dict[str, Any] = {}
-    for path, _ in settings:
-        for key, value in read_settings(path).items():
-            merged.setdefault(key.replace("-", "_"), value)
+    merged, _ = merge_settings((str(path), read_settings(path)) for path, _ in settings)
     RunConfig.from_mapping(merged, source=" and ".join(str(path) for path, _ in settings))
     companions = list(settings)
-    holdout = str(merged.get("validation_file") or "")
-    # A gs:// URI is read where it is; the upload function refuses other URIs, absolute
-    # paths and `..`, and says so.
-    parts = holdout.split("/")
-    if holdout and "://" not in holdout and not holdout.startswith("/") and ".." not in parts:
-        if not any(part.startswith("_") for part in parts[:-1]):
+    given = merged.get("validation_file")
+    holdout = relative_holdout(str(given)) if given else None  # None: a gs:// URI
+    if holdout is not None:
+        if not any(part.startswith("_") for part in holdout.split("/")[:-1]):
             raise ConfigError(
                 f"validation_file {holdout!r}: put it in a folder whose name starts with _ "
                 "(e.g. _holdout/val.jsonl); beside the data file it would start a run of its own"

@@ -33,6 +33,7 @@ from droptune.reporting.files import JSON_FILES, RunFiles, load_run
 from droptune.reporting.listing import list_runs, run_uri, runs_root
 from droptune.reporting.render import REPORT, build_report, render_run
 from droptune.reporting.summary import summarize
+from droptune.runs import STATE_STYLE
 from droptune.storage import is_gcs, join, open_input
 
 app = typer.Typer(
@@ -40,14 +41,6 @@ app = typer.Typer(
 )
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
-STATE_STYLE = {
-    "SUCCEEDED": "green",
-    "GATED": "yellow",
-    "REJECTED": "red",
-    "FAILED": "red",
-    "CANCELLED": "red",
-}
-
 BucketOpt = Annotated[
     str | None,
     typer.Option(

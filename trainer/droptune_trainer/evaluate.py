@@ -50,8 +50,7 @@ def answer_budget(tokenizer: Any, labels: list[str] | None, max_new_tokens: int)
     if not labels:
         return max_new_tokens
     longest = max(len(ids) for ids in tokenizer(labels, add_special_tokens=False)["input_ids"])
-    lead = turn_shape(tokenizer).lead if getattr(tokenizer, "chat_template", None) else 0
-    return min(max_new_tokens, longest + LABEL_SLACK + lead)
+    return min(max_new_tokens, longest + LABEL_SLACK + turn_shape(tokenizer).lead)
 
 
 def answer_all(

@@ -89,6 +89,7 @@ def generate(
     )
     stops = stop_ids(model, tokenizer)
     opened = [text.rstrip().endswith(THINK) for text in texts]  # the template began thinking
+    special = special_tags(tokenizer)
     out = model.generate(
         **inputs,
         max_new_tokens=max_new_tokens,
@@ -103,20 +104,24 @@ def generate(
         end = next((i for i, token in enumerate(ids) if token in stops), None)
         if end is not None:  # the answer ends with its stop token; the padding after is not its
             ids = ids[: end + 1]
-        text, reasoning = decoded(tokenizer, ids, thinking)
+        text, reasoning = decoded(tokenizer, ids, thinking, special)
         answers.append(Generated(text, len(ids), reasoning))
     return answers
 
 
-def decoded(tokenizer: Any, ids: list[int], opened: bool) -> tuple[str, str]:
-    """(answer, reasoning) of generated `ids`, special tokens left out. Where the thinking
-    tags are special tokens themselves, they are kept through decoding to split on."""
-    tags_special = bool({THINK, END_THINK} & set(getattr(tokenizer, "all_special_tokens", ())))
-    text = tokenizer.decode(ids, skip_special_tokens=not tags_special)
+def special_tags(tokenizer: Any) -> list[str]:
+    """The tokenizer's special tokens when the thinking tags are among them (decoding then
+    keeps them, to split on, and `decoded` removes them after); else none."""
+    special = list(getattr(tokenizer, "all_special_tokens", ()))
+    return special if {THINK, END_THINK} & set(special) else []
+
+
+def decoded(tokenizer: Any, ids: list[int], opened: bool, special: list[str]) -> tuple[str, str]:
+    """(answer, reasoning) of generated `ids`, special tokens left out (`special_tags`)."""
+    text = tokenizer.decode(ids, skip_special_tokens=not special)
     answer, reasoning = split_reasoning(text, opened)
-    if tags_special:
-        for token in tokenizer.all_special_tokens:
-            answer, reasoning = answer.replace(token, ""), reasoning.replace(token, "")
+    for token in special:
+        answer, reasoning = answer.replace(token, ""), reasoning.replace(token, "")
     return answer, reasoning.strip()
 
 
@@ -157,8 +162,7 @@ def answer_ends(model: Any, tokenizer: Any) -> set[int]:
     config = getattr(model, "generation_config", None)
     ends = getattr(config, "eos_token_id", None)
     ends = ends if isinstance(ends, list) else [ends]
-    turn = turn_shape(tokenizer).end if getattr(tokenizer, "chat_template", None) else None
-    return {t for t in (tokenizer.eos_token_id, turn, *ends) if t is not None}
+    return {t for t in (tokenizer.eos_token_id, turn_shape(tokenizer).end, *ends) if t is not None}
 
 
 def name_the_ends(model: Any, tokenizer: Any) -> None:
@@ -169,10 +173,17 @@ def name_the_ends(model: Any, tokenizer: Any) -> None:
         config.eos_token_id = sorted(answer_ends(model, tokenizer))
 
 
-@lru_cache(maxsize=8)  # asked for every generation; the template does not change
 def turn_shape(tokenizer: Any) -> TurnShape:
-    """What the chat template writes around an answer, from a probe conversation: the text
-    between the generation prompt and the answer, and the first special token after it."""
+    """What the chat template writes around an answer (none without a template)."""
+    if not getattr(tokenizer, "chat_template", None):  # raw text only: no turns
+        return TurnShape(None, 0)
+    return _probed_shape(tokenizer)
+
+
+@lru_cache(maxsize=8)  # asked for every generation; the template does not change
+def _probed_shape(tokenizer: Any) -> TurnShape:
+    """From a probe conversation: the text between the generation prompt and the answer,
+    and the first special token after it."""
     user = [{"role": "user", "content": "Hi"}]
     try:
         prompt = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)

@@ -42,6 +42,12 @@ import torch
 from droptune_trainer.cluster import Group
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether the device computes bf16 itself; emulated bf16 (T4, V100) is slow and has no
+    flash attention, so fp32 is used there."""
+    return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
 def upcast(method: str, dtype: torch.dtype) -> bool:
     """Whether `method` trains fp32 weights under autocast when the compute dtype is `dtype`."""
     return method in ("full", "qlora") and dtype != torch.float32

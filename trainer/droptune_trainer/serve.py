@@ -63,6 +63,7 @@ from droptune_trainer.generation import (
     render,
     token_budget,
 )
+from droptune_trainer.precision import native_bf16
 
 log = get_logger("droptune.serve")
 MAX_BODY_BYTES = 1_500_000
@@ -155,10 +156,7 @@ class Model:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        bf16 = self.device.type == "cuda" and torch.cuda.is_bf16_supported(
-            including_emulation=False
-        )  # emulated bf16 (T4, V100) is slow: fp32 there, as in training
-        dtype = torch.bfloat16 if bf16 else torch.float32
+        dtype = torch.bfloat16 if native_bf16(self.device) else torch.float32  # as training
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token

@@ -143,12 +143,7 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
 
 def device_and_dtype(config: TrainConfig, local_rank: int = 0) -> tuple[torch.device, torch.dtype]:
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    # Emulated bf16 (T4, V100) would be slow and has no flash attention: fp32 there.
-    bf16 = (
-        device.type == "cuda"
-        and config.bf16
-        and torch.cuda.is_bf16_supported(including_emulation=False)
-    )
+    bf16 = config.bf16 and precision.native_bf16(device)
     return device, torch.bfloat16 if bf16 else torch.float32
 
 

@@ -121,7 +121,7 @@ class Engine:
                 self.workflow.main, [argument] if self.workflow.main.params else [], {}
             )
         except Exception as exc:  # outside any step: the arguments, a subworkflow's defaults
-            failure = exc if isinstance(exc, WorkflowRaise) else from_python(exc)
+            failure = from_python(exc)
             return Execution(
                 "FAILED",
                 error=failure.value,
@@ -156,17 +156,15 @@ class Engine:
         record = StepRecord(step.name, step.line, time.perf_counter(), 0.0)
         self.records.append(record)
         try:
-            try:
-                return step.execute(frame)
-            except WorkflowRaise:
+            return step.execute(frame)
+        except Exception as exc:  # a workflow error here, never a crash of the engine
+            failure = from_python(exc)
+            record.error = failure.value
+            if failure.step is None:
+                failure.step = step.where()
+            if failure is exc:
                 raise
-            except Exception as exc:  # a workflow error here, never a crash of the engine
-                raise from_python(exc) from exc
-        except WorkflowRaise as exc:
-            record.error = exc.value
-            if exc.step is None:
-                exc.step = step.where()
-            raise
+            raise failure from exc
         finally:
             record.ended = time.perf_counter()
 

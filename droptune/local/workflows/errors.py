@@ -67,11 +67,14 @@ _TAGS = (
 
 def from_python(exc: Exception) -> WorkflowRaise:
     """A Python error that escaped a step, as the Workflows error the service would raise
-    there (a workflow's `except` can catch it), naming the Python error.
+    there (a workflow's `except` can catch it), naming the Python error; a Workflows error
+    as it is.
 
     >>> from_python(OverflowError("int too large")).value
     {'message': 'OverflowError: int too large', 'tags': ['ValueError']}
     """
+    if isinstance(exc, WorkflowRaise):
+        return exc
     tag = next((tag for kind, tag in _TAGS if isinstance(exc, kind)), "SystemError")
     return error(tag, f"{type(exc).__name__}: {exc}")
 
