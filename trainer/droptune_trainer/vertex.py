@@ -6,6 +6,10 @@ through `/gcs/bucket/path` when that mount exists; otherwise files are written t
 staging folder, uploaded by `Place.publish()`, and the folder is removed by `Place.discard()`
 when the job is done with it (a merged model is as large as the base model: a staging copy
 left behind per run would fill the disk). Local runs use plain paths.
+
+The image runs as uid 1000, not root, so the mount may be there and still refuse it: Python
+3.12's `Path.is_dir()` raises `PermissionError` rather than answering False. A mount that
+cannot be read (inputs) or written (outputs) counts as absent, and the job stages instead.
 """
 
 from __future__ import annotations
@@ -94,15 +98,30 @@ class Place:
             shutil.rmtree(self.local, ignore_errors=True)
 
 
+def readable_folder(path: Path) -> bool:
+    """Whether `path` is a folder this process may list: False, not an error, for a mount
+    that refuses this user (PermissionError) or answers with another I/O error."""
+    try:
+        return path.is_dir() and os.access(path, os.R_OK | os.X_OK)
+    except OSError:
+        return False
+
+
+def writable_mount(uri: str) -> bool:
+    """Whether `gs://bucket/...` can be written through /gcs/: the bucket's folder there is
+    readable and writable by this process."""
+    bucket = FUSE_ROOT / uri[len("gs://") :].split("/", 1)[0]
+    return readable_folder(bucket) and os.access(bucket, os.W_OK)
+
+
 def place(uri: str | None, default: Path) -> Place:
     """Where to write something whose destination is `uri` (None: `default`)."""
     if uri is None:
         return Place(str(default), default)
     if not is_gcs(uri):
         return Place(uri, Path(uri))
-    fused = FUSE_ROOT / uri[len("gs://") :]
-    if FUSE_ROOT.is_dir():
-        return Place(uri, fused)
+    if writable_mount(uri):
+        return Place(uri, FUSE_ROOT / uri[len("gs://") :])
     return Place(uri, Path(tempfile.mkdtemp(prefix="droptune-out-")), staged=True)
 
 
@@ -123,7 +142,7 @@ def local_run_dir(run_dir: str) -> Iterator[Path]:
         yield Path(run_dir)
         return
     fused = FUSE_ROOT / run_dir[len("gs://") :]
-    if FUSE_ROOT.is_dir() and fused.is_dir():
+    if readable_folder(fused):
         yield fused
         return
     from droptune.cloud.gcs import download_prefix
