@@ -12,7 +12,10 @@ baseline with a paired bootstrap 95% interval (the same resampled examples for b
 so a small test set cannot pass for a clear win. Latency gets no interval where a batch's
 answers share one wall time (`shared_latency`): they are not independent draws. `gate` decides whether the tuned model may be
 deployed, and `write_results` writes `evaluation/metrics.json` (the fixed core of the run
-layout, plus `labels`) and `evaluation/predictions.csv`, to a local folder or gs:// alike.
+layout, plus `labels`), `evaluation/predictions.csv` and `evaluation/gate.json`, to a local
+folder or gs:// alike. gate.json is the gate's decision alone: the workflow reads it, not
+metrics.json, whose per-label tables grow with the label set while a Workflows execution
+holds at most 512 KB of variables.
 
 >>> normalize("  The answer: Sports. ")
 'the answer: sports'
@@ -395,8 +398,9 @@ PREDICTION_COLUMNS = ["user_input", "reference", "baseline_response", "tuned_res
 
 
 def write_results(folder_uri: str, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    """Write `metrics.json` and `predictions.csv` into `folder_uri` (a local folder or a
-    gs:// prefix such as `gs://runs/runs/<run_id>/evaluation`)."""
+    """Write `metrics.json`, `predictions.csv` and `gate.json` into `folder_uri` (a local
+    folder or a gs:// prefix such as `gs://runs/runs/<run_id>/evaluation`). gate.json comes
+    last: once it is there, the evaluation is whole."""
     options = orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY
     write_all(join(folder_uri, "metrics.json"), orjson.dumps(metrics, option=options))
     columns = list(dict.fromkeys(key for row in rows for key in row)) or PREDICTION_COLUMNS
@@ -407,3 +411,15 @@ def write_results(folder_uri: str, metrics: dict[str, Any], rows: list[dict[str,
         writer.writerows(rows)
         text.flush()
         text.detach()  # the stream is closed by its own `with`
+    write_all(join(folder_uri, "gate.json"), orjson.dumps(gate_record(metrics), option=options))
+
+
+def gate_record(metrics: dict[str, Any]) -> dict[str, Any]:
+    """What `evaluation/gate.json` holds: the gate's decision (metric, min_delta, passed,
+    reason and the numbers it rests on) and the test split's size; no per-label table, so
+    its size does not depend on the data.
+
+    >>> gate_record({"split": "test", "n": 3, "labels": {"a": {}}, "gate": {"passed": True}})
+    {'split': 'test', 'n': 3, 'passed': True}
+    """
+    return {"split": metrics.get("split", "test"), "n": metrics.get("n", 0), **metrics["gate"]}

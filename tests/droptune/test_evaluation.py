@@ -14,6 +14,7 @@ import pytest
 from droptune.evaluation import (
     Comparison,
     gate,
+    gate_record,
     label_of,
     label_report,
     macro_f1,
@@ -295,6 +296,8 @@ def test_write_results_to_a_local_folder(tmp_path):
     metrics = _results([{"baseline_response": "x", "tuned_response": "a, b", "reference": "a, b"}])
     write_results(str(tmp_path / "evaluation"), metrics, rows)
     assert json.loads((tmp_path / "evaluation" / "metrics.json").read_text()) == metrics
+    gate_file = json.loads((tmp_path / "evaluation" / "gate.json").read_text())
+    assert gate_file == {"split": "test", "n": metrics["n"], **metrics["gate"]}
     with (tmp_path / "evaluation" / "predictions.csv").open(newline="", encoding="utf-8") as f:
         read = list(csv.DictReader(f))
     assert [r["reference"] for r in read] == ["a, b", "line\nbreak"]
@@ -310,6 +313,7 @@ def test_write_results_to_cloud_storage(gcs_bucket):
     write_results(f"gs://{gcs_bucket.name}/runs/r/evaluation", metrics, rows)
     saved = json.loads(gcs_bucket.blob("runs/r/evaluation/metrics.json").download_as_bytes())
     assert saved["gate"]["passed"] is True
+    assert json.loads(gcs_bucket.blob("runs/r/evaluation/gate.json").download_as_bytes())["passed"]
     text = gcs_bucket.blob("runs/r/evaluation/predictions.csv").download_as_text()
     assert [r["tuned_response"] for r in csv.DictReader(io.StringIO(text))] == ["a"]
 
@@ -341,3 +345,23 @@ def test_rouge_l_counts_chinese_and_japanese_by_character():
     assert rouge_l("今天天气很好", "今天天气不好") == pytest.approx(5 / 6)
     assert rouge_l("東京へ行きます", "東京へ行く") > 0.5
     assert rouge_l("the cat sat", "the cat sat") == 1.0
+
+
+def test_gate_json_stays_small_whatever_the_label_set():
+    """The workflow reads gate.json into a variable (Workflows: 512 KB of variables in all):
+    a thousand labels grow metrics.json, not gate.json."""
+    labels = [f"label-{i:04d} " + "x" * 40 for i in range(1000)]
+    rows = [
+        {"baseline_response": labels[i], "tuned_response": labels[i], "reference": labels[i]}
+        for i in range(0, 1000, 7)
+    ]
+    comparison = Comparison(labels=labels)
+    for row in rows:
+        comparison.add(
+            score(row["baseline_response"], row["reference"], labels),
+            score(row["tuned_response"], row["reference"], labels),
+        )
+    metrics = comparison.metrics()
+    metrics["gate"] = gate(metrics)
+    assert len(json.dumps(metrics)) > 100_000
+    assert len(json.dumps(gate_record(metrics))) < 1_000

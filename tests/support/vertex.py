@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from droptune.evaluation import gate_record
 from droptune.local.workflows.errors import WorkflowRaise
 from droptune.local.workflows.stdlib import VirtualClock
 
@@ -29,6 +30,7 @@ class ScriptedVertex:
     job_seconds: float = 600
     job_end: str = "JOB_STATE_SUCCEEDED"
     gate_passed: bool = True
+    labels: int = 0  # labelled data: metrics.json's per-label tables, as the trainer's
     serving_fails: bool = False  # a deployed model answers predictions with an HTTP 500
     create_failures: list[int] = field(default_factory=list)  # HTTP codes before success
     jobs: dict[str, dict] = field(default_factory=dict)
@@ -100,10 +102,11 @@ class ScriptedVertex:
         gate["reason"] = "tuned - baseline rouge_l = +0.1000 meets the required +0.0000"
         if not self.gate_passed:
             gate["reason"] = "tuned - baseline rouge_l = -0.1000 misses the required +0.0000"
-        metrics = {"split": "test", "n": 2, "gate": gate}
-        self.bucket.blob(prefix + "evaluation/metrics.json").upload_from_string(
-            json.dumps(metrics), content_type="application/json"
-        )
+        metrics = {"split": "test", "n": 2, "gate": gate} | label_tables(self.labels)
+        for name, body in (("metrics", metrics), ("gate", gate_record(metrics))):
+            self.bucket.blob(f"{prefix}evaluation/{name}.json").upload_from_string(
+                json.dumps(body), content_type="application/json"
+            )
 
     def upload_model(self, parent: str, body: dict, region: str) -> dict:
         return {"model": f"{parent}/models/7"}
@@ -161,3 +164,19 @@ class ScriptedVertex:
         if self.serving_fails:
             raise http_error(500)
         return {"predictions": ["Hi!"]}
+
+
+def label_tables(count: int) -> dict[str, Any]:
+    """metrics.json's `labels` for `count` labels, shaped as droptune.evaluation writes them:
+    per-label scores and a confusion matrix per model, its size growing as count squared."""
+    if not count:
+        return {}
+    names = [f"category {i:04d}" for i in range(count)]
+    scores = {"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 3}
+    table = {
+        "per_label": {name: scores for name in names},
+        "macro_f1": 0.5,
+        "confusion": [[0] * (count + 1) for _ in names],
+        "no_label": 0,
+    }
+    return {"labels": {"names": names, "baseline": table, "tuned": table}}

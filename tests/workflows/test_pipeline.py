@@ -149,6 +149,19 @@ def test_a_run_trains_passes_the_gate_and_is_deployed(vertex, gcs_server):
     assert execution.logs[-1]["data"]["state"] == "SUCCEEDED"
 
 
+def test_a_run_with_a_thousand_labels_fits_the_workflows_memory(vertex, gcs_server):
+    """metrics.json of 1,000 labels is megabytes (a confusion matrix per model), over the
+    2 MB an HTTP response and the 512 KB of variables an execution may hold: the workflow
+    reads gate.json, the decision alone."""
+    vertex.labels = 1000
+    queue_run(vertex.bucket, "many")
+    execution = execute(vertex, gcs_server, "many")
+    assert execution.state == "SUCCEEDED", execution.error
+    size = vertex.bucket.get_blob("runs/many/evaluation/metrics.json").size
+    assert size > 2 * 1024 * 1024
+    assert vertex.bucket.get_blob("runs/many/evaluation/gate.json").size < 1024
+
+
 def test_a_two_hour_job_costs_102_steps_103_on_the_first_run(vertex, gcs_server):
     """100, the smoke test's try and the endpoint's variable; creating the endpoint (the
     first run) is one more. The job outlives the connector's own 30-minute wait."""
