@@ -2,7 +2,11 @@
 #
 # Service agents are created lazily by Google, often only on a service's first use; granting a
 # role to one that does not exist yet fails. google_project_service_identity creates them up
-# front, so the grants in iam.tf work on the first apply of a fresh project.
+# front, so the grants in iam.tf work on the first apply of a fresh project. An agent created
+# on request gets none of the roles Google grants on first use ("Create and grant roles to
+# service agents", https://cloud.google.com/iam/docs/create-service-agents): iam.tf grants
+# each its service agent role (without it Eventarc refuses the triggers with a 400 "verify
+# that it has Eventarc Service Agent role", terraform-provider-google issues 14584, 25294).
 
 locals {
   services = [

@@ -103,11 +103,22 @@ resource "google_storage_bucket_iam_member" "evaluation_writes_runs" {
 
 # --- workflow ------------------------------------------------------------------------------
 
-# What workflows/pipeline.workflows.yaml calls, method by method (Vertex AI's IAM permission
-# table), project-wide because the workflow creates the resources itself: no narrower resource
-# to grant on, and none of aiplatform.user's deletes, datasets or notebooks. The connectors
-# poll the long-running operations of models.upload (models.get) and of endpoints.create,
-# deployModel and undeployModel (endpoints.get).
+# What workflows/pipeline.workflows.yaml calls, method by method, project-wide because the
+# workflow creates the resources itself: no narrower resource to grant on, and none of
+# aiplatform.user's deletes, datasets or notebooks. Sources, by the tag after each permission:
+#   [rest]  the method's Vertex AI REST reference page, section "IAM Permissions"
+#           (cloud.google.com/vertex-ai/docs/reference/rest/v1/projects.locations.<resource>/<method>)
+#   [rpc]   the Vertex AI RPC reference (google.cloud.aiplatform.v1), GenAiTuningService and
+#           PredictionService
+#   [lro]   Vertex AI IAM permissions (cloud.google.com/vertex-ai/docs/general/iam-permissions):
+#           an operation that "starts a long-running operation" needs the resource's get to
+#           GET or WAIT on it. The Workflows connectors for models.upload, endpoints.create,
+#           deployModel and undeployModel wait on those operations, polling them by their
+#           names, models/M/operations/O and endpoints/E/operations/O
+#           (cloud.google.com/workflows/docs/reference/googleapis/aiplatform/v1/...).
+# Every name checked against cloud.google.com/iam/docs/roles-permissions/aiplatform: there is
+# no aiplatform.models.deploy, models.undeploy or operations.get, and a custom role listing a
+# permission that does not exist is refused.
 resource "google_project_iam_custom_role" "workflow_vertex" {
   project     = var.project_id
   role_id     = "${replace(var.name_prefix, "-", "_")}_workflow_vertex"
@@ -115,22 +126,23 @@ resource "google_project_iam_custom_role" "workflow_vertex" {
   description = "Runs training and tuning jobs, uploads models and deploys them on endpoints."
   permissions = concat(
     [
-      "aiplatform.customJobs.cancel",
-      "aiplatform.customJobs.create",
-      "aiplatform.customJobs.get",
-      "aiplatform.endpoints.create",
-      "aiplatform.endpoints.deploy",
-      "aiplatform.endpoints.get",
-      "aiplatform.endpoints.predict",
-      "aiplatform.endpoints.undeploy",
-      "aiplatform.models.get",
-      "aiplatform.models.upload",
-      "aiplatform.tuningJobs.cancel",
-      "aiplatform.tuningJobs.create",
-      "aiplatform.tuningJobs.get",
+      "aiplatform.customJobs.cancel",  # [rest] customJobs.cancel
+      "aiplatform.customJobs.create",  # [rest] customJobs.create
+      "aiplatform.customJobs.get",     # [rest] customJobs.get (the workflow's own polling)
+      "aiplatform.endpoints.create",   # [rest] endpoints.create
+      "aiplatform.endpoints.deploy",   # [rest] endpoints.deployModel (nothing on the model)
+      "aiplatform.endpoints.get",      # [rest] endpoints.get; [lro] create, deploy, undeploy
+      "aiplatform.endpoints.predict",  # [rpc] PredictionService.Predict (the smoke request)
+      "aiplatform.endpoints.undeploy", # [rest] endpoints.undeployModel
+      "aiplatform.models.get",         # [lro] models.upload (the workflow never gets a model)
+      "aiplatform.models.upload",      # [rest] models.upload
+      "aiplatform.tuningJobs.cancel",  # [rest] tuningJobs.cancel
+      "aiplatform.tuningJobs.create",  # [rpc] GenAiTuningService.CreateTuningJob
+      "aiplatform.tuningJobs.get",     # [rpc] GenAiTuningService.GetTuningJob
     ],
-    # A job created with `tensorboard` names the instance it writes to.
-    var.enable_tensorboard ? ["aiplatform.tensorboards.get"] : [],
+    # A job created with `tensorboard` names the instance it writes to. No Google page found
+    # says customJobs.create needs this when it does; it is granted only with the instance.
+    var.enable_tensorboard ? ["aiplatform.tensorboards.get"] : [], # see the comment above
   )
 }
 
@@ -140,7 +152,7 @@ resource "google_project_iam_member" "workflow_vertex" {
   member  = google_service_account.workflow.member
 }
 
-# status.json and endpoint.json; reads run.json and evaluation/metrics.json.
+# status.json and endpoint.json; reads run.json and evaluation/gate.json.
 resource "google_storage_bucket_iam_member" "workflow_writes_runs" {
   bucket = google_storage_bucket.runs.name
   role   = "roles/storage.objectUser"
@@ -276,6 +288,30 @@ resource "google_project_iam_member" "build_log_writer" {
 
 # --- service agents ------------------------------------------------------------------------
 
+# The agents apis.tf creates on request get no role of their own (Google grants it only to an
+# agent it creates on first use; https://cloud.google.com/iam/docs/create-service-agents):
+# each gets its service agent role here, as Google would have granted it.
+resource "google_project_iam_member" "vertex_agent_role" {
+  #checkov:skip=CKV_GCP_49:Google's own service agent role, granted only to the Vertex AI service agent as Google grants it to an agent created on first use.
+  project = var.project_id
+  role    = "roles/aiplatform.serviceAgent"
+  member  = local.vertex_agent
+}
+
+resource "google_project_iam_member" "eventarc_agent_role" {
+  #checkov:skip=CKV_GCP_49:Google's own service agent role, granted only to the Eventarc service agent as Google grants it to an agent created on first use.
+  project = var.project_id
+  role    = "roles/eventarc.serviceAgent"
+  member  = local.eventarc_agent
+}
+
+resource "google_project_iam_member" "pubsub_agent_role" {
+  #checkov:skip=CKV_GCP_49:Google's own service agent role, granted only to the Pub/Sub service agent as Google grants it to an agent created on first use.
+  project = var.project_id
+  role    = "roles/pubsub.serviceAgent"
+  member  = local.pubsub_agent
+}
+
 # Gemini tuning runs as the Vertex AI Service Agent and reads data/gemini/*.jsonl; model
 # upload and endpoints read model/ and pull the serving image through it. Google's own role
 # for the agent (Vertex AI Service Agent) may already cover both; these grants say what the
@@ -339,10 +375,13 @@ resource "time_sleep" "kms_propagation" {
   triggers        = { grant = google_kms_crypto_key_iam_member.storage_agent[0].etag }
 }
 
-# IAM is eventually consistent: a grant can take a minute to be honoured. The builds, the
-# functions, the triggers and the workflow wait for it, so the first apply works end to end.
+# IAM is eventually consistent: a grant is "typically" honoured within 2 minutes, "potentially
+# 7 minutes or longer" (https://cloud.google.com/iam/docs/access-change-propagation). The
+# builds, the functions, the triggers and the workflow wait the typical 2 minutes for every
+# grant above, the service agents' roles included, so the first apply works end to end in the
+# usual case; in a slower one, the resource that fails is created by running apply again.
 resource "time_sleep" "iam_propagation" {
-  create_duration = "60s"
+  create_duration = "120s"
 
   triggers = {
     upload     = google_service_account.upload.email
@@ -357,6 +396,9 @@ resource "time_sleep" "iam_propagation" {
     google_project_service_identity.aiplatform,
     google_project_service_identity.eventarc,
     google_project_service_identity.pubsub,
+    google_project_iam_member.vertex_agent_role,
+    google_project_iam_member.eventarc_agent_role,
+    google_project_iam_member.pubsub_agent_role,
     google_storage_bucket_iam_member.upload_reads_uploads,
     google_storage_bucket_iam_member.upload_writes_runs,
     google_pubsub_topic_iam_member.upload_publishes_runs,

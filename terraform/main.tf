@@ -50,9 +50,10 @@ locals {
   trainer_image = local.build_trainer ? "${local.registry}/trainer:${local.trainer_tag}" : var.trainer_image
 
   # Service agents: Google-managed identities that act for a service inside this project.
-  vertex_agent  = "serviceAccount:${google_project_service_identity.aiplatform.email}"
-  pubsub_agent  = "serviceAccount:${google_project_service_identity.pubsub.email}"
-  storage_agent = "serviceAccount:${data.google_storage_project_service_account.this.email_address}"
+  vertex_agent   = "serviceAccount:${google_project_service_identity.aiplatform.email}"
+  eventarc_agent = "serviceAccount:${google_project_service_identity.eventarc.email}"
+  pubsub_agent   = "serviceAccount:${google_project_service_identity.pubsub.email}"
+  storage_agent  = "serviceAccount:${data.google_storage_project_service_account.this.email_address}"
 
   common_labels = merge({ app = "droptune" }, var.labels)
 }

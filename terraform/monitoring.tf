@@ -1,5 +1,5 @@
-# What to watch: log-based metrics of the runs' state changes, a dashboard, one alert policy,
-# and the optional Vertex AI TensorBoard instance for training curves.
+# What to watch: log-based metrics of the runs' state changes, a dashboard, three alert
+# policies, and the optional Vertex AI TensorBoard instance for training curves.
 #
 # State changes are logged by two units, in two shapes, so they are counted by two metrics
 # with the same `state` label:
@@ -236,19 +236,38 @@ resource "google_monitoring_notification_channel" "email" {
   depends_on = [google_project_service.enabled]
 }
 
+# Alerts on a run that ended FAILED match the units' log lines themselves (log-match
+# conditions), not the log-based metrics above: Monitoring refuses a metric condition on a
+# log-based metric for up to 10 minutes after the metric is created (404 "Cannot find
+# metric(s)", terraform-provider-google issue 11102), and depends_on cannot wait for that, so
+# a first apply would stop there. A log-match condition needs no metric. Monitoring allows one
+# such condition per policy, hence a policy per unit; each names the run in its notification.
 locals {
-  # What counts as a failure, by the name the alert shows.
+  failed_run_logs = {
+    upload = {
+      unit   = "upload function"
+      filter = "resource.type=\"cloud_run_revision\" AND resource.labels.service_name=\"${local.upload_function_name}\" AND labels.state=\"FAILED\""
+      run_id = "EXTRACT(labels.run_id)"
+    }
+    workflow = {
+      unit   = "pipeline workflow"
+      filter = "resource.type=\"workflows.googleapis.com/Workflow\" AND resource.labels.workflow_id=\"${local.workflow_name}\" AND jsonPayload.state=\"FAILED\""
+      run_id = "EXTRACT(jsonPayload.run_id)"
+    }
+  }
+
+  # Failures no log line of droptune's says: built-in metrics, which exist with their APIs.
   failure_conditions = {
-    "Upload function: run FAILED" = "metric.type=\"${local.intake_state_metric}\" AND resource.type=\"cloud_run_revision\" AND metric.label.state=\"FAILED\""
-    "Workflow: run FAILED"        = "metric.type=\"${local.run_state_metric}\" AND resource.type=\"workflows.googleapis.com/Workflow\" AND metric.label.state=\"FAILED\""
-    "Workflow execution failed"   = "metric.type=\"workflows.googleapis.com/finished_execution_count\" AND resource.type=\"workflows.googleapis.com/Workflow\" AND resource.label.workflow_id=\"${local.workflow_name}\" AND metric.label.status=\"FAILED\""
-    "Run message dead-lettered"   = "metric.type=\"pubsub.googleapis.com/topic/send_message_operation_count\" AND resource.type=\"pubsub_topic\" AND resource.label.topic_id=\"${google_pubsub_topic.dead_letter.name}\""
+    "Workflow execution failed" = "metric.type=\"workflows.googleapis.com/finished_execution_count\" AND resource.type=\"workflows.googleapis.com/Workflow\" AND resource.label.workflow_id=\"${local.workflow_name}\" AND metric.label.status=\"FAILED\""
+    "Run message dead-lettered" = "metric.type=\"pubsub.googleapis.com/topic/send_message_operation_count\" AND resource.type=\"pubsub_topic\" AND resource.label.topic_id=\"${google_pubsub_topic.dead_letter.name}\""
   }
 }
 
-resource "google_monitoring_alert_policy" "failures" {
+resource "google_monitoring_alert_policy" "run_failed" {
+  for_each = local.failed_run_logs
+
   project               = var.project_id
-  display_name          = "droptune: a run failed"
+  display_name          = "droptune: a run FAILED in the ${each.value.unit}"
   combiner              = "OR"
   severity              = "ERROR"
   notification_channels = local.alert_channels
@@ -257,11 +276,47 @@ resource "google_monitoring_alert_policy" "failures" {
   documentation {
     mime_type = "text/markdown"
     content   = <<-EOT
-      A droptune run ended FAILED, a pipeline workflow execution failed, or a run message was
-      dead-lettered. The run's `status.json` in gs://${local.runs_bucket}/runs/<run_id>/ holds
-      the error; the workflow's executions are in the console under Workflows >
-      ${local.workflow_name}; dead-lettered messages wait in the subscription
-      ${local.dead_letter_topic_name}.
+      droptune run $${log.extracted_label.run_id} ended FAILED in the ${each.value.unit}.
+      Its `status.json` in gs://${local.runs_bucket}/runs/$${log.extracted_label.run_id}/
+      holds the error; `droptune runs show $${log.extracted_label.run_id}` says where.
+    EOT
+  }
+
+  conditions {
+    display_name = "A run FAILED in the ${each.value.unit}"
+    condition_matched_log {
+      filter           = each.value.filter
+      label_extractors = { run_id = each.value.run_id }
+    }
+  }
+
+  # Required for log-match conditions: at most one notification per 5 minutes.
+  alert_strategy {
+    notification_rate_limit {
+      period = "300s"
+    }
+    auto_close = "604800s"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_monitoring_alert_policy" "failures" {
+  project               = var.project_id
+  display_name          = "droptune: a workflow execution failed or a run message was dead-lettered"
+  combiner              = "OR"
+  severity              = "ERROR"
+  notification_channels = local.alert_channels
+  user_labels           = local.common_labels
+
+  documentation {
+    mime_type = "text/markdown"
+    content   = <<-EOT
+      A pipeline workflow execution failed (a run it could not even mark FAILED), or a run
+      message was dead-lettered. The workflow's executions are in the console under
+      Workflows > ${local.workflow_name}; dead-lettered messages wait in the subscription
+      ${local.dead_letter_topic_name}; the run's `status.json` is in
+      gs://${local.runs_bucket}/runs/<run_id>/.
     EOT
   }
 
@@ -290,8 +345,7 @@ resource "google_monitoring_alert_policy" "failures" {
     auto_close = "604800s"
   }
 
-  # Alert conditions on a log-based metric need the metric to exist first.
-  depends_on = [google_logging_metric.intake_state, google_logging_metric.run_state]
+  depends_on = [google_project_service.enabled]
 }
 
 resource "google_vertex_ai_tensorboard" "training" {

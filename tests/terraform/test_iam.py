@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.terraform.module import block, load, ref
+from tests.terraform.module import TERRAFORM, block, load, ref
 
 PRIMITIVE = {"roles/owner", "roles/editor", "roles/viewer"}
 PUBLIC = {"allUsers", "allAuthenticatedUsers"}
@@ -27,6 +27,10 @@ PROJECT_GRANTS = {
     ("build_log_writer", "roles/logging.logWriter"),
     ("build_reads_function_sources", "roles/storage.objectViewer"),  # with a condition
     ("storage_agent_publishes_events", "roles/pubsub.publisher"),  # Eventarc's own topic
+    # The agents apis.tf creates on request: Google grants their roles only on first use.
+    ("vertex_agent_role", "roles/aiplatform.serviceAgent"),
+    ("eventarc_agent_role", "roles/eventarc.serviceAgent"),
+    ("pubsub_agent_role", "roles/pubsub.serviceAgent"),
 }
 
 
@@ -196,8 +200,22 @@ def test_event_delivery_may_invoke_the_upload_function_and_start_the_workflow():
 # A Vertex AI REST method -> the permission its IAM table names for it (deployModel and
 # undeployModel are endpoints.deploy and endpoints.undeploy).
 PERMISSION_OF = {"deployModel": "deploy", "undeployModel": "undeploy"}
-# The connectors poll the long-running operations these return with the resource's get.
-POLLED_WITH = {"models.upload": "models.get", "endpoints.create": "endpoints.get"}
+# The connectors poll the long-running operations these return with the resource's get (the
+# operation is named under it: models/M/operations/O, endpoints/E/operations/O), whether or not
+# the workflow ever calls that get itself.
+POLLED_WITH = {
+    "models.upload": "models.get",
+    "endpoints.create": "endpoints.get",
+    "endpoints.deployModel": "endpoints.get",
+    "endpoints.undeployModel": "endpoints.get",
+}
+# Names that read as permissions and are none (Vertex AI's IAM permission reference): a custom
+# role that lists one is refused, and the first apply stops there.
+NOT_PERMISSIONS = {
+    "aiplatform.models.deploy",
+    "aiplatform.models.undeploy",
+    "aiplatform.operations.get",
+}
 
 
 def test_the_workflow_role_holds_every_vertex_ai_method_the_workflow_calls():
@@ -218,3 +236,62 @@ def test_the_workflow_role_holds_every_vertex_ai_method_the_workflow_calls():
     granted = set(re.findall(r"aiplatform\.\w+\.\w+", role["permissions"]))
     assert needed <= granted, f"missing from the workflow's role: {sorted(needed - granted)}"
     assert granted - needed <= {"aiplatform.tensorboards.get"}, sorted(granted - needed)
+    assert not granted & NOT_PERMISSIONS, sorted(granted & NOT_PERMISSIONS)
+
+
+def test_each_workflow_permission_names_the_page_it_comes_from():
+    """iam.tf says, permission by permission, which Google page asks for it."""
+    import re
+
+    text = (TERRAFORM / "iam.tf").read_text()
+    role = text[text.index('resource "google_project_iam_custom_role" "workflow_vertex"') :]
+    role = role[: role.index("\n}\n")]
+    for line in role.splitlines():
+        if re.search(r'"aiplatform\.\w+\.\w+"', line):
+            assert "#" in line, f"no source named for {line.strip()}"
+
+
+@pytest.mark.parametrize("identity", ["aiplatform", "eventarc", "pubsub"])
+def test_every_agent_created_on_request_gets_its_service_agent_role(identity):
+    """An agent that google_project_service_identity creates gets no role by itself (Google's
+    'Create and grant roles to service agents'): Eventarc then refuses the triggers."""
+    module = load()
+    email = f"google_project_service_identity.{identity}.email"
+    members = {
+        name: body
+        for name, body in module.resources["google_project_iam_member"].items()
+        if body["role"] == f"roles/{identity}.serviceAgent"
+    }
+    assert len(members) == 1, f"roles/{identity}.serviceAgent is granted {len(members)} times"
+    ((name, body),) = members.items()
+    member = body["member"]
+    if ref(member) and ref(member).startswith("local."):
+        member = module.locals[ref(member).removeprefix("local.")]
+    assert email in member, f"{name} grants the role to {member}, not to {email}"
+    waits_for = {
+        str(d).strip("${}") for d in module.resource("time_sleep.iam_propagation")["depends_on"]
+    }
+    assert f"google_project_iam_member.{name}" in waits_for, f"the wait does not wait for {name}"
+
+
+def test_the_propagation_wait_is_the_typical_two_minutes_and_everything_waits_for_it():
+    """IAM: 'typically 2 minutes' (cloud.google.com/iam/docs/access-change-propagation)."""
+    module = load()
+    wait = module.resource("time_sleep.iam_propagation")
+    assert wait["create_duration"] == "120s"
+    waiting = [
+        address
+        for address, body in module.each()
+        if any("time_sleep.iam_propagation" in str(d) for d in body.get("depends_on", []))
+    ]
+    for needs_grants in (
+        "google_cloudfunctions2_function.upload",
+        "google_eventarc_trigger.workflow",
+        "google_workflows_workflow.pipeline",
+    ):
+        assert needs_grants in waiting, f"{needs_grants} does not wait for the grants"
+    everything = {
+        f"google_project_iam_member.{n}" for n in module.resources["google_project_iam_member"]
+    }
+    waited = {str(d).strip("${}") for d in wait["depends_on"]}
+    assert everything <= waited, f"grants the wait does not wait for: {everything - waited}"
