@@ -22,6 +22,8 @@ from droptune.errors import ConfigError
 
 Backend = Literal["custom", "gemini"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
+DeployStrategy = Literal["alongside", "replace"]
+DEPLOY_STRATEGIES: tuple[str, ...] = get_args(DeployStrategy)
 DEFAULT_CUSTOM_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_GEMINI_MODEL = "gemini-2.5-flash"
 
@@ -225,6 +227,13 @@ class RunConfig(Settings):
         default="NVIDIA_L4",
     )
     serving_accelerator_count: int = setting("Custom backend: GPUs per serving machine.", default=1)
+    deploy_strategy: DeployStrategy = setting(
+        "Custom backend: alongside (the new model is deployed and smoke-tested beside the one "
+        "serving, then that one is retired: no downtime, two serving machines' GPU quota "
+        "during the switch) or replace (earlier models are undeployed first: one machine's "
+        "quota, and the endpoint answers nothing until the new model is deployed).",
+        default="alongside",
+    )
     training_timeout_minutes: int = setting(
         "How long the workflow waits for training before it cancels the job.", default=360
     )
@@ -245,6 +254,11 @@ class RunConfig(Settings):
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        if self.deploy_strategy not in DEPLOY_STRATEGIES:
+            raise ConfigError(
+                f"deploy_strategy must be one of {', '.join(DEPLOY_STRATEGIES)}; "
+                f"got {self.deploy_strategy!r}"
+            )
         if self.format is not None:
             from droptune.formats import BY_NAME  # local: formats imports nothing from here
 

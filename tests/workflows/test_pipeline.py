@@ -162,9 +162,11 @@ def test_a_run_with_a_thousand_labels_fits_the_workflows_memory(vertex, gcs_serv
     assert vertex.bucket.get_blob("runs/many/evaluation/gate.json").size < 1024
 
 
-def test_a_two_hour_job_costs_102_steps_103_on_the_first_run(vertex, gcs_server):
-    """100, the smoke test's try and the endpoint's variable; creating the endpoint (the
-    first run) is one more. The job outlives the connector's own 30-minute wait."""
+def test_a_two_hour_job_costs_104_steps(vertex, gcs_server):
+    """100, the smoke test's try, the endpoint's variable and the deploy_strategy loop that
+    retires nothing by default; then creating the endpoint (the first run) or retiring the
+    model it had (a call to `retire`, later runs). The job outlives the connector's own
+    30-minute wait."""
     vertex.job_seconds = 2 * 3600
     steps = []
     for run_id in ("first", "later"):
@@ -174,7 +176,7 @@ def test_a_two_hour_job_costs_102_steps_103_on_the_first_run(vertex, gcs_server)
         steps.append(execution.step_count)
     polls = vertex.calls.count("customJobs.get")
     assert polls <= 2 * 16
-    assert steps == [103, 102]
+    assert steps == [104, 104]
 
 
 def test_a_second_deployment_replaces_the_first_model_on_the_endpoint(vertex, gcs_server):
@@ -185,6 +187,47 @@ def test_a_second_deployment_replaces_the_first_model_on_the_endpoint(vertex, gc
     assert len(endpoint["deployedModels"]) == 1
     assert vertex.calls.count("endpoints.create") == 1
     assert vertex.calls.count("endpoints.undeployModel") == 1
+
+
+def test_replace_retires_the_old_model_before_the_new_one_is_deployed(vertex, gcs_server):
+    """deploy_strategy replace: never two models on the endpoint, so one serving machine's
+    GPU quota is enough; the endpoint has no model between the undeploy and the deploy."""
+    queue_run(vertex.bucket, "first")
+    assert execute(vertex, gcs_server, "first").result["state"] == "SUCCEEDED"
+    (endpoint,) = vertex.endpoints.values()
+    (first,) = endpoint["deployedModels"]
+    seen: list[int] = []
+    deploy = vertex.hooks()[AIPLATFORM + "endpoints.deployModel"]
+
+    def counting(**kwargs: Any) -> dict:
+        seen.append(len(endpoint.get("deployedModels", [])))
+        return deploy(**kwargs)
+
+    start = len(vertex.calls)
+    queue_run(vertex.bucket, "second", deploy_strategy="replace")
+    execution = execute(
+        vertex, gcs_server, "second", hooks={AIPLATFORM + "endpoints.deployModel": counting}
+    )
+    assert execution.state == "SUCCEEDED", execution.error
+    assert seen == [0]  # the first model had left when the second was deployed
+    calls = vertex.calls[start:]
+    assert calls.index("endpoints.undeployModel") < calls.index("endpoints.deployModel")
+    assert calls.count("endpoints.undeployModel") == 1
+    (second,) = endpoint["deployedModels"]
+    assert second["id"] != first["id"] and endpoint["trafficSplit"] == {second["id"]: 100}
+
+
+def test_replace_leaves_no_model_when_the_new_one_fails_its_smoke_test(vertex, gcs_server):
+    queue_run(vertex.bucket, "good")
+    assert execute(vertex, gcs_server, "good").result["state"] == "SUCCEEDED"
+    vertex.serving_fails = True
+    queue_run(vertex.bucket, "broken", deploy_strategy="replace")
+    execution = execute(vertex, gcs_server, "broken")
+    assert execution.state == "FAILED" and "SmokeTestFailed" in execution.error["tags"]
+    (endpoint,) = vertex.endpoints.values()
+    assert endpoint["deployedModels"] == [] and endpoint["trafficSplit"] == {}
+    message = status_of(vertex.bucket, "broken")["error"]["message"]
+    assert "the endpoint has no model until a run deploys one" in message
 
 
 def test_a_model_that_fails_its_smoke_prediction_gives_the_traffic_back(vertex, gcs_server):
