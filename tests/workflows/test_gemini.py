@@ -13,7 +13,7 @@ import json
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from functions_framework import create_app
@@ -88,6 +88,7 @@ class Wire:
             target="evaluate", source=str(ROOT / "functions" / "main.py")
         ).test_client()
         self.calls: list[tuple[str, str]] = []
+        self.answers: list[tuple[str, str, Any]] = []
         self.auth: list[str] = []
 
     def hooks(self) -> dict[str, Any]:
@@ -96,15 +97,24 @@ class Wire:
             "http.get": lambda **kw: self.send("GET", **kw),
         }
 
-    def send(self, method: str, url: str, auth: dict | None = None, body: Any = None, **_: Any):
+    def send(
+        self,
+        method: str,
+        url: str,
+        auth: dict | None = None,
+        body: Any = None,
+        query: dict | None = None,
+        **_: Any,
+    ):
         self.calls.append((method, url))
         self.auth.append((auth or {}).get("type", ""))
         if url == EVALUATE_URL:
             answer = self.function.post("/", json=body)
             status, data = answer.status_code, answer.get_json()
         else:
-            target = urlsplit(url).path
+            target = urlsplit(url).path + (f"?{urlencode(query)}" if query else "")
             status, data = self.server.handle(method, target, json.dumps(body or {}).encode())
+            self.answers.append((method, url, data))
         if status >= 400:
             failure = http_error(status)
             failure.value["body"] = data  # as Workflows gives it: the decoded answer
@@ -182,6 +192,22 @@ def test_a_two_hour_tuning_job_costs_at_most_100_steps(
     polls = sum(1 for method, url in wire.calls if method == "GET" and "/tuningJobs/" in url)
     assert polls <= 16
     assert execution.step_count <= 100, execution.step_count
+
+
+def test_polls_read_only_the_fields_the_workflow_uses(clock, server, tuner, gcs_server, gcs_bucket):
+    """A tuning job quotes examples of the dataset in its statistics: the polls ask for a
+    partial response, so the workflow's variables do not grow with the data."""
+    queue_gemini_run(gcs_bucket, "small")
+    execution, wire = execute(clock, server, gcs_server, gcs_bucket, "small")
+    assert execution.result["state"] == "SUCCEEDED", execution.error
+    polled = [
+        data for method, url, data in wire.answers if method == "GET" and "/tuningJobs/" in url
+    ]
+    assert polled
+    read = {"name", "state", "createTime", "baseModel", "tunedModel", "error"}
+    for answer in polled:
+        assert set(answer) <= read, set(answer) - read
+    assert "tunedModel" in polled[-1]
 
 
 @pytest.mark.parametrize(

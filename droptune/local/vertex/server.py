@@ -26,6 +26,7 @@ from typing import Any
 
 from droptune.config import DEFAULT_CUSTOM_MODEL
 from droptune.local.storage_emulator import free_port
+from droptune.local.vertex import fields
 from droptune.local.vertex.emulation import EmulatedTuning
 from droptune.local.vertex.endpoints import Endpoints
 from droptune.local.vertex.errors import ApiError, invalid
@@ -124,7 +125,10 @@ class VertexServer:
             if route.method == method:
                 try:
                     request = Request(method, path, match.groupdict(), query, _decode(body))
-                    return 200, route.handler(request)
+                    answer = route.handler(request)
+                    if "fields" in query:  # a partial response (fields.py)
+                        answer = fields.select(answer, query["fields"])
+                    return 200, answer
                 except ApiError as exc:
                     return exc.http_status, exc.body()
         if known_path:

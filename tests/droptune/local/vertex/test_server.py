@@ -77,6 +77,20 @@ def test_unknown_methods_answer_in_googles_error_shape(vertex):
     assert broken.status_code == 400 and "Invalid JSON" in broken.json()["error"]["message"]
 
 
+def test_the_fields_parameter_gives_a_partial_response(vertex, jobs):
+    """Google's `fields` system parameter, which the workflow sends to keep answers small."""
+    job = jobs.create_custom_job(parent=PARENT, custom_job=custom_job(["python", "-c", "pass"]))
+    url = f"{vertex.url}/v1/{job.name}"
+    whole = requests.get(url, timeout=10).json()
+    assert {"jobSpec", "displayName"} <= set(whole)
+    part = requests.get(url, params={"fields": "name,state,jobSpec(workerPoolSpecs)"}, timeout=10)
+    assert part.status_code == 200
+    assert set(part.json()) == {"name", "state", "jobSpec"}
+    assert set(part.json()["jobSpec"]) == {"workerPoolSpecs"}
+    broken = requests.get(url, params={"fields": "name,jobSpec(workerPoolSpecs"}, timeout=10)
+    assert broken.status_code == 400 and "parentheses" in broken.json()["error"]["message"]
+
+
 def test_logs_reach_the_emulator_named_in_the_server_env(gcs_server, monkeypatch):
     # The server's env names the emulator; this process's environment does not.
     monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
