@@ -2,7 +2,8 @@
 
 Exit codes: 0 with the workflow's result as JSON on stdout; 1 when the workflow ends with an
 unhandled error, its error map as JSON on stderr (with `context`: the step, its line, the
-routine and the expression); 2 when the file (or `--data`) is invalid, with the line to fix.
+routine and the expression); 2 when the file (or `--data`) is invalid, with the line to fix, or
+larger than the service takes (limits.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rich.table import Table
 from droptune.config import parse_pairs
 from droptune.local.workflows.engine import Engine, Execution, load_workflow
 from droptune.local.workflows.errors import WorkflowSyntaxError
+from droptune.local.workflows.limits import MAX_ARGUMENT_BYTES
 from droptune.local.workflows.stdlib import Runtime, VirtualClock, json_encode_to_string
 
 app = typer.Typer(help="Run Cloud Workflows files locally.", no_args_is_help=True)
@@ -63,6 +65,13 @@ def run(
     except ValueError as exc:
         err.print(f"[red]--data is not JSON:[/] {exc}")
         raise typer.Exit(2) from None
+    if data is not None and len(data.encode("utf-8")) > MAX_ARGUMENT_BYTES:
+        # As the Executions API refuses to start it (an event is not bound by this limit).
+        err.print(
+            f"[red]--data is too large:[/] {len(data.encode('utf-8')):,} bytes; an execution's "
+            f"argument has at most {MAX_ARGUMENT_BYTES:,} (32 KB): pass a reference to the data"
+        )
+        raise typer.Exit(2)
     runtime = Runtime(env={**default_env(file), **parse_pairs(env or [], "--env")}, echo_logs=True)
     if virtual_clock:
         runtime.clock = VirtualClock()

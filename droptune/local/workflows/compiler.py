@@ -1,5 +1,6 @@
 """Compiling a workflow document into steps: structure checked, expressions parsed, every
-`next` target resolved, all before anything runs, each error with its file and line."""
+`next` target resolved, the limits a deployment checks applied (limits.py), all before anything
+runs, each error with its file and line."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from droptune.local.workflows.expressions import (
     map_builder,
     type_name,
 )
-from droptune.local.workflows.loader import LineMap, line_of, load_file, load_text
+from droptune.local.workflows.limits import (
+    MAX_ASSIGNMENTS,
+    MAX_BRANCHES,
+    MAX_CONDITIONS,
+    MAX_EXPRESSION_LENGTH,
+    MAX_SOURCE_BYTES,
+)
+from droptune.local.workflows.loader import LineMap, line_of, load_text, read_text
 from droptune.local.workflows.steps import (
     AssignStep,
     Block,
@@ -36,8 +44,6 @@ from droptune.local.workflows.steps import (
     Workflow,
 )
 
-MAX_ASSIGNMENTS = 50
-MAX_BRANCHES = 10
 STEP_KINDS = ("assign", "call", "switch", "for", "parallel", "try", "raise", "return", "steps")
 
 
@@ -49,8 +55,14 @@ def is_expression(value: Any) -> bool:
 def compile_value(value: Any, where: str) -> Compiled:
     """A YAML value with `${...}` anywhere inside (values and map keys) as one function."""
     if is_expression(value):
+        text = value[2:-1]
+        if len(text) > MAX_EXPRESSION_LENGTH:
+            raise WorkflowSyntaxError(
+                f"{where}: an expression has at most {MAX_EXPRESSION_LENGTH} characters, this one "
+                f"{len(text)}: compute it in steps, assigning its parts to variables first"
+            )
         try:
-            compiled = compile_expression(value[2:-1])
+            compiled = compile_expression(text)
         except WorkflowSyntaxError as exc:
             raise WorkflowSyntaxError(f"{where}: {exc}") from None
 
@@ -234,6 +246,8 @@ class _Compiler:
             raise self.fail(
                 body, f"step {name!r}: switch takes a list of `- condition: ...` entries"
             )
+        if len(items) > MAX_CONDITIONS:
+            raise self.fail(body, f"step {name!r}: at most {MAX_CONDITIONS} conditions per switch")
         conditions = []
         for item in items:
             if not isinstance(item, dict) or "condition" not in item:
@@ -416,8 +430,15 @@ def compile_workflow(document: Any, source: str = "<workflow>") -> Workflow:
 
 
 def load_workflow(path: str) -> Workflow:
-    return compile_workflow(load_file(path), path)
+    return parse_workflow(read_text(path), path)
 
 
 def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
+    """Compile a workflow's source, which may be as large as the service deploys."""
+    size = len(text.encode("utf-8"))
+    if size > MAX_SOURCE_BYTES:
+        raise WorkflowSyntaxError(
+            f"{source}: {size:,} bytes; a workflow's source has at most {MAX_SOURCE_BYTES:,} "
+            "(128 KB): move data out of it (read it at run time) or split it into workflows"
+        )
     return compile_workflow(load_text(text, source), source)

@@ -15,7 +15,9 @@ Semantics follow the Workflows syntax reference:
 - `next` jumps within the block or to an enclosing block; `break`/`continue` act on the
   innermost `for`; `end` stops the current (sub)workflow, which then returns null;
 - errors are maps with `message` and `tags` (or whatever `raise` raised); `try`/`retry`/
-  `except` catch them, and retries wait (on the engine's clock) by the backoff policy.
+  `except` catch them, and retries wait (on the engine's clock) by the backoff policy;
+- the service's limits hold (limits.py): steps, call depth, parallel nesting, and the memory
+  of all variables alive at once, which each assignment updates (scope.py).
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ from droptune.local.workflows.compiler import compile_workflow, load_workflow, p
 from droptune.local.workflows.connectors import Connectors
 from droptune.local.workflows.errors import WorkflowRaise, error, from_python
 from droptune.local.workflows.expressions import Namespace, type_name
+from droptune.local.workflows.limits import (
+    MAX_CALL_DEPTH,
+    MAX_MEMORY_BYTES,
+    MAX_PARALLEL_NESTING,
+    MAX_STEPS,
+    MEMORY_EXCEEDED,
+    exceeded,
+    kilobytes,
+)
 from droptune.local.workflows.loader import plain
 from droptune.local.workflows.scope import Frame
 from droptune.local.workflows.steps import (
@@ -47,9 +58,6 @@ from droptune.local.workflows.steps import (
 )
 
 __all__ = ["Engine", "Execution", "Frame", "compile_workflow", "load_workflow", "parse_workflow"]
-
-MAX_STEPS = 100_000
-MAX_CALL_DEPTH = 20
 
 
 # --- the engine -----------------------------------------------------------------------------
@@ -110,12 +118,14 @@ class Engine:
         self.max_steps = max_steps
         self.records: list[StepRecord] = []
         self.lock: threading.RLock | None = None
+        self.memory = 0  # bytes of the variables of all live frames (limits.size_of)
         self._depth = threading.local()
+        self._nesting = threading.local()  # parallel steps around this thread's branch
         self._expressions = threading.local()  # expression calls under way on this thread
 
     # --- entry --------------------------------------------------------------------------
     def run(self, argument: Any = None) -> Execution:
-        self.records = []
+        self.records, self.memory = [], 0
         try:
             result = self.call_subworkflow(
                 self.workflow.main, [argument] if self.workflow.main.params else [], {}
@@ -152,7 +162,7 @@ class Engine:
 
     def execute(self, step: Step, frame: Frame) -> Next | Return | None:
         if len(self.records) >= self.max_steps:
-            raise error("ResourceLimitError", f"more than {self.max_steps} steps in one execution")
+            raise exceeded(f"more than {self.max_steps} steps in one execution")
         record = StepRecord(step.name, step.line, time.perf_counter(), 0.0)
         self.records.append(record)
         try:
@@ -219,21 +229,7 @@ class Engine:
                 "RecursionError",
                 f"maximum call depth ({MAX_CALL_DEPTH}) exceeded calling {sub.name}",
             )
-        names = [p[0] for p in sub.params]
-        if len(args) > len(names):
-            raise error("TypeError", f"{sub.name} takes {len(names)} argument(s), got {len(args)}")
-        unknown = set(kwargs) - set(names)
-        if unknown:
-            raise error("TypeError", f"{sub.name}: unexpected argument(s) {sorted(unknown)}")
-        frame = Frame(self)
-        values = dict(zip(names, args, strict=False)) | kwargs
-        for pname, required, default_value in sub.params:
-            if pname in values:
-                frame.variables[pname] = plain(values[pname])
-            elif required and sub.name != "main":
-                raise error("TypeError", f"{sub.name}: missing argument {pname!r}")
-            else:
-                frame.variables[pname] = default_value(frame) if default_value else None
+        frame = self.arguments_frame(sub, args, kwargs)
         self._depth.value = depth + 1
         try:
             signal = self.run_block(sub.block, frame)
@@ -243,11 +239,49 @@ class Engine:
             raise
         finally:
             self._depth.value = depth
+            frame.release()
         if isinstance(signal, Return):
             return signal.value
         if isinstance(signal, Next) and signal.target in ("break", "continue"):
             raise error("SystemError", f"next: {signal.target} outside a for loop")
         return None
+
+    def arguments_frame(self, sub: Subworkflow, args: list[Any], kwargs: dict[str, Any]) -> Frame:
+        """The frame a call of `sub` starts in: its params, from the arguments or defaults."""
+        names = [p[0] for p in sub.params]
+        if len(args) > len(names):
+            raise error("TypeError", f"{sub.name} takes {len(names)} argument(s), got {len(args)}")
+        unknown = set(kwargs) - set(names)
+        if unknown:
+            raise error("TypeError", f"{sub.name}: unexpected argument(s) {sorted(unknown)}")
+        frame = Frame(self)
+        values = dict(zip(names, args, strict=False)) | kwargs
+        try:
+            for pname, required, default_value in sub.params:
+                if pname in values:
+                    frame.assign(pname, plain(values[pname]))
+                elif required and sub.name != "main":
+                    raise error("TypeError", f"{sub.name}: missing argument {pname!r}")
+                else:
+                    frame.assign(pname, default_value(frame) if default_value else None)
+        except Exception:
+            frame.release()
+            raise
+        return frame
+
+    def use_memory(self, change: int) -> None:
+        """Add `change` bytes to the variables alive; more than the limit ends the execution."""
+        if self.lock is not None:
+            with self.lock:
+                self.memory += change
+        else:
+            self.memory += change
+        if change > 0 and self.memory > MAX_MEMORY_BYTES:
+            raise exceeded(
+                MEMORY_EXCEEDED,
+                f"variables take {kilobytes(self.memory)}, more than the "
+                f"{kilobytes(MAX_MEMORY_BYTES)} an execution has",
+            )
 
     def library_value(self, name: str) -> Any:
         if name in stdlib.CONSTANTS:
@@ -292,19 +326,29 @@ class Engine:
     def run_concurrently(
         self, jobs: list[tuple[str, Callable[[], Any]]], limit: int
     ) -> list[tuple[str, Any]]:
-        """Run branch jobs; return (branch id, error) of those that raised, in branch order."""
+        """Run branch jobs; return (branch id, error) of those that raised, in branch order.
+        An error no except may catch (a resource limit) is raised once all have ended."""
+        nesting = getattr(self._nesting, "value", 0)
+        if nesting >= MAX_PARALLEL_NESTING:
+            raise error(
+                "ParallelNestingError",
+                f"parallel steps nest at most {MAX_PARALLEL_NESTING} deep",
+            )
         outer_lock = self.lock
         self.lock = outer_lock or threading.RLock()
         depth = getattr(self._depth, "value", 0)
         failures: dict[int, tuple[str, Any]] = {}
+        fatal: list[WorkflowRaise] = []
 
         def run(i: int, branch_id: str, job: Callable[[], Any]) -> None:
-            self._depth.value = depth
+            self._depth.value, self._nesting.value = depth, nesting + 1
             try:
                 signal = job()
                 if isinstance(signal, Return):
                     raise error("SystemError", "return is not allowed inside a parallel branch")
             except WorkflowRaise as exc:
+                if not exc.catchable:
+                    fatal.append(exc)
                 failures[i] = (branch_id, exc.value)
 
         try:
@@ -313,4 +357,6 @@ class Engine:
                     future.result()
         finally:
             self.lock = outer_lock
+        if fatal:
+            raise fatal[0]
         return [failures[i] for i in sorted(failures)]

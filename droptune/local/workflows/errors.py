@@ -3,7 +3,8 @@
 Two kinds, as in the service: a workflow file that cannot run (`WorkflowSyntaxError`, found
 before anything runs, with its line) and an error raised while it runs (`WorkflowRaise`,
 carrying the Workflows error value: a map with `message` and `tags`, or whatever a `raise`
-step raised). Runtime errors can be caught by `try`/`except` steps; syntax errors cannot.
+step raised). Runtime errors can be caught by `try`/`except` steps, except a resource limit
+the engine enforces (`catchable` false, see limits.py); syntax errors cannot.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class WorkflowRaise(DroptuneError):
         self.step = step  # where it was raised, filled in as it travels up
         self.expression: str | None = None
         self.routine: str | None = None
+        self.catchable = True  # false: no except or retry sees it, the execution fails
+        self.detail: str | None = None  # what the error map leaves out (a limit's numbers)
         super().__init__(describe(value))
 
     @property
@@ -35,6 +38,8 @@ class WorkflowRaise(DroptuneError):
             parts.append(f"routine {self.routine!r}")
         if self.expression:
             parts.append(f"expression {self.expression}")
+        if self.detail:
+            parts.append(self.detail)
         return ", ".join(p for p in parts if p)
 
     @property

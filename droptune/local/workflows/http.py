@@ -4,7 +4,8 @@ A response is `{"body", "code", "headers"}`; a JSON body (by Content-Type) is de
 text is a string, anything else bytes. A map or list `body` is sent as JSON. Status >= 400
 raises an `HttpError` map with `code`, `headers`, `body`; a connection that cannot be made is
 a `ConnectionFailedError`, one that breaks a `ConnectionError`, a slow server a `TimeoutError`.
-`auth` is accepted and ignored locally: local servers need no token.
+A body larger than the service takes (2 MB, limits.py) is a `ResourceLimitError` that no
+`except` catches. `auth` is accepted and ignored locally: local servers need no token.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import requests
 
 from droptune.local.workflows.errors import WorkflowRaise, error
 from droptune.local.workflows.expressions import type_name
+from droptune.local.workflows.limits import MAX_RESPONSE_BYTES, exceeded
 
 DEFAULT_TIMEOUT = 300.0  # seconds, as the service's default for http.* calls
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -57,7 +59,8 @@ def send(
     query: dict[str, Any] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> requests.Response:
-    """One request, with Workflows' errors for failures of the connection or of the status."""
+    """One request, with Workflows' errors for failures of the connection, of the status and
+    of the size."""
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise error("ValueError", f"http: url must be an http(s) URL, got {url!r}")
     headers = {str(k): str(v) for k, v in (headers or {}).items()}
@@ -78,6 +81,11 @@ def send(
         raise error(tag, f"{method} {url}: {exc}") from None
     except requests.RequestException as exc:  # a broken answer (ChunkedEncodingError, ...)
         raise error("ConnectionError", f"{method} {url}: {exc}") from None
+    if len(response.content) > MAX_RESPONSE_BYTES:
+        raise exceeded(
+            f"{method} {url}: the response is {len(response.content):,} bytes, more than the "
+            f"{MAX_RESPONSE_BYTES:,} (2 MB) a workflow can receive"
+        )
     if response.status_code >= 400:
         raise WorkflowRaise({
             "message": f"HTTP server responded with error code {response.status_code}",

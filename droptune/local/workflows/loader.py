@@ -66,12 +66,15 @@ def load_text(text: str, source: str = "<workflow>") -> Any:
         raise WorkflowSyntaxError(f"{source}: not YAML or JSON: {exc}") from None
 
 
-def load_file(path: str | Path) -> Any:
+def read_text(path: str | Path) -> str:
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise WorkflowSyntaxError(f"{path}: {exc.strerror}") from None
-    return load_text(text, str(path))
+
+
+def load_file(path: str | Path) -> Any:
+    return load_text(read_text(path), str(path))
 
 
 def line_of(value: Any) -> int | None:

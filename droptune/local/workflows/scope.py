@@ -2,8 +2,14 @@
 block and parallel branch, chained to the frame it runs in.
 
 A `for` body or an except block reads and updates its parent's variables, and what it
-creates itself (the except block's error map too) is gone with it. A parallel branch reads its parent's variables but writes only those listed in
-`shared` (under the engine's lock); anything else it creates stays in the branch.
+creates itself (the except block's error map too) is gone with it. A parallel branch reads its
+parent's variables but writes only those listed in `shared` (under the engine's lock); anything
+else it creates stays in the branch.
+
+Each frame knows the size of each of its variables (`limits.size_of`) and reports what changes
+to the engine, which holds the total of all live frames against the execution's memory limit:
+an assignment measures the one variable it changed, and a frame gives its total back when it
+ends (`release`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from droptune.local.workflows.errors import error
 from droptune.local.workflows.expressions import Namespace
+from droptune.local.workflows.limits import size_of
 from droptune.local.workflows.stdlib import FunctionRef
 
 if TYPE_CHECKING:
@@ -42,7 +49,7 @@ class Frame:
     Implements the `Scope` protocol of the expression compiler (`get`, `call`).
     """
 
-    __slots__ = ("engine", "parent", "shared", "variables", "writes_up")
+    __slots__ = ("engine", "parent", "shared", "sizes", "variables", "writes_up")
 
     def __init__(
         self,
@@ -55,6 +62,9 @@ class Frame:
         self.engine, self.parent = engine, parent
         self.variables = variables if variables is not None else {}
         self.writes_up, self.shared = writes_up, shared
+        self.sizes: dict[str, int] = {}
+        for name in self.variables:
+            self.measure(name)
 
     def get(self, name: str) -> Any:
         frame: Frame | None = self
@@ -101,5 +111,20 @@ class Frame:
         if owner is not self and self.engine.lock is not None:
             with self.engine.lock:
                 owner.variables[name] = value
+                owner.measure(name)
         else:
             owner.variables[name] = value
+            owner.measure(name)
+
+    def measure(self, name: str) -> None:
+        """Count variable `name` at its present size (it was assigned, or changed inside)."""
+        size = size_of(self.variables[name])
+        change = size - self.sizes.get(name, 0)
+        if change:  # most assignments replace a number with a number: nothing to report
+            self.sizes[name] = size
+            self.engine.use_memory(change)
+
+    def release(self) -> None:
+        """The frame ends: its variables no longer count."""
+        self.engine.use_memory(-sum(self.sizes.values()))
+        self.sizes.clear()

@@ -14,12 +14,10 @@ from typing import Any
 
 from droptune.local.workflows.errors import WorkflowRaise, error
 from droptune.local.workflows.expressions import Compiled, get_key, type_name
+from droptune.local.workflows.limits import MAX_BRANCH_ERRORS, MAX_CONCURRENCY
 from droptune.local.workflows.loader import plain
 from droptune.local.workflows.scope import Frame
 
-# Limits as droptune applies them; the service publishes its own on its quotas page.
-MAX_CONCURRENCY = 20
-MAX_BRANCH_ERRORS = 100  # branch errors kept in an UnhandledBranchError (`truncated` beyond)
 UNHANDLED_BRANCH = "UnhandledBranchError: One or more branches or iterations encountered an unhandled runtime error"
 
 
@@ -196,7 +194,10 @@ class ForStep(Step):
     def execute(self, frame: Frame) -> Next | Return | None:
         for i, item in enumerate(self.sequence(frame)):
             body = Frame(frame.engine, self.loop_variables(i, item), parent=frame)
-            signal = frame.engine.run_block(self.block, body)
+            try:
+                signal = frame.engine.run_block(self.block, body)
+            finally:
+                body.release()
             target = signal.target if isinstance(signal, Next) else None
             if target == "break":
                 break
@@ -228,19 +229,13 @@ class ParallelStep(Step):
                     "KeyError", f"shared variable {name} must be assigned before the parallel step"
                 )
         jobs: list[tuple[str, Callable[[], Any]]] = []
-        shared = frozenset(self.shared)
         if self.loop is not None:
             loop = self.loop
             for i, item in enumerate(loop.sequence(frame)):
-                variables = loop.loop_variables(i, item)
-                branch = Frame(engine, variables, parent=frame, writes_up=False, shared=shared)
-                jobs.append((str(i), lambda b=branch: engine.run_block(loop.block, b)))
+                jobs.append((str(i), self.job(loop.block, frame, loop.loop_variables(i, item))))
         else:
-            for branch_def in self.branches:
-                branch = Frame(engine, {}, parent=frame, writes_up=False, shared=shared)
-                jobs.append(
-                    (branch_def.name, lambda b=branch, d=branch_def: engine.run_block(d.block, b))
-                )
+            for branch in self.branches:
+                jobs.append((branch.name, self.job(branch.block, frame, {})))
         limit = self.concurrency(frame) if self.concurrency else MAX_CONCURRENCY
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise error(
@@ -255,6 +250,24 @@ class ParallelStep(Step):
                 "truncated": len(failures) > MAX_BRANCH_ERRORS,
                 "totalUnhandledErrors": len(failures),
             })  # fmt: skip
+
+    def job(self, block: Block, frame: Frame, variables: dict[str, Any]) -> Callable[[], Any]:
+        """A branch or iteration to run: its frame exists (and takes memory) while it runs."""
+
+        def run() -> Next | Return | None:
+            branch = Frame(
+                frame.engine,
+                variables,
+                parent=frame,
+                writes_up=False,
+                shared=frozenset(self.shared),
+            )
+            try:
+                return frame.engine.run_block(block, branch)
+            finally:
+                branch.release()
+
+        return run
 
 
 @dataclass
@@ -279,6 +292,8 @@ class TryStep(Step):
             try:
                 return engine.execute(self.body, frame)
             except WorkflowRaise as exc:
+                if not exc.catchable:  # a resource limit: the execution fails
+                    raise
                 if self.retry is not None and engine.should_retry(
                     self.retry, exc.value, attempt, frame
                 ):
@@ -289,7 +304,11 @@ class TryStep(Step):
                 # What the except block creates, its error map included, is its own (as a
                 # `for` body's); it updates the variables it finds outside.
                 names = {self.except_as: exc.value} if self.except_as else {}
-                return engine.run_block(self.except_block, Frame(engine, names, parent=frame))
+                handler = Frame(engine, names, parent=frame)
+                try:
+                    return engine.run_block(self.except_block, handler)
+                finally:
+                    handler.release()
 
 
 @dataclass
@@ -314,7 +333,7 @@ def assign(frame: Frame, target: Target, value: Any) -> None:
     if not target.path:
         frame.assign(target.root, value)
         return
-    frame.owner(target.root)  # a parallel branch changes a parent's map only if it is shared
+    owner = frame.owner(target.root) or frame  # a branch changes a parent's map only if shared
     container = frame.get(target.root)
     keys = [key(frame) for key in target.path]
     for key in keys[:-1]:
@@ -331,3 +350,4 @@ def assign(frame: Frame, target: Target, value: Any) -> None:
         container[last] = value
     else:
         raise error("TypeError", f"cannot assign into a {type_name(container)}")
+    owner.measure(target.root)

@@ -75,3 +75,14 @@ def test_trace_lists_steps(tmp_path):
     result = droptune(write(tmp_path, text), "--trace")
     assert result.returncode == 0
     assert "2 steps" in result.stderr and " a " in result.stderr
+
+
+def test_data_over_32_kb_is_refused_as_the_executions_api_refuses_it(tmp_path):
+    path = write(
+        tmp_path, "main:\n  params: [args]\n  steps:\n    - r:\n        return: ${len(args)}\n"
+    )
+    fits = droptune(path, "--data", json.dumps("x" * (32 * 1024 - 2)))
+    assert fits.returncode == 0, fits.stderr
+    too_big = droptune(path, "--data", json.dumps("x" * (32 * 1024 - 1)))
+    assert too_big.returncode == 2
+    assert "32,769 bytes" in too_big.stderr and "32 KB" in too_big.stderr

@@ -17,8 +17,8 @@ from droptune.local.workflows.stdlib import Runtime, VirtualClock
 
 
 class Api(BaseHTTPRequestHandler):
-    """/json, /text, /bytes, /flaky (503 twice, then 200), /slow, /echo (POST),
-    and a Vertex-style long-running operation for models:upload."""
+    """/json, /text, /bytes, /sized?bytes=N (N bytes of text), /flaky (503 twice, then 200),
+    /slow, /echo (POST), and a Vertex-style long-running operation for models:upload."""
 
     protocol_version = "HTTP/1.1"
     calls: ClassVar[dict[str, int]] = {}
@@ -43,6 +43,9 @@ class Api(BaseHTTPRequestHandler):
             self.reply(200, b"plain words", "text/plain; charset=utf-8")
         elif path == "/bytes":
             self.reply(200, b"\x00\x01", "application/octet-stream")
+        elif path == "/sized":
+            size = int(self.path.partition("bytes=")[2])
+            self.reply(200, b"x" * size, "text/plain; charset=utf-8")
         elif path == "/flaky":
             code = 503 if Api.calls[path] <= 2 else 200
             self.reply(code, json.dumps({"attempt": Api.calls[path]}).encode())
@@ -138,6 +141,34 @@ def test_default_retry_rides_out_503s(api):
     execution = run(text, Runtime(clock=clock))
     assert execution.result == 3
     assert clock.now() - 1_700_000_000 == pytest.approx(1 + 1.25)
+
+
+def test_a_response_over_2_mb_fails_the_execution(api):
+    """The service takes a response of at most 2 MB (limits.py); a larger one is a
+    ResourceLimitError that no except catches."""
+    text = f"""
+- t:
+    try:
+      call: http.get
+      args: {{url: "{api}/sized?bytes={2 * 1024 * 1024 + 1}"}}
+    except:
+      steps:
+        - caught: {{return: caught}}
+"""
+    execution = run(text)
+    assert execution.error["tags"] == ["ResourceLimitError"]
+    assert "2,097,153 bytes, more than the 2,097,152 (2 MB)" in execution.error["message"]
+
+
+def test_a_response_fits_in_2_mb_but_a_variable_only_in_512_kb(api):
+    text = '- g: {{call: http.get, args: {{url: "{api}/sized?bytes={size}"}}, result: r}}\n- r: {{return: "${{len(r.body)}}"}}\n'
+    assert run(text.format(api=api, size=400 * 1024)).result == 400 * 1024
+    too_big = run(text.format(api=api, size=1024 * 1024))
+    assert too_big.error == {
+        "message": "Memory usage limit exceeded",
+        "tags": ["ResourceLimitError"],
+    }
+    assert too_big.context.startswith("in step 'g' (line 1)")
 
 
 def test_connection_refused_and_timeout(api):
