@@ -35,6 +35,15 @@ def refuse(monkeypatch, root: Path) -> None:
     monkeypatch.setattr(Path, "is_dir", strict)
 
 
+def assert_staged(uri: str, mount: Path) -> None:
+    """Outputs for `uri` go to a staging folder off the mount (removed afterwards)."""
+    where = vertex.place(uri, Path("/unused"))
+    try:
+        assert where.staged and not where.local.is_relative_to(mount)
+    finally:
+        where.discard()
+
+
 def test_a_usable_mount_is_written_in_place(mount):
     where = vertex.place("gs://runs/runs/r1/model", Path("/unused"))
     assert where == vertex.Place(
@@ -45,12 +54,7 @@ def test_a_usable_mount_is_written_in_place(mount):
 
 def test_a_mount_that_raises_permission_error_stages_the_outputs(mount, monkeypatch):
     refuse(monkeypatch, mount)
-    where = vertex.place("gs://runs/runs/r1/model", Path("/unused"))
-    try:
-        assert where.staged
-        assert not where.local.is_relative_to(mount)
-    finally:
-        where.discard()
+    assert_staged("gs://runs/runs/r1/model", mount)
 
 
 def test_a_read_only_mount_stages_the_outputs(mount, monkeypatch):
@@ -60,19 +64,11 @@ def test_a_read_only_mount_stages_the_outputs(mount, monkeypatch):
         "access",
         lambda path, mode: access(path, mode) and not mode & os.W_OK,
     )
-    where = vertex.place("gs://runs/runs/r1/model", Path("/unused"))
-    try:
-        assert where.staged
-    finally:
-        where.discard()
+    assert_staged("gs://runs/runs/r1/model", mount)
 
 
 def test_a_bucket_the_mount_does_not_show_stages_the_outputs(mount):
-    where = vertex.place("gs://elsewhere/model", Path("/unused"))
-    try:
-        assert where.staged
-    finally:
-        where.discard()
+    assert_staged("gs://elsewhere/model", mount)
 
 
 def test_the_run_folder_is_read_through_a_usable_mount(mount):
