@@ -199,9 +199,10 @@ class RunConfig(Settings):
     )
     gate: dict[str, Any] = setting(
         "Quality gate: {metric: accuracy|macro_f1|exact_match|rouge_l, min_delta: 0.0, "
-        "require_significance: false}; a tuned model that misses it is not deployed (GATED). "
-        "Default metric: accuracy for labelled data, else rouge_l. require_significance: the "
-        "lower end of the delta's 95% interval must clear min_delta too.",
+        "require_significance: true}; a tuned model that misses it is not deployed (GATED). "
+        "Default metric: accuracy for labelled data, else rouge_l. By default the delta's 95% "
+        "interval must lie above min_delta (from fewer than 20 test examples: the delta "
+        "itself); require_significance: false asks only delta > min_delta.",
         default_factory=dict,
     )
     machine_type: str = setting(

@@ -57,6 +57,7 @@ METRICS = (
     "mean_input_tokens",
     "mean_latency_s",
 )
+LOWER_IS_BETTER = frozenset({"mean_output_tokens", "mean_latency_s"})  # for `change`
 # Per-example scores averaged as they are (fractions of examples, mean ROUGE-L) ...
 _MEANS = ("exact_match", "accuracy", "rouge_l")
 # ... and measurements reported as a mean under another name.
@@ -335,61 +336,112 @@ def _record(
 
 
 # --- the quality gate ---------------------------------------------------------------------
+# How a change reads, for a metric where higher is better (direction +1) or lower (-1):
+BETTER, WORSE, NO_CHANGE, UNCLEAR = "better", "worse", "no change", "unclear"
+
+
+def change(
+    delta: float | None,
+    ci95: Sequence[float] | None,
+    n: int | None,
+    direction: int = 1,
+) -> str:
+    """`better` or `worse` when the delta's 95% interval lies on one side of 0, `no change`
+    when it spans 0 (nothing measurable), `unclear` from fewer than MIN_SIGNIFICANCE_N
+    examples (a bootstrap interval from a handful of examples is far narrower than the
+    truth) or without an interval. A delta of 0 or less is never `better`.
+
+    >>> change(0.2, [0.1, 0.3], 40), change(0.0, [-0.1, 0.1], 40), change(0.2, [0.1, 0.3], 5)
+    ('better', 'no change', 'unclear')
+    >>> change(-2.0, [-3.0, -1.0], 40, direction=-1)  # seconds per request, fewer is better
+    'better'
+    """
+    if direction == 0 or delta is None or not ci95:
+        return UNCLEAR
+    if n is not None and n < MIN_SIGNIFICANCE_N:
+        return UNCLEAR
+    low, high = ci95
+    if low > 0 or high < 0:
+        improved = (low > 0) == (direction > 0)
+        if improved and delta * direction > 0:
+            return BETTER
+        return WORSE if not improved else NO_CHANGE
+    return NO_CHANGE
+
+
 def gate(
     metrics: dict[str, Any],
     metric: str | None = None,
     min_delta: float = 0.0,
     *,
-    require_significance: bool = False,
+    require_significance: bool = True,
 ) -> dict[str, Any]:
-    """Whether the tuned model beats the baseline by `min_delta` on `metric` (default:
-    accuracy for labelled data, else ROUGE-L), with the numbers the decision rests on.
+    """Whether the tuned model beats the baseline by more than `min_delta` on `metric`
+    (default: accuracy for labelled data, else ROUGE-L), with the numbers the decision rests
+    on and the `outcome` the report names (`change`).
 
-    `require_significance`: the lower end of the delta's 95% interval must clear `min_delta`
-    too, so that a lucky draw of a small test set cannot promote a model; with fewer than
-    MIN_SIGNIFICANCE_N test examples it cannot pass (a bootstrap interval from a handful of
-    examples is far narrower than the truth).
+    By default (`require_significance`) the model must be measurably better: the lower end of
+    the delta's 95% interval above `min_delta`, so that neither an equal model nor a lucky
+    draw of a small test set is deployed. From fewer than MIN_SIGNIFICANCE_N test examples an
+    interval means little: the rule is then the delta alone, and the outcome is `unclear`.
+    `require_significance: false` asks only that the delta exceed `min_delta`.
 
     >>> m = {"n": 50, "baseline": {"rouge_l": 0.4}, "tuned": {"rouge_l": 0.5},
     ...      "delta": {"rouge_l": 0.1}, "ci95": {"rouge_l": [-0.02, 0.2]}}
-    >>> gate(m)["reason"]
-    'tuned - baseline rouge_l = +0.1000 (95% interval -0.0200 to +0.2000) meets the required +0.0000'
-    >>> gate(m, require_significance=True)["passed"]
-    False
+    >>> decision = gate(m)
+    >>> decision["passed"], decision["outcome"]
+    (False, 'no change')
+    >>> decision["reason"]
+    'tuned - baseline rouge_l = +0.1000 (95% interval -0.0200 to +0.2000): no measurable change, the interval does not lie above +0.0000'
+    >>> gate(m, require_significance=False)["passed"]
+    True
     """
     metric = metric or ("accuracy" if "accuracy" in metrics["delta"] else "rouge_l")
-    decision: dict[str, Any] = {"metric": metric, "min_delta": min_delta}
-    if require_significance:
-        decision["require_significance"] = True
+    decision: dict[str, Any] = {
+        "metric": metric,
+        "min_delta": min_delta,
+        "require_significance": require_significance,
+    }
     if metric not in metrics["delta"]:
-        return decision | {"passed": False, "reason": f"{metric} was not measured"}
+        return decision | {
+            "passed": False,
+            "outcome": UNCLEAR,
+            "reason": f"{metric} was not measured",
+        }
     delta = metrics["delta"][metric]
     interval = metrics.get("ci95", {}).get(metric)
+    n = metrics.get("n", 0)
+    direction = -1 if metric in LOWER_IS_BETTER else 1
     decision |= {
         "baseline": metrics.get("baseline", {}).get(metric),
         "tuned": metrics.get("tuned", {}).get(metric),
         "delta": delta,
         "ci95": interval,
+        "outcome": change(delta, interval, n, direction),
     }
     said = f"tuned - baseline {metric} = {delta:+.4f}"
     if interval:
         said += f" (95% interval {interval[0]:+.4f} to {interval[1]:+.4f})"
-    passed = delta >= min_delta
-    n = metrics.get("n", 0)
-    if passed and require_significance and n < MIN_SIGNIFICANCE_N:
+    if not delta > min_delta:
         passed = False
+        reason = f"{said} does not exceed the required {min_delta:+.4f}"
+    elif not require_significance:
+        passed, reason = True, f"{said} exceeds the required {min_delta:+.4f}"
+    elif n < MIN_SIGNIFICANCE_N:
+        passed = True
         reason = (
-            f"{said}: {n} test examples cannot show significance (require_significance needs "
-            f"at least {MIN_SIGNIFICANCE_N}; use a larger test split or turn it off)"
+            f"{said} exceeds the required {min_delta:+.4f}; from {n} test examples (fewer "
+            f"than {MIN_SIGNIFICANCE_N}) no interval is trusted, so the delta alone decides "
+            "and the result is unclear"
         )
-    elif passed and require_significance and not interval:
+    elif not interval:
         passed = False
-        reason = f"{said}: {metric} has no 95% interval to show significance with"
-    elif passed and require_significance and interval[0] < min_delta:
+        reason = f"{said}: {metric} has no 95% interval to show a measurable change with"
+    elif interval[0] <= min_delta:
         passed = False
-        reason = f"{said}: the interval's lower end misses the required {min_delta:+.4f}"
+        reason = f"{said}: no measurable change, the interval does not lie above {min_delta:+.4f}"
     else:
-        reason = f"{said} {'meets' if passed else 'misses'} the required {min_delta:+.4f}"
+        passed, reason = True, f"{said}: the interval lies above {min_delta:+.4f}"
     return decision | {"passed": passed, "reason": reason}
 
 

@@ -24,11 +24,12 @@ h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bott
 .verdict h2{border:0;margin:0 0 4px;font-size:20px;padding:0}
 .passed{background:#dafbe1;border-color:#1a7f37}.gated{background:#fff8c5;border-color:#bf8700}
 .failed{background:#ffebe9;border-color:#cf222e}.pending{background:#ddf4ff;border-color:#0969da}
+.verdict.unclear{background:#f6f8fa;border-color:#59636e;color:inherit}
 .banner{background:#fbefff;border:1px solid #8250df;border-radius:6px;padding:8px 12px}
 table{border-collapse:collapse;margin:8px 0}th,td{padding:4px 10px;text-align:left;
  border-bottom:1px solid #d0d7de;vertical-align:top}td.n,th.n{text-align:right;
  font-variant-numeric:tabular-nums}tr.gated td{font-weight:600;background:#f6f8fa}
-.better{color:#1a7f37}.worse{color:#cf222e}.unclear{color:#59636e}
+.better{color:#1a7f37}.worse{color:#cf222e}.unclear,.no-change{color:#59636e}
 img{max-width:100%;display:block;margin:8px 0}
 .pair{display:grid;grid-template-columns:1fr 1fr;gap:16px}
 .case{border:1px solid #d0d7de;border-radius:6px;padding:8px 10px;margin:8px 0;font-size:13px}
@@ -143,9 +144,13 @@ def _metrics(s: RunSummary, plots: dict[str, bytes]) -> str:
     n = f" on {s.n:,} test examples" if s.n is not None else ""
     gate = s.gate or {}
     needs = (
-        f"; the gate requires tuned − baseline {escape(str(gate.get('metric')))} ≥ "
+        f"; the gate requires tuned − baseline {escape(str(gate.get('metric')))} > "
         f"{gate.get('min_delta', 0):+g}"
-        + (", the 95% interval's lower end too" if gate.get("require_significance") else "")
+        + (
+            f", and from {MIN_SIGNIFICANCE_N} test examples on its 95% interval above it"
+            if gate.get("require_significance")
+            else " (require_significance: false)"
+        )
         if gate
         else ""
     )
@@ -174,7 +179,7 @@ def _metric_cells(m: MetricRow) -> list[str]:
         shown(m.name, m.tuned),
         shown(m.name, m.delta, signed=True),
         interval,
-        f"<span class='{m.change}'>{change}</span>",
+        f"<span class='{m.change.replace(' ', '-')}'>{change}</span>",
     ]
 
 

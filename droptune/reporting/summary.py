@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from droptune.evaluation import MIN_SIGNIFICANCE_N
+from droptune.evaluation import BETTER, MIN_SIGNIFICANCE_N, NO_CHANGE, UNCLEAR, WORSE, change
 from droptune.reporting.examples import Changed, most_changed
 from droptune.reporting.facts import (
     Fact,
@@ -50,22 +50,13 @@ class MetricRow:
 
     @property
     def change(self) -> str:
-        """`better`, `worse` or `unclear`: whether the 95% interval of the delta excludes 0
-        (without an interval, or from fewer than MIN_SIGNIFICANCE_N examples, whose bootstrap
-        interval is far narrower than the truth, chance cannot be ruled out: unclear)."""
-        if self.direction == 0 or self.delta is None or self.ci95 is None:
-            return "unclear"
-        if self.n is not None and self.n < MIN_SIGNIFICANCE_N:
-            return "unclear"
-        low, high = self.ci95
-        if low > 0 or high < 0:
-            return "better" if (low > 0) == (self.direction > 0) else "worse"
-        return "unclear"
+        """`better`, `worse`, `no change` or `unclear` (droptune.evaluation.change)."""
+        return change(self.delta, self.ci95, self.n, self.direction)
 
 
 @dataclass(frozen=True)
 class Verdict:
-    kind: str  # passed | gated | failed | pending
+    kind: str  # passed | unclear (passed, not measurably better) | gated | failed | pending
     title: str
     detail: str
 
@@ -139,7 +130,7 @@ def summarize(files: RunFiles) -> RunSummary:
         state=status.get("state"),
         backend=backend,
         base_model=config.get("base_model"),
-        verdict=verdict(status, gate, backend),
+        verdict=verdict(status, gate, backend, metrics.get("n")),
         n=metrics.get("n"),
         gate=gate,
         metrics=metric_rows(metrics),
@@ -166,12 +157,27 @@ def summarize(files: RunFiles) -> RunSummary:
     )
 
 
+# The outcome of the gate's metric, as the headline says it.
+OUTCOME_TITLES = {
+    BETTER: "Tuned model is better",
+    NO_CHANGE: "No measurable change",
+    WORSE: "Tuned model is worse",
+    UNCLEAR: "Unclear",
+}
+
+
 def verdict(
-    status: dict[str, Any], gate: dict[str, Any] | None, backend: str | None = None
+    status: dict[str, Any],
+    gate: dict[str, Any] | None,
+    backend: str | None = None,
+    n: int | None = None,
 ) -> Verdict:
-    """One sentence on the outcome. The gate decides better or not; the state says whether
-    the model went out (a report written at the end of evaluation predates deployment). A
-    Gemini tuning job serves its model itself: gated, it is not promoted, but it exists."""
+    """One sentence on the outcome, then whether the model was deployed and why. The outcome
+    is the gate metric's change (better only when its 95% interval lies above 0; unclear from
+    fewer than MIN_SIGNIFICANCE_N test examples); the gate decides deployment; the state says
+    whether the model went out (a report written at the end of evaluation predates
+    deployment). A Gemini tuning job serves its model itself: gated, it is not promoted, but
+    it exists."""
     state = status.get("state")
     detail = status.get("detail") or ""
     if state in FAILED_STATES:
@@ -185,15 +191,27 @@ def verdict(
     if not gate:
         where = f" (state {state})" if state else ""
         return Verdict("pending", f"Not evaluated yet{where}", detail)
+    outcome = gate_outcome(gate, n)
+    title = OUTCOME_TITLES[outcome]
+    if outcome == UNCLEAR and n is not None and n < MIN_SIGNIFICANCE_N:
+        title += f" ({n} test examples, fewer than {MIN_SIGNIFICANCE_N})"
     reason = gate.get("reason", "")
     if gate.get("passed"):
-        outcome = {"SUCCEEDED": "deployed", "DEPLOYING": "deploying"}.get(state or "", "")
-        title = "Tuned model is better" + (f": {outcome}" if outcome else "")
-        return Verdict("passed", title, reason)
-    if backend == "gemini":
-        title = "Tuned model is not better enough: not promoted (its tuning endpoint remains)"
-        return Verdict("gated", title, reason)
-    return Verdict("gated", "Tuned model is not better enough: not deployed", reason)
+        went = {"SUCCEEDED": "deployed", "DEPLOYING": "deploying"}.get(state or "")
+        kind = "passed" if outcome == BETTER else "unclear"  # green only for a clear gain
+        return Verdict(kind, f"{title}: {went or 'passed the gate'}", reason)
+    if outcome == BETTER:  # measurably better, by less than the gate asks
+        title += f", by less than the required {gate.get('min_delta', 0):+g}"
+    held = "not promoted (its tuning endpoint remains)" if backend == "gemini" else "not deployed"
+    return Verdict("gated", f"{title}: {held}", reason)
+
+
+def gate_outcome(gate: dict[str, Any], n: int | None = None) -> str:
+    """The gate metric's change: recorded by the gate, or worked out from its numbers for a
+    run evaluated before the gate recorded it."""
+    if gate.get("outcome") in OUTCOME_TITLES:
+        return gate["outcome"]
+    return change(gate.get("delta"), gate.get("ci95"), n if n is not None else gate.get("n"))
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[MetricRow]:

@@ -15,8 +15,14 @@ from droptune.reporting.facts import Fact
 from droptune.reporting.summary import MetricRow, RunSummary, shown
 
 BARS = "▁▂▃▄▅▆▇█"
-VERDICT_STYLE = {"passed": "green", "gated": "yellow", "failed": "red", "pending": "cyan"}
-CHANGE_STYLE = {"better": "green", "worse": "red", "unclear": "dim"}
+VERDICT_STYLE = {
+    "passed": "green",
+    "unclear": "white",
+    "gated": "yellow",
+    "failed": "red",
+    "pending": "cyan",
+}
+CHANGE_STYLE = {"better": "green", "worse": "red", "no change": "dim", "unclear": "dim"}
 SHOWN_CASES = 3
 CASE_CHARS = 60
 

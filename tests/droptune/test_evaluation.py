@@ -13,6 +13,7 @@ import pytest
 
 from droptune.evaluation import (
     Comparison,
+    change,
     gate,
     gate_record,
     label_of,
@@ -87,8 +88,9 @@ def test_gate_defaults_to_accuracy_for_labelled_data_and_says_why():
     metrics = {"delta": {"accuracy": 0.02, "rouge_l": 0.3}}
     decision = gate(metrics, min_delta=0.05)
     assert decision["metric"] == "accuracy" and decision["passed"] is False
-    assert "misses" in decision["reason"]
-    assert gate({"delta": {"rouge_l": 0.1}})["passed"] is True
+    assert "does not exceed the required +0.0500" in decision["reason"]
+    assert gate({"delta": {"rouge_l": 0.1}})["passed"] is True  # no examples counted: unclear
+    assert gate({"delta": {"rouge_l": 0.1}})["outcome"] == "unclear"
     assert gate({"delta": {}}, metric="accuracy")["passed"] is False
 
 
@@ -138,8 +140,8 @@ def test_latency_shared_by_a_batch_gets_no_interval_and_cannot_pass_a_strict_gat
     metrics = comparison.metrics()
     assert metrics["delta"]["mean_latency_s"] == pytest.approx(-1.5)
     assert "mean_latency_s" not in metrics["ci95"] and "exact_match" in metrics["ci95"]
-    assert gate(metrics, "mean_latency_s", -2.0)["passed"] is True
-    strict = gate(metrics, "mean_latency_s", -2.0, require_significance=True)
+    assert gate(metrics, "mean_latency_s", -2.0, require_significance=False)["passed"] is True
+    strict = gate(metrics, "mean_latency_s", -2.0)
     assert strict["passed"] is False and "no 95% interval" in strict["reason"]
 
 
@@ -212,36 +214,71 @@ def test_gate_passes_and_fails_with_its_numbers():
         "delta": {"accuracy": 0.2},
         "ci95": {"accuracy": [0.05, 0.35]},
     }
-    passed = gate(metrics, "accuracy", 0.1)
-    assert passed["passed"] is True and "meets" in passed["reason"]
+    passed = gate(metrics, "accuracy", 0.1, require_significance=False)
+    assert passed["passed"] is True and "exceeds the required +0.1000" in passed["reason"]
     assert passed | {"reason": ""} == {
         "metric": "accuracy",
         "min_delta": 0.1,
+        "require_significance": False,
         "baseline": 0.5,
         "tuned": 0.7,
         "delta": 0.2,
         "ci95": [0.05, 0.35],
+        "outcome": "better",
         "passed": True,
         "reason": "",
     }
     failed = gate(metrics, "accuracy", 0.25)
-    assert failed["passed"] is False and "misses the required +0.2500" in failed["reason"]
-    strict = gate(metrics, "accuracy", 0.1, require_significance=True)
-    assert strict["passed"] is False and "lower end misses" in strict["reason"]
-    assert gate(metrics, "accuracy", 0.0, require_significance=True)["passed"] is True
+    assert failed["passed"] is False and "does not exceed the required +0.2500" in failed["reason"]
+    strict = gate(metrics, "accuracy", 0.1)
+    assert strict["passed"] is False and "does not lie above +0.1000" in strict["reason"]
+    assert gate(metrics, "accuracy")["passed"] is True
+    assert "the interval lies above +0.0000" in gate(metrics, "accuracy")["reason"]
 
 
-def test_a_handful_of_test_examples_cannot_show_significance():
-    """A bootstrap over one example gives the interval [d, d]: no evidence, whatever d is."""
+def test_under_twenty_test_examples_the_delta_decides_and_the_result_is_unclear():
+    """A bootstrap over one example gives the interval [d, d]: no evidence, whatever d is. The
+    gate then asks delta > 0 and says the result is unclear."""
     comparison = Comparison()
     comparison.add(score("b", "a"), score("a", "a"))
     metrics = comparison.metrics()
     assert metrics["ci95"]["exact_match"] == [1.0, 1.0]
-    assert gate(metrics, "exact_match")["passed"] is True  # asked for no significance
-    strict = gate(metrics, "exact_match", require_significance=True)
-    assert (
-        strict["passed"] is False and "1 test examples cannot show significance" in strict["reason"]
-    )
+    small = gate(metrics, "exact_match")
+    assert small["passed"] is True and small["outcome"] == "unclear"
+    assert "from 1 test examples (fewer than 20)" in small["reason"]
+    assert "unclear" in small["reason"]
+
+
+@pytest.mark.parametrize("n", [5, 40])
+@pytest.mark.parametrize("require_significance", [True, False])
+def test_a_model_merely_equal_to_its_base_is_never_deployed(n, require_significance):
+    """The measured failure: 0.000 -> 0.000 passed a gate of min_delta 0 and was deployed."""
+    metrics = {
+        "n": n,
+        "baseline": {"accuracy": 0.0},
+        "tuned": {"accuracy": 0.0},
+        "delta": {"accuracy": 0.0},
+        "ci95": {"accuracy": [0.0, 0.0]},
+    }
+    decision = gate(metrics, require_significance=require_significance)
+    assert decision["passed"] is False
+    assert decision["outcome"] in {"no change", "unclear"}
+    assert "does not exceed" in decision["reason"]
+
+
+@pytest.mark.parametrize(
+    ("delta", "ci95", "n", "expected"),
+    [
+        (0.2, [0.1, 0.3], 40, "better"),
+        (-0.2, [-0.3, -0.1], 40, "worse"),
+        (0.05, [-0.05, 0.15], 40, "no change"),
+        (0.0, [0.0, 0.0], 40, "no change"),
+        (0.2, [0.1, 0.3], 19, "unclear"),
+        (0.2, None, 40, "unclear"),
+    ],
+)
+def test_change_names_the_outcome_and_never_calls_a_delta_of_zero_better(delta, ci95, n, expected):
+    assert change(delta, ci95, n) == expected
 
 
 def test_a_gate_from_the_run_config_applies_as_written():

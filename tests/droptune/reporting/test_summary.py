@@ -38,7 +38,10 @@ def test_a_gated_run_says_it_was_not_deployed(tmp_path: Path):
     folder = make_run(tmp_path, min_delta=0.9, state="GATED")
     s = summarize(load_run(str(folder)))
     assert s.verdict.kind == "gated"
-    assert "not deployed" in s.verdict.title and "misses the required +0.9000" in s.verdict.detail
+    assert (
+        "not deployed" in s.verdict.title
+        and "does not exceed the required +0.9000" in s.verdict.detail
+    )
     assert s.deployment == []
 
 
@@ -50,6 +53,60 @@ def test_a_gated_gemini_run_says_its_model_was_not_promoted():
     gemini = verdict({"state": "GATED"}, gate, "gemini")
     assert gemini.kind == "gated" and "not promoted" in gemini.title
     assert "not deployed" in verdict({"state": "GATED"}, gate, "custom").title
+
+
+@pytest.mark.parametrize(
+    ("n", "delta", "ci95", "state", "title", "kind"),
+    [
+        # the measured failure: 0.000 -> 0.000 on a 60-example file, once called "better"
+        (
+            6,
+            0.0,
+            [0.0, 0.0],
+            "GATED",
+            "Unclear (6 test examples, fewer than 20): not deployed",
+            "gated",
+        ),
+        (40, 0.0, [0.0, 0.0], "GATED", "No measurable change: not deployed", "gated"),
+        (400, -0.03, [-0.08, 0.02], "GATED", "No measurable change: not deployed", "gated"),
+        (400, -0.1, [-0.15, -0.05], "GATED", "Tuned model is worse: not deployed", "gated"),
+        (
+            10,
+            0.2,
+            [0.1, 0.3],
+            "SUCCEEDED",
+            "Unclear (10 test examples, fewer than 20): deployed",
+            "unclear",
+        ),
+        (40, 0.2, [0.1, 0.3], "SUCCEEDED", "Tuned model is better: deployed", "passed"),
+    ],
+)
+def test_the_headline_names_the_outcome_and_what_became_of_the_model(
+    n, delta, ci95, state, title, kind
+):
+    from droptune.evaluation import gate
+    from droptune.reporting.summary import verdict
+
+    metrics = {
+        "n": n,
+        "baseline": {"accuracy": 0.5},
+        "tuned": {"accuracy": 0.5 + delta},
+        "delta": {"accuracy": delta},
+        "ci95": {"accuracy": ci95},
+    }
+    decision = gate(metrics)
+    assert decision["passed"] is (state == "SUCCEEDED")
+    said = verdict({"state": state}, decision, "custom", n)
+    assert (said.title, said.kind) == (title, kind)
+    assert not (said.title.startswith("Tuned model is better") and delta <= 0)
+
+
+def test_a_run_gated_before_the_gate_recorded_its_outcome_reads_it_from_the_numbers():
+    from droptune.reporting.summary import verdict
+
+    old = {"metric": "accuracy", "passed": True, "delta": 0.0, "ci95": [0.0, 0.0], "reason": "r"}
+    said = verdict({"state": "SUCCEEDED"}, old, "custom", 60)
+    assert said.title == "No measurable change: deployed" and said.kind == "unclear"
 
 
 def test_failed_and_unfinished_runs(tmp_path: Path):
