@@ -48,6 +48,7 @@ class Ledger:
         self._runs: list[tuple[int, int]] = []  # (first row, rows) of each run
         self._strata_counts = np.zeros(1, np.int64)
         self._tally: dict[int, int] = {}  # token count -> examples
+        self._shift = 0  # tokens added to every count since (shift_tokens)
 
     def add(self, digest: int, line: int, tokens: int, stratum: int) -> None:
         self._digests.append(digest)
@@ -100,7 +101,12 @@ class Ledger:
         tally = dict(self._tally)
         _count_into(tally, np.frombuffer(self._tokens, np.uint32))
         values = np.array(sorted(tally), dtype=np.int64)
-        return values, np.array([tally[v] for v in values.tolist()], dtype=np.int64)
+        return values + self._shift, np.array([tally[v] for v in values.tolist()], dtype=np.int64)
+
+    def shift_tokens(self, tokens: int) -> None:
+        """Add `tokens` to every example's count in `tally` (a system turn given to all of
+        them after the scan); the rows keep the counts they were added with."""
+        self._shift += tokens
 
     def close(self) -> None:
         for f in (self._sorted, self._in_order):

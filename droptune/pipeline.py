@@ -5,6 +5,8 @@
 - `prepare`: a run's `data/` folder — deterministic train/validation/test split in the
   canonical chat format (and the Gemini format for the gemini backend) — plus
   `validation/report.json` and `report.md`. Data files are written only for valid datasets.
+  Labelled text that came without a system instruction gets one naming the task and its
+  labels (droptune/instruction.py), in every split alike.
 
 All three stream: examples flow through as they are read; `prepare` spools canonical lines to
 a local temporary file because a split by content hash is known only once every hash is, then
@@ -23,6 +25,7 @@ import orjson
 
 from droptune.config import RunConfig
 from droptune.formats.gemini import to_gemini
+from droptune.instruction import classification_instruction, token_overhead, with_system
 from droptune.issues import IssueLog
 from droptune.report import Report, render_markdown
 from droptune.scan import Progress, Scan
@@ -87,15 +90,25 @@ def prepare(
         tempfile.TemporaryFile() as spool,
         tempfile.TemporaryFile() as validation_spool,
     ):
+        first: bytes | None = None
         for scanned in scan:
             spool.write(scanned.encoded + b"\n")
+            first = first or scanned.encoded
         validation_share = 0.0 if own_validation else config.validation_fraction
         labels = sorted(scan.labels, key=scan.labels.__getitem__)  # stratum order
         plan = plan_split(scan.ledger, validation_share, config.test_fraction, labels)
+        train_tokens = plan.train_tokens
+        instruction = _written_instruction(scan, config, labels)
+        if instruction and first and scan.count_tokens and scan.counter is not None:
+            overhead = token_overhead(scan.counter, orjson.loads(first), instruction)
+            scan.ledger.shift_tokens(overhead)
+            train_tokens += overhead * dict(plan.counts)["train"]
         splits = dict(plan.counts)
         if own_validation:
             splits["validation"] = _spool_validation_file(config, counter, issues, validation_spool)
-        report = build_report(scan, config, 0.0, splits, plan.train_tokens)
+        report = build_report(scan, config, 0.0, splits, train_tokens)
+        if instruction:
+            report.system_prompt, report.system_prompt_source = instruction, "droptune"
         if report.valid and scan.format.name:
             spool.seek(0)
             validation_spool.seek(0)
@@ -104,10 +117,21 @@ def prepare(
                 validation_spool if own_validation else None,
                 run_dir,
                 config.backend,
+                instruction,
             )
     report.seconds = time.perf_counter() - started
     write_report(report, run_dir)
     return report
+
+
+def _written_instruction(scan: Scan, config: RunConfig, labels: list[str]) -> str | None:
+    """The system instruction droptune writes: for text + label data with none of its own
+    (no `system_instruction` setting, no system turn in the examples)."""
+    if scan.format.name != "classification" or not labels:
+        return None
+    if config.system_instruction or scan.system_prompt:
+        return None
+    return classification_instruction(labels)
 
 
 def _spool_validation_file(
@@ -126,9 +150,11 @@ def _write_splits(
     own_validation: IO[bytes] | None,
     run_dir: str,
     backend: str,
+    instruction: str | None = None,
 ) -> dict[str, str]:
     """Write each (canonical line, split index) to its split's file, and the Gemini copies;
-    the user's own validation file, when given, replaces the validation split."""
+    the user's own validation file, when given, replaces the validation split. An
+    `instruction` opens every conversation that has no system turn."""
     paths = {name: join(run_dir, "data", f"{name}.jsonl") for name in SPLITS}
     outs = {name: open_output(path) for name, path in paths.items()}
     gemini_outs = {}
@@ -138,6 +164,8 @@ def _write_splits(
             gemini_outs[name] = open_output(paths[f"gemini/{name}"])
 
     def put(name: str, line: bytes) -> None:
+        if instruction:
+            line = orjson.dumps(with_system(orjson.loads(line), instruction)) + b"\n"
         outs[name].write(line)
         if name in gemini_outs:
             gemini_outs[name].write(orjson.dumps(to_gemini(orjson.loads(line))) + b"\n")

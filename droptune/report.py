@@ -67,6 +67,7 @@ class Report:
     seconds: float = 0.0
     outputs: dict[str, str] = field(default_factory=dict)
     system_prompt: str | None = None  # the one every example has, which the model expects
+    system_prompt_source: str = "data"  # data (the examples or the run's settings) | droptune
 
     @property
     def errors(self) -> int:
@@ -101,6 +102,7 @@ class Report:
             "seconds": round(self.seconds, 3),
             "outputs": self.outputs,
             "system_prompt": self.system_prompt,
+            "system_prompt_source": self.system_prompt_source,
         }
 
 
@@ -155,6 +157,11 @@ def render_markdown(report: Report) -> str:
     if counts.get("labels"):
         labels = ", ".join(f"`{k}` {v}" for k, v in counts["labels"].items())
         out.append(f"- Labels: {labels}")
+    if report.system_prompt_source == "droptune":
+        out.append(
+            f"- System instruction, written by droptune (the data had none; set "
+            f"`system_instruction` to use your own): {report.system_prompt}"
+        )
     if report.tokens:
         t = report.tokens
         out += [

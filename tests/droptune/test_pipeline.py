@@ -186,3 +186,54 @@ def test_the_report_records_the_system_prompt_every_example_shares(tmp_path):
     given = RunConfig(system_instruction="Be brief.")  # every example gets it
     source = write_jsonl(tmp_path / "qa.jsonl", [qa(i) for i in range(20)])
     assert pipeline.validate(source, given, counter=EstimateCounter()).system_prompt == "Be brief."
+
+
+def news(i: int) -> dict:
+    return {"text": f"story number {i}", "label": ["World", "Sports", "Business"][i % 3]}
+
+
+def test_text_and_labels_without_an_instruction_get_one_naming_the_labels(tmp_path):
+    """The model cannot guess the label set of text + label data: droptune names it, the same
+    text in every split, the Gemini files and the report."""
+    rows = [news(i) for i in range(60)]
+    source = write_jsonl(tmp_path / "news.jsonl", rows)
+    run = tmp_path / "run"
+    config = RunConfig(backend="gemini")
+    report = pipeline.prepare(source, config, str(run), counter=EstimateCounter())
+    said = "Classify the text. Answer with exactly one of these labels and nothing else: "
+    assert report.system_prompt == said + "World, Sports, Business."
+    assert report.system_prompt_source == "droptune"
+    for name in ("train", "validation", "test"):
+        for record in read_jsonl(run / "data" / f"{name}.jsonl"):
+            assert record["messages"][0] == {"role": "system", "content": report.system_prompt}
+    gemini = read_jsonl(run / "data" / "gemini" / "train.jsonl")[0]
+    assert gemini["systemInstruction"]["parts"][0]["text"] == report.system_prompt
+    saved = orjson.loads((run / "validation" / "report.json").read_bytes())
+    assert saved["system_prompt"] == report.system_prompt
+    assert "written by droptune" in (run / "validation" / "report.md").read_text()
+    # the token counts are those of the conversations as written, the turn included (the
+    # turn's tokens are counted once: the estimate's rounding may differ by one an example)
+    train = EstimateCounter().count(read_jsonl(run / "data" / "train.jsonl"))
+    assert abs(report.tokens.train_total - sum(train)) <= len(train)
+    written = [read_jsonl(run / "data" / f"{n}.jsonl") for n in ("train", "validation", "test")]
+    every = EstimateCounter().count([r for split in written for r in split])
+    assert abs(report.tokens.total - sum(every)) <= len(every)
+    assert report.tokens.min >= min(every) - 1
+
+
+def test_a_given_instruction_or_system_turn_is_kept(tmp_path):
+    source = write_jsonl(tmp_path / "news.jsonl", [news(i) for i in range(60)])
+    config = RunConfig(system_instruction="Label the news story.")
+    report = pipeline.prepare(source, config, str(tmp_path / "a"), counter=EstimateCounter())
+    assert report.system_prompt == "Label the news story."
+    assert report.system_prompt_source == "data"
+    chats = [
+        {"messages": [{"role": "system", "content": "Be terse."}, *m]}
+        for m in (
+            [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"}]
+            for i in range(30)
+        )
+    ]
+    own = write_jsonl(tmp_path / "chat.jsonl", chats)
+    report = pipeline.prepare(own, RunConfig(), str(tmp_path / "b"), counter=EstimateCounter())
+    assert report.system_prompt == "Be terse." and report.system_prompt_source == "data"
