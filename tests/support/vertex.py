@@ -99,9 +99,11 @@ class ScriptedVertex:
     def write_evaluation(self, job: dict) -> None:
         prefix = job["jobSpec"]["baseOutputDirectory"]["outputUriPrefix"].split("/", 3)[3]
         gate = {"metric": "rouge_l", "min_delta": 0.0, "passed": self.gate_passed}
-        gate["reason"] = "tuned - baseline rouge_l = +0.1000 meets the required +0.0000"
+        gate["reason"] = "tuned - baseline rouge_l = +0.1000 exceeds the required +0.0000"
         if not self.gate_passed:
-            gate["reason"] = "tuned - baseline rouge_l = -0.1000 misses the required +0.0000"
+            gate["reason"] = (
+                "tuned - baseline rouge_l = -0.1000 does not exceed the required +0.0000"
+            )
         metrics = {"split": "test", "n": 2, "gate": gate} | label_tables(self.labels)
         for name, body in (("metrics", metrics), ("gate", gate_record(metrics))):
             self.bucket.blob(f"{prefix}evaluation/{name}.json").upload_from_string(

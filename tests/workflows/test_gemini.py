@@ -238,7 +238,7 @@ def test_a_tuned_model_that_loses_is_gated_with_no_endpoint_card(
     job = json.loads(gcs_bucket.blob("runs/worse/training/tuning_job.json").download_as_bytes())
     assert job["resource"]["supervisedTuningSpec"].get("validationDatasetUri") is None
     status = status_of(gcs_bucket, "worse")
-    assert not status["gate"]["passed"] and "misses" in status["detail"]
+    assert not status["gate"]["passed"] and "does not exceed" in status["detail"]
     assert gcs_bucket.blob("runs/worse/endpoint.json").exists() is False
 
 
