@@ -54,6 +54,13 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         "Check the line: a whole file on one line, an embedded file, or a CSV quote left open.",
     ),
     (
+        "too_deep",
+        E,
+        "A record nests lists or objects more than 64 levels deep; it is skipped.",
+        "No training format nests that deep: look for a value written as JSON inside JSON "
+        "many times over, or a runaway generator.",
+    ),
+    (
         "not_an_object",
         E,
         "A record is not a JSON object.",

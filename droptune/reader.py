@@ -62,6 +62,42 @@ _HEAD = 4096  # bytes a container is told from
 _LONE_CR = re.compile(r"(?<=\r)(?!\n)")  # after a CR that no LF follows
 _ARRAY_CHUNK = 1 << 20
 MAX_LINE_BYTES = 32 << 20  # a line, array element or CSV field: parsed, ~14x this in memory
+# Lists and objects inside each other, at most: no training format comes near it, and every
+# recursive step after reading (schema checks, Python's own json on a line orjson refused at
+# its 1,024) stays far from a recursion limit.
+MAX_DEPTH = 64
+
+
+def too_deep(value: Any, text: str | bytes, start: int = 0, end: int | None = None) -> bool:
+    """Whether `value`, parsed from `text[start:end]`, nests lists or objects more than
+    MAX_DEPTH deep. Counting the text's brackets first keeps it free for ordinary records.
+
+    >>> deep = [[[]]]
+    >>> too_deep(deep, "[[[]]]"), too_deep({"a": [1, 2]}, '{"a": [1, 2]}')
+    (False, False)
+    >>> nested = []
+    >>> for _ in range(70):
+    ...     nested = [nested]
+    >>> too_deep(nested, "[" * 71 + "]" * 71)
+    True
+    """
+    end = len(text) if end is None else end
+    brackets = "[{" if isinstance(text, str) else b"[{"
+    if text.count(brackets[0], start, end) + text.count(brackets[1], start, end) <= MAX_DEPTH:
+        return False
+    level: list[tuple[Any, int]] = [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            level.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            level.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+SKIPPED = object()  # an array element read past, its issue logged
 
 
 @dataclass(slots=True)
@@ -173,7 +209,10 @@ class RecordReader:
             else:
                 if line == 1 and raw.endswith(b"\r\n"):
                     self._issue("crlf_line_endings", "lines end with CRLF", line=1)
-                yield Row(line, value)
+                if too_deep(value, raw):
+                    self._too_deep(line)
+                else:
+                    yield Row(line, value)
             offset += len(raw)
         self.bytes_read = offset
 
@@ -196,6 +235,13 @@ class RecordReader:
                 break
         return skipped
 
+    def _too_deep(self, line: int) -> None:
+        self._issue(
+            "too_deep",
+            f"line {line} nests lists or objects more than {MAX_DEPTH} levels deep; skipped",
+            line=line,
+        )
+
     def _bad_line(self, raw: bytes, line: int, offset: int) -> None:
         if not raw.strip():
             self._issue("blank_line", "blank line skipped", line=line)
@@ -207,11 +253,16 @@ class RecordReader:
             return
         text = text.rstrip("\r\n")  # an error at the end is on this line, not the next
         try:
-            json.loads(text)
+            if too_deep(json.loads(text), text):  # orjson stops at 1,024 levels
+                self._too_deep(line)
+                return
             message = "invalid JSON"  # orjson is stricter (e.g. lone surrogates)
             column = None
         except json.JSONDecodeError as exc:
             message, column = f"invalid JSON: {exc.msg} at column {exc.colno}", exc.colno
+        except RecursionError:  # past orjson's 1,024 levels, and Python's own limit
+            self._too_deep(line)
+            return
         if line == 1 and text.strip() == "{":
             self.pretty_printed = True
             message = (
@@ -235,7 +286,8 @@ class RecordReader:
                     element = text.element()
                     if element is None:
                         return
-                    yield element
+                    if element.value is not SKIPPED:
+                        yield element
                     char = text.skip_ws()
                     if char == "]":
                         text.pos += 1
@@ -462,6 +514,14 @@ class _ArrayText:
             try:
                 value, end = self.decoder.raw_decode(self.buf, start)
                 break
+            except RecursionError:  # where it ends is not known: the array stops here
+                self.reader._issue(
+                    "too_deep",
+                    f"an element nests lists or objects more than {MAX_DEPTH} levels deep; "
+                    "the rest of the array is not read",
+                    line=self.here(start),
+                )
+                return None
             except json.JSONDecodeError as exc:
                 if len(self.buf) - start > MAX_LINE_BYTES:
                     self.reader._issue(
@@ -477,6 +537,9 @@ class _ArrayText:
                 start = self.pos  # fill() dropped what was consumed
         row = Row(self.here(start), value)
         self.pos = end
+        if too_deep(value, self.buf, start, end):
+            self.reader._too_deep(row.line)
+            row.value = SKIPPED
         return row
 
     def here(self, at: int) -> int:

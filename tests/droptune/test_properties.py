@@ -170,3 +170,53 @@ def _element_lines(records: list, indent: int) -> list[int]:
         lines.append(line)
         line += json.dumps(record, indent=indent).count("\n") + 1
     return lines
+
+
+def nested(depth: int, kind: str, leaf: object) -> object:
+    """`leaf` inside `depth` lists (kind "[") or objects (kind "{")."""
+    for _ in range(depth):
+        leaf = [leaf] if kind == "[" else {"content": leaf}
+    return leaf
+
+
+def nested_text(depth: int, kind: str) -> str:
+    """The JSON text of a value `depth` levels deep, built as text: Python's own json would
+    itself run out of recursion writing the deepest ones."""
+    if kind == "[":
+        return "[" * depth + "1" + "]" * depth
+    return '{"content":' * depth + "1" + "}" * depth
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.sampled_from([1, 10, 63, 64, 65, 200, 900, 1023, 1024, 1025, 5000, 20000]),
+    st.sampled_from(["[", "{"]),
+    st.sampled_from(["messages", "extra", "tools"]),
+    st.sampled_from(["data.jsonl", "data.json"]),
+)
+def test_no_nesting_depth_crashes_validation_and_the_other_records_go_on(
+    depth, kind, key, name
+) -> None:
+    good = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    deep = '{"' + key + '": ' + nested_text(depth, kind) + "}"
+    if name.endswith(".jsonl"):
+        data = orjson.dumps(good) + b"\n" + deep.encode() + b"\n" + orjson.dumps(good) + b"\n"
+    else:
+        data = ("[" + orjson.dumps(good).decode() + ",\n" + deep + ",\n"
+                + orjson.dumps(good).decode() + "]").encode()  # fmt: skip
+    report = validate_bytes(data, name)
+    orjson.dumps(report.to_dict())
+    shallow = depth + 1 <= reader.MAX_DEPTH  # the record's own object is one level more
+    assert (report.issue_counts.get("too_deep", 0) == 0) is shallow
+    if name.endswith(".jsonl") or depth < 1000:
+        # a JSONL line is skipped alone; an array element only when Python's json can read it
+        assert report.counts["records"] >= 2
+        assert report.counts["valid"] >= 1
+    too_deep = [i for i in report.issues if i.code == "too_deep"]
+    assert all(i.line == 2 for i in too_deep)
+
+
+def test_the_depth_limit_counts_levels_exactly() -> None:
+    assert not reader.too_deep(nested(reader.MAX_DEPTH, "[", 1), "[" * 64 + "]" * 64)
+    deeper = nested(reader.MAX_DEPTH + 1, "{", 1)
+    assert reader.too_deep(deeper, nested_text(reader.MAX_DEPTH + 1, "{"))
