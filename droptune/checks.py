@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
+import orjson
+
 from droptune.formats.base import Example
 
 _PLACEHOLDER = re.compile(r"\{\{\s*[A-Za-z_][\w.]*\s*\}\}")
@@ -45,6 +47,62 @@ def turn_problems(example: Example) -> Iterator[tuple[str, int, str]]:
     if last_role != "assistant":
         where = len(messages) - 1
         yield "last_turn_not_assistant", where, "the last turn must be the assistant's response"
+
+
+def tool_call_problems(example: Example) -> Iterator[tuple[str, int, int, str]]:
+    """(code, message index, call index, message) for each tool call a model would learn to
+    make wrongly: `function.arguments` that is a string but not JSON, or JSON but not an
+    object (a string holding a string: encoded twice) is an error; a call to a tool that the
+    example's `tools` does not declare, a warning.
+
+    >>> calls = [{"type": "function", "function": {"name": "f", "arguments": '"{}"'}}]
+    >>> list(tool_call_problems(Example([{"role": "assistant", "content": "", "tool_calls": calls}])))
+    [('invalid_tool_arguments', 0, 0, 'function.arguments holds JSON that is not an object (str): a string encoded twice?')]
+    """
+    declared = _tool_names(example.tools)
+    for i, message in enumerate(example.messages or ()):
+        for j, call in enumerate(message.get("tool_calls") or ()):
+            function = call.get("function") if isinstance(call, dict) else None
+            if not isinstance(function, dict):
+                continue
+            arguments = function.get("arguments")
+            if isinstance(arguments, str):
+                try:
+                    parsed = orjson.loads(arguments)
+                except orjson.JSONDecodeError as exc:
+                    yield "invalid_tool_arguments", i, j, f"function.arguments is not JSON: {exc}"
+                    continue
+                if not isinstance(parsed, dict):
+                    kind = type(parsed).__name__
+                    yield (
+                        "invalid_tool_arguments",
+                        i,
+                        j,
+                        f"function.arguments holds JSON that is not an object ({kind})"
+                        + (": a string encoded twice?" if kind == "str" else ""),
+                    )
+            name = function.get("name")
+            if declared is not None and name not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                yield (
+                    "undeclared_tool",
+                    i,
+                    j,
+                    f"calls {name!r}, which `tools` does not declare ({known})",
+                )
+
+
+def _tool_names(tools: list | None) -> set[str] | None:
+    """Names of the declared tools (OpenAI's {"type", "function": {...}} or bare schemas);
+    None when the example declares none, so that no call can be checked against them."""
+    if not tools:
+        return None
+    names = set()
+    for tool in tools:
+        schema = tool.get("function", tool) if isinstance(tool, dict) else None
+        if isinstance(schema, dict) and isinstance(schema.get("name"), str):
+            names.add(schema["name"])
+    return names
 
 
 def has_placeholder(example: Example) -> int | None:

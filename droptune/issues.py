@@ -260,6 +260,19 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         "Use the custom backend for tool-calling data, or remove tool turns.",
     ),
     (
+        "invalid_tool_arguments",
+        E,
+        "A tool call's function.arguments is not a JSON object encoded as a string.",
+        'Write the arguments as one JSON object in a string, e.g. "{\\"city\\": \\"Paris\\"}": '
+        "a model tuned on broken calls learns to make them.",
+    ),
+    (
+        "undeclared_tool",
+        W,
+        "A tool call names a function that the example's `tools` does not declare.",
+        "Declare the tool in `tools`, or fix the name in the call.",
+    ),
+    (
         "text_only_unsupported",
         E,
         "Plain text (completion) data, which this backend cannot tune on.",

@@ -31,7 +31,7 @@ from droptune.errors import TokenizerError
 from droptune.formats import BY_NAME, Example, Format, RecordProblem, classify
 from droptune.formats.export import group_sessions
 from droptune.formats.schema import load_schema
-from droptune.issues import Issue, IssueLog
+from droptune.issues import CATALOGUE, Issue, IssueLog, Severity
 from droptune.ledger import Ledger
 from droptune.reader import RecordReader, Row
 from droptune.report import FormatDecision
@@ -275,6 +275,14 @@ class Scan:
         for code, i, message in checks.turn_problems(example):
             self._issue(code, message, *self._where(example, line, i))
             ok = False
+        if example.tools or any("tool_calls" in m for m in example.messages):
+            for code, i, j, message in checks.tool_call_problems(example):
+                at, path = self._where(example, line, i)
+                if path.endswith(".content"):
+                    path = path.removesuffix(".content") + f".tool_calls[{j}].function"
+                    path += ".arguments" if code == "invalid_tool_arguments" else ".name"
+                self._issue(code, message, at, path)
+                ok = ok and CATALOGUE[code].severity is not Severity.ERROR
         if self.config.backend == "gemini" and checks.uses_tools(example):
             self._issue(
                 "tool_calls_unsupported", "Gemini tuning data here takes text turns only", line, "$"

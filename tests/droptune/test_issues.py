@@ -42,6 +42,7 @@ def test_warnings_are_the_usable_kinds() -> None:
         "blank_line",
         "unknown_field",
         "template_placeholder",
+        "undeclared_tool",
         "duplicate_example",
         "over_max_length",
         "label_imbalance",
