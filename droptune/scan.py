@@ -405,7 +405,10 @@ class Scan:
                 "$",
             )
             self.format = FormatDecision(
-                self.format.container, None, "Preference data", "chosen/rejected or boolean labels"
+                self.format.container,
+                "preference",
+                "Preference data",
+                "chosen/rejected or boolean labels",
             )
             return None
         if len(lines) < 0.9 * total:
@@ -417,7 +420,7 @@ class Scan:
             self.format = FormatDecision(self.format.container, None, None, f"mixed: {ranges}")
             return None
         fmt = BY_NAME[winner]
-        reason = f"{len(lines)} of the first {total} records match {fmt.title}, e.g. {fmt.example}"
+        reason = f"{len(lines)} of the first {total} records match, e.g. {fmt.example}"
         self.format = FormatDecision(self.format.container, fmt.name, fmt.title, reason)
         return self._backend_accepts(fmt)
 
@@ -442,9 +445,27 @@ class Scan:
                 objects[0].line,
                 "$",
             )
-        self.format = FormatDecision(
-            self.format.container, None, None, "no supported format matched"
+        self.format = FormatDecision(self.format.container, None, None, self._unmatched(sample))
+
+    def _unmatched(self, sample: list[Row]) -> str:
+        """Why no format was decided: nothing parsed (and where parsing failed), or no
+        format has the records' keys."""
+        if sample:
+            return "no supported format matched"
+        failed = next(
+            (
+                i
+                for i in self.issues.examples
+                if i.code in ("json_syntax", "invalid_utf8", "too_deep")
+            ),
+            None,
         )
+        if failed is None:
+            return "no records"
+        said = failed.message.split(" at column ")[0]  # the place is said once, below
+        if failed.line and failed.column:
+            return f"not parsed: {said} at {failed.line}:{failed.column}"
+        return f"not parsed: {said}" + (f" at line {failed.line}" if failed.line else "")
 
 
 def _ranges(lines: list[int]) -> str:

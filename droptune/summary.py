@@ -10,6 +10,7 @@ import numpy as np
 
 from droptune import cost
 from droptune.config import RunConfig
+from droptune.formats import BY_NAME
 from droptune.issues import Issue
 from droptune.ledger import first_copy
 from droptune.limits import GEMINI_LIMITS
@@ -157,16 +158,22 @@ def limit_checks(scan: Scan, config: RunConfig, splits: dict[str, int]) -> list[
         "validation_examples": "too_many_examples",
         "file_bytes": "file_too_large",
     }
+    said = {
+        "min_examples": lambda c: (
+            f"{c.value:,} valid example{'s' * (c.value != 1)} of {scan.records:,} "
+            f"record{'s' * (scan.records != 1)}; at least {c.limit:,} needed (min_examples)"
+        ),
+        "train_examples": lambda c: (
+            f"{c.value:,} training examples; Gemini tuning takes at most {c.limit:,}"
+        ),
+        "validation_examples": lambda c: (
+            f"{c.value:,} validation examples; Gemini tuning takes at most {c.limit:,}"
+        ),
+        "file_bytes": lambda c: f"the file is {c.value:,} bytes; Gemini tuning takes {c.limit:,}",
+    }
     for check in checks:
         if not check.ok:
-            relation = "fewer than" if check.name == "min_examples" else "more than"
-            scan.issues.add(
-                Issue(
-                    codes[check.name],
-                    f"{check.name}: {check.value:,} is {relation} the limit {check.limit:,}",
-                    file=scan.uri,
-                )
-            )
+            scan.issues.add(Issue(codes[check.name], said[check.name](check), file=scan.uri))
     return checks
 
 
@@ -181,7 +188,8 @@ def build_report(
     find_duplicates(scan)
     labels = check_labels(scan)
     tokens = token_stats(scan, config, train_tokens)
-    limits = limit_checks(scan, config, splits or {}) if scan.format.name else []
+    trainable = scan.format.name in BY_NAME  # a format droptune trains on (not preference)
+    limits = limit_checks(scan, config, splits or {}) if trainable else []
     estimate = None
     if tokens is not None:
         estimate = cost.estimate(

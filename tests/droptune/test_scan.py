@@ -25,7 +25,21 @@ def test_format_decision_says_why(validate_data) -> None:
     report = validate_data(jsonl(chat("1"), chat("2")))
     assert report.format.name == "chat"
     assert report.format.container == "jsonl"
-    assert report.format.reason.startswith("2 of the first 2 records match Chat messages")
+    assert report.format.reason.startswith("2 of the first 2 records match, e.g. {")
+    assert report.format.title not in report.format.reason  # the title is said once
+
+
+def test_a_file_that_does_not_parse_says_so_and_where(validate_data) -> None:
+    report = validate_data(b'{"messages": [1]\n{"a": 2,\n')
+    assert report.format.reason.startswith("not parsed: invalid JSON: ")
+    assert report.format.reason.endswith(" at 1:17")
+    assert report.counts == {"records": 0, "valid": 0, "invalid": 0}
+
+
+def test_too_few_examples_says_how_many_of_how_many_records(validate_data) -> None:
+    report = validate_data(jsonl(chat("1"), chat("2"), {"messages": 3}), min_examples=10)
+    (issue,) = [i for i in report.issues if i.code == "too_few_examples"]
+    assert issue.message == "2 valid examples of 3 records; at least 10 needed (min_examples)"
 
 
 @pytest.mark.parametrize(("chat_records", "decided"), [(9, "chat"), (8, None)])
@@ -122,7 +136,7 @@ def test_renamed_columns_are_not_unknown(validate_data) -> None:
 
 def test_preference_file_is_refused(validate_data) -> None:
     report = validate_data(jsonl({"prompt": "p", "chosen": "a", "rejected": "b"}))
-    assert report.format.name is None
+    assert report.format.name == "preference"  # named in the JSON report too
     assert report.format.title == "Preference data"
     assert report.issue_counts == {"preference_data": 1}
 
