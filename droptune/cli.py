@@ -126,10 +126,10 @@ def _summary(report: Report) -> None:
         for line in lines:
             style = "red" if ": error:" in line else "yellow"
             out.print(line, style=style, markup=False, soft_wrap=True)
-        shown, total = len(lines), sum(report.issue_counts.values())
-        if total > shown:
+        for code, (shown, total) in report.cut_codes().items():
             out.print(
-                f"… {total - shown:,} more (the first {report.issues and shown} shown; see --json)"
+                f"{code}: showing {shown:,} of {total:,}; `--max-issues N` for more",
+                markup=False,
             )
         out.print("\nhow to fix:")
         for code in dict.fromkeys(issue.code for issue in report.issues):
@@ -158,9 +158,19 @@ def validate(
     tokens: Annotated[
         bool, typer.Option("--tokens/--no-tokens", help="Count tokens (loads the tokenizer).")
     ] = True,
+    max_issues: Annotated[
+        int | None,
+        typer.Option(
+            "--max-issues",
+            min=1,
+            help="Issues listed per code (all are counted); default 20 (max_issues_per_code).",
+        ),
+    ] = None,
 ) -> None:
     """Check a dataset and report every problem with its line and JSON path."""
-    run_config = _config(config, backend=backend, base_model=base_model)
+    run_config = _config(
+        config, backend=backend, base_model=base_model, max_issues_per_code=max_issues
+    )
     with _progress(not as_json) as progress:
         report = pipeline.validate(file, run_config, progress=progress, count_tokens=tokens)
     _finish(report, as_json)

@@ -83,6 +83,22 @@ class Report:
     def valid(self) -> bool:
         return self.errors == 0
 
+    def shown_counts(self) -> dict[str, int]:
+        """Issues listed in `issues`, per code."""
+        shown: dict[str, int] = {}
+        for issue in self.issues:
+            shown[issue.code] = shown.get(issue.code, 0) + 1
+        return shown
+
+    def cut_codes(self) -> dict[str, tuple[int, int]]:
+        """(listed, found) of the codes whose list was cut short."""
+        shown = self.shown_counts()
+        return {
+            code: (shown.get(code, 0), total)
+            for code, total in self.issue_counts.items()
+            if shown.get(code, 0) < total
+        }
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "valid": self.valid,
@@ -94,6 +110,10 @@ class Report:
             "errors": self.errors,
             "warnings": self.warnings,
             "issue_counts": self.issue_counts,
+            # Per code: how many are listed in `issues` and how many were found, which differ
+            # where max_issues_per_code cut the list.
+            "issues_shown": self.shown_counts(),
+            "issues_total": self.issue_counts,
             "issues": [issue.to_dict() for issue in self.issues],
             "tokens": asdict(self.tokens) if self.tokens else None,
             "cost": asdict(self.cost) if self.cost else None,

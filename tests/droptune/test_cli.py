@@ -164,3 +164,20 @@ def test_names_in_the_data_are_shown_as_text_not_markup(tmp_path):
     text = result.stdout.decode()
     assert result.returncode == 0, result.stderr.decode()[-800:]
     assert "lab[v2].jsonl" in text and "[urgent] 6" in text and "[/b] 6" in text
+
+
+def test_a_cut_list_says_so_per_code_and_max_issues_shows_more(tmp_path):
+    empty = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": " "}]}
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(empty) + b"\n" for _ in range(39)))
+    result = droptune("validate", str(path), "--no-tokens")
+    assert result.returncode == 1
+    text = result.stdout.decode()
+    assert "empty_text: showing 20 of 39; `--max-issues N` for more" in text
+    assert "see --json" not in text
+    report = json.loads(droptune("validate", str(path), "--no-tokens", "--json").stdout)
+    assert report["issues_shown"]["empty_text"] == 20
+    assert report["issues_total"]["empty_text"] == 39
+    more = droptune("validate", str(path), "--no-tokens", "--max-issues", "50")
+    assert more.stdout.decode().count("[empty_text]") == 39 and b"showing" not in more.stdout
+    assert droptune("validate", str(path), "--max-issues", "0").returncode == 2
