@@ -181,8 +181,8 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
     (
         "non_text_content",
         E,
-        "Content holds a non-text part (image, audio, file).",
-        "Supervised text tuning takes text only; remove the part or describe it in text.",
+        "Content holds a part of a type droptune does not read (media are multimodal_unsupported).",
+        'Use text parts (`{"type": "text", "text": ...}`); remove or rewrite the part.',
     ),
     (
         "empty_text",
@@ -258,6 +258,12 @@ CATALOGUE: dict[str, IssueKind] = _kinds(
         E,
         "Tool calls or tool messages, which this backend cannot tune on.",
         "Use the custom backend for tool-calling data, or remove tool turns.",
+    ),
+    (
+        "multimodal_unsupported",
+        E,
+        "Images, audio, video or files (content parts or `images`/`videos`/`audios` lists).",
+        "droptune's backends tune on text: remove the media, or describe it in text.",
     ),
     (
         "invalid_tool_arguments",

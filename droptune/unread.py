@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from droptune.formats import Format
-from droptune.formats.chat import MESSAGE_FIELDS
+from droptune.formats.chat import IGNORED_FIELDS, IGNORED_MESSAGE_FIELDS, MEDIA_KEYS, MESSAGE_FIELDS
 from droptune.formats.schema import json_path, load_schema
 from droptune.issues import Issue
 
@@ -45,6 +45,11 @@ class UnreadKeys:
         fields = load_schema(fmt.schema).fields
         read = ", ".join(sorted(fields))
         for key, seen in self._fields.items():
+            if key in MEDIA_KEYS:  # refused where they hold media; empty, there is nothing
+                continue
+            if key in IGNORED_FIELDS:
+                yield _known(f"OpenAI's {key!r}", IGNORED_FIELDS[key], seen, records, file)
+                continue
             said = f"{key!r} is not a field of {fmt.title} (it reads {read})"
             yield _warning(said, key, fields, seen, records, file)
         read = ", ".join(sorted(MESSAGE_FIELDS))
@@ -53,7 +58,17 @@ class UnreadKeys:
                 f"{key!r} is not a field of a message (it reads {read}; a tool's message also "
                 "tool_call_id and name)"
             )
+            if key in IGNORED_MESSAGE_FIELDS:
+                why = IGNORED_MESSAGE_FIELDS[key]
+                yield _known(f"a message's {key!r}", why, seen, records, file)
+                continue
             yield _warning(said, key, MESSAGE_FIELDS, seen, records, file)
+
+
+def _known(what: str, why: str, seen: _Seen, records: int, file: str) -> Issue:
+    """A documented field droptune reads past on purpose, and why."""
+    message = f"{what} is ignored: {why}; {seen.records} of {records} records have it"
+    return Issue("unknown_field", message, line=seen.line, path=seen.path, file=file)
 
 
 def _warning(

@@ -1,4 +1,14 @@
-"""Chat `messages` (OpenAI style, tool calls included) and the older Gemini `messages` format."""
+"""Chat `messages` (OpenAI style, tool calls included) and the older Gemini `messages` format.
+
+OpenAI's documented optional fields each have a stated fate, never "not a field":
+- kept: `tools`/`tool_calls`, `weight`, and the legacy `functions`/`function_call` (read as
+  `tools`/`tool_calls`; a `function` message is a tool result);
+- ignored, with a warning that says why: `parallel_tool_calls` (training learns the calls as
+  written) and `name` on a user, assistant or system message (chat templates do not render
+  it; a tool message's `name` is kept);
+- refused: images, audio, video and files (`image_url`, `input_audio`, ... parts, or
+  LLaMA-Factory's `images`/`videos`/`audios` lists): droptune's backends tune on text.
+"""
 
 from __future__ import annotations
 
@@ -42,9 +52,22 @@ def is_gemini_messages(record: Record) -> bool:
 
 
 REASONING_PARTS = frozenset({"reasoning", "thinking"})
+# Content parts and record keys that carry images, audio, video or files.
+MEDIA_PARTS = frozenset(
+    {"image_url", "image", "input_image", "input_audio", "audio", "video", "file", "input_file"}
+)
+MEDIA_KEYS = ("images", "videos", "audios")
+MULTIMODAL = "multimodal data is not supported by droptune's backends, which tune on text"
+# Documented OpenAI fields that are read but not used, and why (unread.py says it).
+IGNORED_FIELDS = {
+    "parallel_tool_calls": "training learns the tool calls as the examples make them",
+}
+IGNORED_MESSAGE_FIELDS = {
+    "name": "chat templates do not render a participant's name (a tool message's is kept)",
+}
 # What a message's keys mean to the conversion; anything else in a message is dropped.
 MESSAGE_FIELDS = frozenset(
-    {"role", "content", "reasoning_content", "tool_calls", "weight", "loss_weight"}
+    {"role", "content", "reasoning_content", "tool_calls", "function_call", "weight", "loss_weight"}
 )
 TOOL_MESSAGE_FIELDS = MESSAGE_FIELDS | {"tool_call_id", "name"}
 
@@ -86,6 +109,8 @@ def split_parts(parts: list[Any], path: str) -> tuple[str, str, list[dict[str, A
         if kind == "tool_call":
             calls.append(parse_tool_call(value, where))
             continue
+        if kind in MEDIA_PARTS:
+            raise RecordProblem("multimodal_unsupported", where, f"a {kind} part: {MULTIMODAL}")
         if kind != "text" and kind not in REASONING_PARTS:
             raise RecordProblem(
                 "non_text_content", where, f"content part of type {kind!r} is not text"
@@ -114,6 +139,10 @@ def parse_tools(tools: Any, path: str = "$.tools") -> list[Any] | None:
 
 def _message(m: dict[str, Any], role: str, path: str) -> Message:
     content, reasoning, calls = m.get("content"), m.get("reasoning_content"), m.get("tool_calls")
+    if not calls and isinstance(m.get("function_call"), dict):  # OpenAI's legacy shape
+        calls = [
+            parse_tool_call(m["function_call"], path.removesuffix("content") + "function_call")
+        ]
     if type(content) is not str:
         if type(content) is list:
             content, part_reasoning, part_calls = split_parts(content, path)
@@ -158,6 +187,9 @@ def chat_to_chat(record: Record) -> Example:
     >>> chat_to_chat({"messages": [{"role": "user", "content": "hi", "wieght": 0}]}).unread
     [('wieght', '$.messages[0].wieght')]
     """
+    for key in MEDIA_KEYS:
+        if record.get(key):
+            raise RecordProblem("multimodal_unsupported", f"$.{key}", f"`{key}`: {MULTIMODAL}")
     messages: list[Message] = []
     unread: list[tuple[str, str]] = []
     for i, m in enumerate(record["messages"]):
@@ -171,6 +203,9 @@ def chat_to_chat(record: Record) -> Example:
         if not known.issuperset(m):
             unread += [(k, json_path(["messages", i, k])) for k in m if k not in known]
     tools = parse_tools(record.get("tools"))
+    if tools is None and record.get("functions"):  # OpenAI's legacy function definitions
+        functions = parse_tools(record["functions"], "$.functions") or []
+        tools = [{"type": "function", "function": f} for f in functions]
     return Example(messages, content_paths(len(messages)), tools=tools, unread=unread or None)
 
 

@@ -87,8 +87,8 @@ def test_each_unknown_field_is_warned_once_at_its_first_line(validate_data) -> N
         ("unknown_field", 3, "$.mesages", "warning"),
     ]
     assert report.issues[0].message == (
-        "'id' is not a field of Chat messages (OpenAI style) (it reads messages, tools), "
-        "so it is ignored; 2 of 3 records have it"
+        "'id' is not a field of Chat messages (OpenAI style) (it reads functions, messages, "
+        "tools), so it is ignored; 2 of 3 records have it"
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from droptune.formats import RecordProblem
@@ -158,10 +159,11 @@ def test_split_parts(parts: list, expected: tuple) -> None:
     [
         (
             [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {}}],
-            "non_text_content",
+            "multimodal_unsupported",
             "$.c[1]",
         ),
-        ([{"type": "input_audio"}], "non_text_content", "$.c[0]"),
+        ([{"type": "input_audio"}], "multimodal_unsupported", "$.c[0]"),
+        ([{"type": "refusal", "refusal": "no"}], "non_text_content", "$.c[0]"),
         ([{"type": "text", "text": 3}], "invalid_content", "$.c[0]"),
         ([{"type": "text"}], "invalid_content", "$.c[0]"),
         ([{"type": "tool_call", "text": "{oops"}], "invalid_content", "$.c[0]"),
@@ -258,3 +260,42 @@ def test_gemini_messages_to_chat() -> None:
         "$.messages[1].content",
         "$.messages[2].content",
     ]
+
+
+def test_openais_legacy_function_calling_is_read_as_tools_and_tool_calls() -> None:
+    record = {
+        "messages": [
+            {"role": "user", "content": "Weather in Paris?"},
+            {
+                "role": "assistant",
+                "content": None,
+                "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            },
+            {"role": "function", "name": "get_weather", "content": "18C"},
+            {"role": "assistant", "content": "18C."},
+        ],
+        "functions": [{"name": "get_weather", "parameters": {"type": "object"}}],
+    }
+    example = chat_to_chat(record)
+    call = example.messages[1]["tool_calls"][0]["function"]
+    assert call == {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    assert example.messages[2] == {"role": "tool", "content": "18C", "name": "get_weather"}
+    assert example.tools == [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    ]
+    assert example.unread is None
+
+
+def test_documented_fields_are_said_to_be_ignored_not_unknown(validate_data) -> None:
+    chat = {
+        "messages": [
+            {"role": "user", "content": "hi", "name": "ana"},
+            {"role": "assistant", "content": "hello"},
+        ],
+        "parallel_tool_calls": False,
+    }
+    report = validate_data(orjson.dumps(chat) + b"\n")
+    said = {i.path: i.message for i in report.issues if i.code == "unknown_field"}
+    assert said["$.parallel_tool_calls"].startswith("OpenAI's 'parallel_tool_calls' is ignored: ")
+    assert said["$.messages[0].name"].startswith("a message's 'name' is ignored: ")
+    assert not any("not a field" in m for m in said.values())
