@@ -1,6 +1,11 @@
 """What `droptune local run` does around the stack: put a file into the local uploads
 bucket with what goes beside it (`companions_of`, `upload`), follow its run through
 status.json (`follow`), and summarize how it ended (`summarize`).
+
+The trainer writes the run's report when its evaluation ends, from the files it has then:
+before deployment, and from a copy of the run folder without status.json, so its header
+could only say "state unknown". `summarize` renders it again from the ended run's files
+(`refresh_report`): the report it points to shows the final state and how to call the model.
 """
 
 from __future__ import annotations
@@ -192,13 +197,33 @@ def last_message(log_file: Path) -> str | None:
         return None
     for line in reversed(lines):
         try:
-            return "training: " + json.loads(line)["message"][:100]
+            message = json.loads(line)["message"]
         except (ValueError, KeyError, TypeError):
             continue
+        if isinstance(message, str):  # the trainer's progress lines say "training: ..." already
+            message = message[:100]
+            return message if message.startswith("training") else f"training: {message}"
     return None
 
 
+def refresh_report(run_dir: Path, console: Console) -> None:
+    """Render the report of the ended run in `run_dir` again, when it has one: the copy the
+    trainer wrote predates the run's end (see the module's docstring)."""
+    from droptune.reporting import render_run
+
+    if not (run_dir / "evaluation" / "report.html").is_file():
+        return
+    try:
+        render_run(str(run_dir))
+    except Exception as exc:  # the trainer's copy stays; the run's outcome does not change
+        console.print(
+            f"[yellow]the report could not be brought up to date:[/] {escape(str(exc))}",
+            soft_wrap=True,
+        )
+
+
 def summarize(run_dir: Path, status: dict[str, Any], console: Console) -> None:
+    refresh_report(run_dir, console)
     console.print(
         f"\n{state_text(status['state'])}  {escape(status.get('detail', ''))}", soft_wrap=True
     )

@@ -178,10 +178,24 @@ def _tokens(figure: Any, summary: RunSummary) -> bool:
     if stats.get("limit"):
         ax.axvline(stats["limit"], color=WORSE, linestyle="--", linewidth=1, label="limit")
         ax.legend(frameon=False)
-    ax.set_xlabel("tokens per example")
-    title = f"Example length ({stats.get('description') or 'validation report'})"
-    ax.set_title(title, parse_math=False)
+    ax.set_title("Example length")
+    # How the tokens were counted names the tokenizer's folder: too long for a centred title,
+    # whose ends fell off the figure. Under the axis, wrapped to the figure's width.
+    counted = stats.get("description") or "validation report"
+    _caption(figure, ax, f"tokens per example, counted by {counted}")
     return True
+
+
+def _caption(figure: Any, ax: Any, text: str, fontsize: float = 9.0) -> None:
+    """`text` as the x-axis label, wrapped to the figure's width, with the bottom margin
+    grown by the lines it takes."""
+    import textwrap
+
+    chars = int(figure.get_figwidth() * 72 / (0.6 * fontsize))  # a character ~0.6 em wide
+    lines = textwrap.wrap(text, chars, break_on_hyphens=False) or [""]
+    ax.set_xlabel("\n".join(lines), fontsize=fontsize, parse_math=False)
+    inches = 0.35 + len(lines) * fontsize * 1.3 / 72  # tick labels, then the lines
+    figure.subplots_adjust(bottom=min(0.5, inches / figure.get_figheight()))
 
 
 def _gemini_buckets(stats: dict[str, Any] | None) -> dict[str, list[float]] | None:

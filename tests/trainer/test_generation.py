@@ -54,7 +54,8 @@ def test_an_end_only_the_generation_config_names_ends_the_answer(tokenizer):
 
 def test_stop_ids_take_every_end_and_the_padding(tokenizer):
     ends = stop_ids(Scripted([], eos=[7, 9]), tokenizer)
-    assert {7, 9, tokenizer.eos_token_id, tokenizer.pad_token_id} == ends
+    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")  # the template opens turns so
+    assert {7, 9, tokenizer.eos_token_id, tokenizer.pad_token_id, im_start} == ends
     assert None not in stop_ids(
         SimpleNamespace(), SimpleNamespace(eos_token_id=3, pad_token_id=None)
     )
@@ -76,7 +77,8 @@ def test_the_template_s_end_of_turn_ends_the_answer_when_no_config_names_it(base
     inventing the next turns until max_new_tokens."""
     tokenizer = base_tokenizer
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    assert turn_shape(tokenizer) == TurnShape(end=im_end, lead=0)
+    im_start = tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert turn_shape(tokenizer) == TurnShape(end=im_end, lead=0, start=im_start)
     sports = tokenizer("Sports", add_special_tokens=False).input_ids
     more = tokenizer("\n<|im_start|>user\nWhat next", add_special_tokens=False).input_ids
     model = Scripted([*sports, im_end, *more], eos=tokenizer.eos_token_id)
@@ -89,7 +91,19 @@ def test_the_saved_generation_config_names_the_turn_end(base_tokenizer):
 
     model = SimpleNamespace(generation_config=GenerationConfig(eos_token_id=0))
     name_the_ends(model, base_tokenizer)
-    assert model.generation_config.eos_token_id == [0, 2]  # <|endoftext|>, <|im_end|>
+    # <|endoftext|>, <|im_start|> (a turn that opens ends the answer), <|im_end|>
+    assert model.generation_config.eos_token_id == [0, 1, 2]
+
+
+def test_an_answer_that_opens_the_next_turn_ends_before_its_role(base_tokenizer):
+    """A model that starts a new turn without closing its own: decoded without special
+    tokens, that turn would leave its role in the answer ('user\\nbuggy')."""
+    tokenizer = base_tokenizer
+    bug = tokenizer("bug", add_special_tokens=False).input_ids
+    turn = tokenizer("<|im_start|>user\nbuggy<|im_end|>", add_special_tokens=False).input_ids
+    model = Scripted([*bug, *turn], eos=tokenizer.eos_token_id)
+    [answer] = generate(model, tokenizer, ["a"], 16, torch.device("cpu"))
+    assert answer == Generated("bug", len(bug) + 1)
 
 
 QWEN3_LIKE = (

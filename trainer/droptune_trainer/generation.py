@@ -11,7 +11,10 @@ greedy and sampling is temperature and top-p alone (`PLAIN`). Generation stops a
 token that ends an answer (`stop_ids`), not only the checkpoint's end of sequence: also the
 token the chat template closes an assistant turn with, which is what tuning teaches the model
 to write (a base checkpoint's end of sequence is often another: Qwen2.5's `<|endoftext|>`
-where its template closes turns with `<|im_end|>`). A reasoning model's leading
+where its template closes turns with `<|im_end|>`), and the token that opens a turn
+(`<|im_start|>`): a model that starts the next turn without closing its own has ended its
+answer, and decoding without special tokens would leave that turn's role (`user\n...`) in
+the answer. A reasoning model's leading
 `<think>...</think>` block (Qwen3, DeepSeek-R1) is kept apart from the answer (`Generated`).
 """
 
@@ -44,6 +47,8 @@ class TurnShape:
     end: int | None  # the special token that closes the turn (<|im_end|>, <end_of_turn>)
     lead: int  # tokens written before the text (Qwen3's empty <think></think>: 4), which a
     #            tuned model learns to write first
+    start: int | None = None  # the special token that opens a turn (<|im_start|>,
+    #                           <start_of_turn>): never part of an answer
 
 
 def render(tokenizer: Any, prompt: str | list[dict[str, Any]], tools: Any = None) -> str:
@@ -158,11 +163,13 @@ def stop_ids(model: Any, tokenizer: Any) -> set[int]:
 
 def answer_ends(model: Any, tokenizer: Any) -> set[int]:
     """The tokenizer's end of text, every end the generation config names (Gemma's
-    <end_of_turn>, Llama 3's <|eot_id|>) and the chat template's end of an assistant turn."""
+    <end_of_turn>, Llama 3's <|eot_id|>), the chat template's end of an assistant turn and
+    the token that opens the next one."""
     config = getattr(model, "generation_config", None)
     ends = getattr(config, "eos_token_id", None)
     ends = ends if isinstance(ends, list) else [ends]
-    return {t for t in (tokenizer.eos_token_id, turn_shape(tokenizer).end, *ends) if t is not None}
+    shape = turn_shape(tokenizer)
+    return {t for t in (tokenizer.eos_token_id, shape.end, shape.start, *ends) if t is not None}
 
 
 def name_the_ends(model: Any, tokenizer: Any) -> None:
@@ -183,9 +190,10 @@ def turn_shape(tokenizer: Any) -> TurnShape:
 @lru_cache(maxsize=8)  # asked for every generation; the template does not change
 def _probed_shape(tokenizer: Any) -> TurnShape:
     """From a probe conversation: the text between the generation prompt and the answer,
-    and the first special token after it."""
+    the first special token after the answer, and the first of the generation prompt."""
     user = [{"role": "user", "content": "Hi"}]
     try:
+        asked = tokenizer.apply_chat_template(user, tokenize=False)
         prompt = tokenizer.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
         whole = tokenizer.apply_chat_template(
             [*user, {"role": "assistant", "content": _MARK}], tokenize=False
@@ -197,12 +205,15 @@ def _probed_shape(tokenizer: Any) -> TurnShape:
         return TurnShape(None, 0)
     lead = whole[len(prompt) : at] if whole.startswith(prompt) else ""
     after = tokenizer(whole[at + len(_MARK) :], add_special_tokens=False).input_ids
+    opener = prompt[len(asked) :] if prompt.startswith(asked) else ""
+    opening = tokenizer(opener, add_special_tokens=False).input_ids
     special = set(tokenizer.all_special_ids) | {
         i for i, token in tokenizer.added_tokens_decoder.items() if token.special
     }
     return TurnShape(
         after[0] if after and after[0] in special else None,
         len(tokenizer(lead, add_special_tokens=False).input_ids) if lead else 0,
+        opening[0] if opening and opening[0] in special else None,
     )
 
 

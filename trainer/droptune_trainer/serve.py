@@ -11,6 +11,9 @@
   `metadata` on; callers that count cost read it, the rest ignore it). `messages` (and
   `tools`, for a model tuned on tool calls) are rendered with the model's chat template, as
   in training and evaluation; a `prompt` is continued as it is.
+- A chat without a system turn is opened with the one the model was tuned with, saved beside
+  the checkpoint (`droptune.json`, `system_turn`): every caller gets the answer the
+  evaluation measured, with or without knowing the run. A chat's own system turn is kept.
 - Requests that arrive together are generated together: a worker takes what is queued, oldest
   first, with every later request of the same parameters that fits (up to `MAX_BATCH`
   instances), and runs batched generations of them under the evaluation's token budget (what
@@ -64,6 +67,8 @@ from droptune_trainer.generation import (
     token_budget,
 )
 from droptune_trainer.precision import native_bf16
+from droptune_trainer.system_turn import load as load_system_prompt
+from droptune_trainer.system_turn import opened
 
 log = get_logger("droptune.serve")
 MAX_BODY_BYTES = 1_500_000
@@ -157,6 +162,7 @@ class Model:
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if native_bf16(self.device) else torch.float32  # as training
+        self.system = load_system_prompt(folder)  # the tuned system turn, if the run had one
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -182,7 +188,7 @@ class Model:
             if inst.prompt is not None:
                 texts.append(render(self.counter, inst.prompt))
                 continue
-            chat = [m.model_dump(exclude_none=True) for m in inst.messages]
+            chat = opened([m.model_dump(exclude_none=True) for m in inst.messages], self.system)
             try:
                 texts.append(render(self.counter, chat, inst.tools))
             except (TemplateError, TypeError, ValueError, KeyError) as exc:
@@ -298,14 +304,16 @@ class Model:
 
     def recover(self) -> None:
         """After a failure (often out of memory): give the allocator's memory back, and
-        raise DeviceLost if the device no longer works (a CUDA error sticks to the process)."""
-        if self.device.type != "cuda":
-            return
+        raise DeviceLost if the device no longer works (a CUDA error sticks to the process).
+        The failed generation's tensors are freed on a CPU too: its exception and traceback
+        form reference cycles that only the collector breaks, and until then they hold them."""
         import gc
 
+        gc.collect()
+        if self.device.type != "cuda":
+            return
         import torch
 
-        gc.collect()
         try:
             torch.cuda.empty_cache()
             torch.cuda.synchronize(self.device)
@@ -413,7 +421,9 @@ def create_app(storage_uri: str | None = None) -> FastAPI:
         app.state.model = Model(folder)
         scratch.cleanup()
         app.state.worker = asyncio.create_task(app.state.model.worker())
-        log.info(f"serving {uri} on {predict_route}")
+        tuned = app.state.model.system
+        opens = f"; chats without a system turn get the tuned one: {tuned!r}" if tuned else ""
+        log.info(f"serving {uri} on {predict_route}{opens}")
         yield
         app.state.worker.cancel()
 

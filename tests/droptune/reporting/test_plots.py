@@ -53,3 +53,26 @@ def test_label_names_with_dollar_signs_are_text_not_math():
     assert plots._confusion(figure, labelled)
     ticks = figure.axes[0].get_yticklabels()
     assert [t.get_text() for t in ticks] == names and not any(t.get_parse_math() for t in ticks)
+
+
+def test_the_length_chart_s_text_stays_inside_the_figure():
+    """The counter's description names the tokenizer's folder: as the title it ran off both
+    edges; wrapped under the axis it fits."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    described = (
+        "exact: tokenizer and chat template of HuggingFaceTB/SmolLM2-135M-Instruct "
+        "(/root/.cache/droptune/models/HuggingFaceTB--SmolLM2-135M-Instruct)"
+    )
+    figure = plots._figure("tokens")
+    stats = {"histogram": {"edges": [40, 50, 60], "counts": [3, 4]}, "description": described}
+    assert plots._tokens(figure, summary(stats))
+    ax = figure.axes[0]
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()  # places the axis label
+    renderer = canvas.get_renderer()
+    box = figure.bbox
+    for text in (ax.title, ax.xaxis.label):
+        extent = text.get_window_extent(renderer)
+        assert box.x0 <= extent.x0 and extent.x1 <= box.x1 and box.y0 <= extent.y0, text
+    assert "SmolLM2-135M-Instruct" in ax.get_xlabel().replace("\n", "")
