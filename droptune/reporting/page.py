@@ -104,11 +104,18 @@ def _facts_section(title: str, facts: list[Fact]) -> str:
     return f"<h2>{escape(title)}</h2>{_facts_table(facts)}" if facts else ""
 
 
+# A page rendered where status.json is not at hand (the trainer, at the end of evaluation).
+NO_STATE = (
+    "state as of evaluation (this page was written before the run ended: "
+    "<code>droptune runs show RUN --open</code> renders it with the final state)"
+)
+
+
 def _header(s: RunSummary) -> str:
     parts = [
         f"backend <b>{escape(s.backend or 'unknown')}</b>",
         f"base model <b>{escape(s.base_model or 'unknown')}</b>",
-        f"state <b>{escape(s.state or 'unknown')}</b>",
+        f"state <b>{escape(s.state)}</b>" if s.state else NO_STATE,
     ]
     if s.created_at:
         parts.append(f"started {escape(s.created_at)}")

@@ -92,7 +92,7 @@ def _header(s: RunSummary) -> Text:
     details = [
         f"backend {s.backend or 'unknown'}",
         f"base model {s.base_model or 'unknown'}",
-        f"state {s.state or 'unknown'}",
+        f"state {s.state}" if s.state else "state not recorded (status.json is missing)",
     ]
     if s.created_at:
         details.append(f"started {s.created_at}")

@@ -101,3 +101,16 @@ def test_a_thousand_examples_render_in_under_two_seconds(tmp_path: Path):
 def test_any_one_file_can_be_missing(run_folder: Path, name: str):
     (run_folder / name).unlink()
     assert "Tuned model is better" in Path(render_run(str(run_folder))).read_text()
+
+
+def test_a_page_written_before_the_run_ended_does_not_say_unknown(tmp_path):
+    """The trainer renders the page at evaluation end, without status.json."""
+    from droptune.reporting import load_run, summarize
+    from droptune.reporting.page import to_html
+    from tests.droptune.reporting.conftest import make_run
+
+    folder = make_run(tmp_path)
+    (folder / "status.json").unlink()
+    page = to_html(summarize(load_run(str(folder))), {})
+    assert "unknown" not in page.split("<h2>")[0]
+    assert "state as of evaluation" in page
