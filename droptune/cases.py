@@ -62,6 +62,18 @@ def cases(records: Iterable[dict[str, Any]]) -> list[Case]:
     return out
 
 
+def system_prompt_of(run_uri: str, config: dict | None = None) -> str | None:
+    """The system turn the run's conversations without one were tuned with: the one every
+    example opened with (validation/report.json's `system_prompt`), else the run's
+    `system_instruction`; the rule `droptune runs ask` and the custom backend's server follow."""
+    try:
+        report = json.loads(read_all(join(run_uri, "validation", "report.json")))
+    except (DroptuneError, ValueError):
+        report = {}
+    prompt = report.get("system_prompt") or (config or {}).get("system_instruction")
+    return prompt if isinstance(prompt, str) and prompt else None
+
+
 def labels_of(run_uri: str) -> list[str] | None:
     """The label set of labelled data (validation/report.json), for accuracy; else None."""
     try:

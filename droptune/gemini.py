@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from droptune import evaluation
-from droptune.cases import Answer, Case, cases, compare, labels_of
+from droptune.cases import Answer, Case, cases, compare, labels_of, system_prompt_of
 from droptune.cloud import genai as gemini
 from droptune.errors import DroptuneError
 from droptune.log import get_logger
@@ -67,7 +67,8 @@ def evaluate_slice(
     slice_size: int | None = None,
 ) -> dict[str, Any]:
     """Answer one slice of the test split; after the last, score them all. Returns
-    `{"done": false, "next_offset": n}` or `{"done": true, "n", "gate", "metrics_uri"}`."""
+    `{"done": false, "next_offset": n}` or `{"done": true, "n", "gate", "metrics_uri",
+    "system_instruction"}`."""
     slice_size = slice_size or SLICE
     run = read_json(join(request.run_uri, "run.json"))
     config = run.get("config") or {}
@@ -112,6 +113,8 @@ def evaluate_slice(
         "n": metrics["n"],
         "gate": metrics["gate"],
         "metrics_uri": join(request.run_uri, "evaluation", "metrics.json"),
+        # endpoint.json's calls send it: the tuned model expects its system turn
+        "system_instruction": system_prompt_of(request.run_uri, config),
     }
 
 

@@ -75,7 +75,10 @@ def queue_gemini_run(bucket: Any, run_id: str, **config: Any) -> None:
     bucket.blob(f"runs/{run_id}/data/test.jsonl").upload_from_string(
         "".join(json.dumps(line) + "\n" for line in lines)
     )
-    report = {"counts": {"labels": {"billing": 1, "bug": 1, "praise": 1}}}
+    report = {
+        "counts": {"labels": {"billing": 1, "bug": 1, "praise": 1}},
+        "system_prompt": "Label the ticket.",  # every example's, as the intake records it
+    }
     bucket.blob(f"runs/{run_id}/validation/report.json").upload_from_string(json.dumps(report))
 
 
@@ -176,10 +179,31 @@ def test_a_gemini_run_tunes_evaluates_and_records_the_tuned_endpoint(
     assert card["predict_url"] == f"{api}/v1/{endpoint}:generateContent"
     assert f'model="{endpoint}"' in card["examples"]["python"]
     assert ":generateContent" in card["examples"]["curl"]
+    # the calls carry the system turn the model was tuned with, as the evaluation sent it
+    said = {"parts": [{"text": "Label the ticket."}]}
+    assert card["request_example"]["systemInstruction"] == said
+    assert (
+        json.dumps(said) in card["examples"]["curl"]
+        or '"Label the ticket."' in card["examples"]["curl"]
+    )
+    assert 'config={"system_instruction": "Label the ticket."}' in card["examples"]["python"]
     assert set(wire.auth) == {"OAuth2", "OIDC"}
     assert ("POST", EVALUATE_URL) in wire.calls and wire.auth[
         wire.calls.index(("POST", EVALUATE_URL))
     ] == "OIDC"
+
+
+def test_a_run_tuned_without_a_system_turn_gets_calls_without_one(
+    clock, server, tuner, gcs_server, gcs_bucket
+):
+    queue_gemini_run(gcs_bucket, "bare")
+    report = {"counts": {"labels": {"billing": 1, "bug": 1, "praise": 1}}}
+    gcs_bucket.blob("runs/bare/validation/report.json").upload_from_string(json.dumps(report))
+    execution, _ = execute(clock, server, gcs_server, gcs_bucket, "bare")
+    assert execution.result["state"] == "SUCCEEDED", execution.error
+    card = json.loads(gcs_bucket.blob("runs/bare/endpoint.json").download_as_bytes())
+    assert card["request_example"] == {"contents": [{"role": "user", "parts": [{"text": "Hello"}]}]}
+    assert "config=" not in card["examples"]["python"]
 
 
 def test_a_two_hour_tuning_job_costs_at_most_100_steps(
