@@ -15,8 +15,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -125,29 +126,57 @@ def stop_stack(state: StackState) -> None:
 
 
 @app.command()
-def status() -> None:
+def status(
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="One JSON object on stdout: the services and the runs."),
+    ] = False,
+) -> None:
     """Show the local services and the runs in the local runs bucket."""
     home = StackConfig.default().home
     state = StackState.running(home)
     if state is None:
+        if as_json:
+            sys.stdout.write(json.dumps({"running": False}) + "\n")
+            raise typer.Exit(1)
         out.print("the local stack is not running; start it with: droptune local up")
         raise typer.Exit(1)
-    out.print(services_table(state, home))
     state.use()
-    from droptune.cloud import gcs
-
+    runs = list(_runs(state))
+    if as_json:
+        described = {
+            "running": True,
+            "uploads_bucket": state.uploads_bucket,
+            "runs_bucket": state.runs_bucket,
+            "storage": state.storage,
+            "pubsub": state.pubsub,
+            "vertex": state.vertex,
+            "function": state.function,
+            "project": state.project,
+            "location": state.location,
+            "home": str(home),
+            "runs": [{"run_id": run_id, "state": body.get("state")} for run_id, body in runs],
+        }
+        sys.stdout.write(json.dumps(described, indent=2) + "\n")
+        return
+    out.print(services_table(state, home))
     table = Table(box=None)
     table.add_column("run", no_wrap=True)  # whole: the other commands take it
     table.add_column("state")
     table.add_column("detail")
+    for run_id, body in runs:
+        table.add_row(run_id, state_text(body["state"]), body.get("detail", "")[:80])
+    out.print(table)
+
+
+def _runs(state: StackState) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(run id, status.json) of every run in the local runs bucket."""
+    from droptune.cloud import gcs
+
     for blob in gcs.client().list_blobs(state.runs_bucket, prefix="runs/"):
         if blob.name.count("/") != 2 or not blob.name.endswith("/status.json"):
             continue
-        body = json.loads(blob.download_as_bytes())
-        table.add_row(
-            blob.name.split("/")[1], state_text(body["state"]), body.get("detail", "")[:80]
-        )
-    out.print(table)
+        yield blob.name.split("/")[1], json.loads(blob.download_as_bytes())
 
 
 # --- a run --------------------------------------------------------------------------------

@@ -40,11 +40,18 @@ def test_run_starts_the_stack_reports_a_rejected_file_and_down_stops_it(tmp_path
         assert status.returncode == 0, status.stderr
         assert outcome["run_id"] in status.stdout and "REJECTED" in status.stdout
         assert (home / "function.log").is_file() and (home / "state.json").is_file()
+        described = json.loads(droptune(home, "local", "status", "--json").stdout)
+        assert described["running"] is True
+        assert {"run_id": outcome["run_id"], "state": "REJECTED"} in described["runs"]
+        for key in ("uploads_bucket", "runs_bucket", "storage", "pubsub", "vertex"):
+            assert described[key], key
     finally:
         down = droptune(home, "local", "down")
     assert down.returncode == 0 and "stopped" in down.stdout
     assert not (home / "state.json").exists()
     assert droptune(home, "local", "status").returncode == 1
+    stopped = droptune(home, "local", "status", "--json")
+    assert stopped.returncode == 1 and json.loads(stopped.stdout) == {"running": False}
 
 
 def test_two_sidecars_beside_the_file_are_refused_before_anything_starts(tmp_path: Path):
