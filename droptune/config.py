@@ -171,10 +171,11 @@ class RunConfig(Settings):
     max_length: int = setting(
         "Custom backend: tokens per example; longer ones are truncated.", default=2048
     )
-    epochs: int = setting(
-        "Passes over the training data: the trainer's and Gemini tuning's, and the token and "
-        "cost totals'.",
-        default=3,
+    epochs: int | None = setting(
+        "Passes over the training data (the trainer's and Gemini tuning's, and the token and "
+        "cost totals'); none: sized to the data (droptune/sizing.py, docs/training.md), and "
+        "Gemini tuning's own default.",
+        default=None,
     )
     validation_fraction: float = setting("Share of examples held out for validation.", default=0.1)
     test_fraction: float = setting(
@@ -306,10 +307,11 @@ class RunConfig(Settings):
             self.accelerator_count = 0
         if self.serving_accelerator_type == NO_ACCELERATOR:
             self.serving_accelerator_count = 0
+        if self.epochs is not None:
+            self.require_positive("epochs")
         self.require_positive(
             "training_machines",
             "max_length",
-            "epochs",
             "min_examples",
             "max_issues_per_code",
             "training_timeout_minutes",

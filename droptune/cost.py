@@ -34,12 +34,14 @@ def price_for(model: str) -> float | None:
     return PRICE_TABLE[max(matches, key=len)] if matches else None
 
 
-def estimate(model: str, train_tokens: int, epochs: int, configured: float | None) -> CostEstimate:
+def estimate(
+    model: str, train_tokens: int, epochs: float, configured: float | None
+) -> CostEstimate:
     """
     >>> estimate("gemini-2.5-flash-001", 1_000_000, 3, None).usd
     15.0
     """
-    billable = train_tokens * epochs
+    billable = round(train_tokens * epochs)
     price = configured if configured is not None else price_for(model)
     if price is None:
         return CostEstimate(

@@ -33,7 +33,7 @@ class TokenStats:
     p95: int
     max: int
     train_total: int
-    epochs: int
+    epochs: float  # set, or what droptune.sizing chooses (a GPU run's passes)
     billable: int  # train tokens x epochs
     limit: int
     over_limit: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from droptune import cost
+from droptune import cost, sizing
 from droptune.config import RunConfig
 from droptune.formats import BY_NAME
 from droptune.issues import Issue
@@ -62,13 +62,22 @@ def check_labels(scan: Scan) -> dict[str, int]:
     return dict(sorted(by_label.items(), key=lambda kv: -kv[1]))
 
 
-def token_stats(scan: Scan, config: RunConfig, train_tokens: int | None) -> TokenStats | None:
-    """Statistics of the token counts; the over-limit examples were reported by the scan."""
+def token_stats(
+    scan: Scan, config: RunConfig, train_tokens: int | None, train_examples: int | None = None
+) -> TokenStats | None:
+    """Statistics of the token counts; the over-limit examples were reported by the scan.
+    Epochs left unset count as the passes droptune.sizing chooses for the file on a GPU."""
     if not scan.valid or scan.counter is None or not scan.count_tokens:
         return None
     values, counts = scan.ledger.tally()
     examples, total = int(counts.sum()), int((values * counts).sum())
     train_total = total if train_tokens is None else train_tokens
+    epochs = (
+        config.epochs
+        or sizing.plan(
+            max(train_examples or examples, 1), max(train_total, 1), int(values[-1])
+        ).epochs.value
+    )
     return TokenStats(
         method=scan.counter.method,
         description=scan.counter.description,
@@ -80,8 +89,8 @@ def token_stats(scan: Scan, config: RunConfig, train_tokens: int | None) -> Toke
         p95=int(percentile(values, counts, 95)),
         max=int(values[-1]),
         train_total=train_total,
-        epochs=config.epochs,
-        billable=train_total * config.epochs,
+        epochs=epochs,
+        billable=round(train_total * epochs),
         limit=scan.token_limit,
         over_limit=int(counts[values > scan.token_limit].sum()),
         load_seconds=round(scan.tokenizer_seconds, 3),
@@ -187,13 +196,13 @@ def build_report(
     """Run the dataset-level checks and assemble the report of a finished scan."""
     find_duplicates(scan)
     labels = check_labels(scan)
-    tokens = token_stats(scan, config, train_tokens)
+    tokens = token_stats(scan, config, train_tokens, (splits or {}).get("train"))
     trainable = scan.format.name in BY_NAME  # a format droptune trains on (not preference)
     limits = limit_checks(scan, config, splits or {}) if trainable else []
     estimate = None
     if tokens is not None:
         estimate = cost.estimate(
-            config.base_model, tokens.train_total, config.epochs, config.price_per_million_tokens
+            config.base_model, tokens.train_total, tokens.epochs, config.price_per_million_tokens
         )
     counts = {"records": scan.records, "valid": scan.valid, "invalid": scan.invalid}
     if splits:

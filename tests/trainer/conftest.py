@@ -15,9 +15,11 @@ EXAMPLE = Path(__file__).parents[2] / "droptune" / "examples" / "chat.jsonl"
 FAST = {
     "max_length": 256,
     "tokens_per_batch": 512,
+    "gradient_accumulation": 1,
     "learning_rate": 1e-3,
     "eval_every": 2,
     "eval_max_new_tokens": 16,
+    "bf16": False,  # the same numbers on every CPU; test_precision.py trains in bf16 on one
 }
 
 

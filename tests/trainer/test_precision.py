@@ -15,8 +15,9 @@ import pytest
 import torch
 from droptune_trainer import checkpoint
 from droptune_trainer.cluster import Group
-from droptune_trainer.precision import Direct, Masters, weights_for
-from droptune_trainer.train import setup, train
+from droptune_trainer.config import TrainConfig
+from droptune_trainer.precision import Direct, Masters, cpu_bf16, native_bf16, weights_for
+from droptune_trainer.train import device_and_dtype, setup, train
 
 from droptune.local.storage_emulator import free_port
 from tests.trainer.conftest import FAST, make_run_dir
@@ -252,3 +253,24 @@ def test_epochs_run_on_through_epoch_boundaries_and_stop_at_the_count(
     assert rows % 3  # else both counts agree
     history = train(s)
     assert history.train_loss[-1][0] == -(-2 * rows // 3)
+
+
+def test_a_cpu_computes_in_bf16_only_when_it_has_the_hardware_and_the_run_allows_it():
+    cpu = torch.device("cpu")
+    assert native_bf16(cpu) == cpu_bf16()
+    assert device_and_dtype(TrainConfig(bf16=False))[1] == torch.float32
+    expected = torch.bfloat16 if cpu_bf16() and not torch.cuda.is_available() else None
+    if expected is not None:
+        assert device_and_dtype(TrainConfig())[1] == expected
+
+
+@pytest.mark.skipif(not cpu_bf16(), reason="needs a CPU with bf16 dot products (AVX512-BF16, AMX)")
+def test_a_cpu_with_bf16_trains_bf16_adapters_with_fp32_masters(tmp_path: Path, tiny_model: Path):
+    overrides = {**FAST, "bf16": True, "base_model": str(tiny_model), "max_steps": 8}
+    s = setup(str(make_run_dir(tmp_path)), overrides={**overrides, "learning_rate": 1e-2})
+    assert s.dtype == torch.bfloat16
+    history = train(s)
+    losses = [loss for _, loss in history.train_loss]
+    assert history.master_weights and losses[-1] < losses[0]
+    trainable = {p.dtype for p in s.model.parameters() if p.requires_grad}
+    assert trainable == {torch.float32}  # the masters' values, as peft's adapters would be

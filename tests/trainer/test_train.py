@@ -135,8 +135,10 @@ def test_a_killed_job_resumes_from_its_last_checkpoint(run_dir: Path):
 def test_unknown_setting_and_qlora_on_cpu_are_clear_errors(run_dir: Path):
     with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
         setup(str(run_dir), overrides={"learning_rte": 1})
-    with pytest.raises(ConfigError, match="gradient_accumulation must be at least 1; got 0"):
-        setup(str(run_dir), overrides={"gradient_accumulation": 0})
+    with pytest.raises(
+        ConfigError, match=r"gradient_accumulation must be at least 1 \(or unset\); got -1"
+    ):
+        setup(str(run_dir), overrides={"gradient_accumulation": -1})
     with pytest.raises(ConfigError, match="qlora needs a CUDA GPU"):
         setup(str(run_dir), overrides={"method": "qlora"})
 

@@ -144,7 +144,7 @@ def execute(clock, server, gcs_server, bucket, run_id: str) -> tuple[Execution, 
 def test_a_gemini_run_tunes_evaluates_and_records_the_tuned_endpoint(
     clock, server, tuner, gcs_server, gcs_bucket
 ):
-    queue_gemini_run(gcs_bucket, "g1", learning_rate_multiplier=0.5)
+    queue_gemini_run(gcs_bucket, "g1", learning_rate_multiplier=0.5, epochs=3)
     execution, wire = execute(clock, server, gcs_server, gcs_bucket, "g1")
     assert execution.state == "SUCCEEDED", execution.error
     assert states(gcs_bucket, "g1") == [

@@ -28,6 +28,7 @@ without autocast its activations would stay fp32 end to end.
 The training loop sees every way through the same calls: `Direct` (the optimizer steps the
 model's own weights: fp32 runs, QLoRA, `master_weights: false`), `Upcast` (full tuning in
 bf16) or `Masters`; `weights_for` picks, and `compute` is the forward pass's autocast.
+A CPU with bf16 dot products (`cpu_bf16`) takes the GPU's paths; other CPUs compute in fp32.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import torch
@@ -44,8 +46,21 @@ from droptune_trainer.cluster import Group
 
 def native_bf16(device: torch.device) -> bool:
     """Whether the device computes bf16 itself; emulated bf16 (T4, V100) is slow and has no
-    flash attention, so fp32 is used there."""
+    flash attention, so fp32 is used there. A CPU with bf16 dot products (`cpu_bf16`) too."""
+    if device.type == "cpu":
+        return cpu_bf16()
     return device.type == "cuda" and torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+@cache
+def cpu_bf16() -> bool:
+    """Whether this CPU has bf16 dot products in hardware: AVX512-BF16 (AMD Zen 4 and later,
+    Intel Cooper Lake) or AMX (Intel Sapphire Rapids and later). Measured on a 2-core AMD
+    EPYC with AVX512-BF16: bf16 matmuls of SmolLM2-135M's shapes at 2.4x fp32's speed, LoRA
+    training at 1.45x (292 against 201 tokens/s) in 30% less memory (1.8 against 2.6 GB).
+    Without them bf16 is emulated and slower than fp32."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
 def upcast(method: str, dtype: torch.dtype) -> bool:
@@ -71,6 +86,18 @@ def weights_for(
     if method == "lora" and masters and dtype != torch.float32:
         return Masters.lower(model, dtype)
     return Direct(trainable, model)
+
+
+def contiguous_head_input(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with its output head fed a contiguous input. On a CPU in bf16, a linear layer
+    whose weight needs no gradient multiplies a strided 3-D input (generation's last-position
+    slice of the hidden states) by expanding the weight into one copy per row: for SmolLM2's
+    49,152 x 576 head and 172 prompts, 9.7 GB and 2 s a token instead of 10 ms (PyTorch 2.13;
+    fp32 and contiguous inputs are unaffected). The copy it makes instead is one row a prompt."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if isinstance(head, torch.nn.Module):
+        head.register_forward_pre_hook(lambda module, args: (args[0].contiguous(), *args[1:]))
+    return model
 
 
 @dataclass

@@ -3,10 +3,13 @@
     python -m droptune_trainer train --run-dir runs/chat-1700000000123456-6d4ec4d5
     python -m droptune_trainer train --run-dir gs://RUNS/runs/ID --set learning_rate=1e-4
 
-Loss is a sum over label tokens divided by the label tokens of the whole optimizer step, so
-gradient accumulation over rows of different sizes weighs every token the same. Logits are
-computed only where a label is (`logits_to_keep`): with assistant-only loss that is a small
-share of the rows, and the vocabulary-sized logits are most of the memory.
+Settings the run leaves unset (passes, batch, learning rate, evaluation, early stopping) are
+sized to the data once it is tokenized (`droptune.sizing`), and `training/metrics.json`
+records each with why (`chosen`). Loss is a sum over label tokens divided by the label
+tokens of the whole optimizer step, so gradient accumulation over rows of different sizes
+weighs every token the same. Logits are computed only where a label is (`logits_to_keep`):
+with assistant-only loss that is a small share of the rows, and the vocabulary-sized logits
+are most of the memory. While it trains, a progress line is logged at least every 15 s.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import math
 import os
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from copy import copy
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,13 +28,15 @@ from typing import Any
 import torch
 from torch.nn import functional
 
+from droptune import sizing
 from droptune.errors import ConfigError
 from droptune.log import get_logger, labelled
 from droptune.models import locate
-from droptune_trainer import attention, checkpoint, cluster, precision, qlora
+from droptune_trainer import attention, checkpoint, cluster, precision, qlora, system_turn
 from droptune_trainer.config import TrainConfig, from_run_config
 from droptune_trainer.data import (
     IGNORE,
+    Example,
     Row,
     collate,
     epoch_order,
@@ -45,6 +51,8 @@ from droptune_trainer.data import (
 )
 from droptune_trainer.generation import name_the_ends
 from droptune_trainer.report import (
+    Progress,
+    heartbeat,
     log_step,
     peak_memory_mb,
     tensorboard_writer,
@@ -70,6 +78,8 @@ class Setup:
     tensorboard: Place | None
     group: cluster.Group = field(default_factory=cluster.Group)
     unquantized: bool = False  # QLoRA: the model is the unquantized base with the adapter
+    plan: sizing.Plan | None = None  # what was sized to the data, and why
+    progress: Progress | None = None  # the progress lines' state, while training runs
 
 
 @dataclass
@@ -122,7 +132,9 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
     location, kwargs = load_base(config)
     if config.method == "qlora":
         kwargs |= qlora.quantization(device, dtype)
-    model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
+    model = precision.contiguous_head_input(
+        AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
+    )
     if config.method == "full":
         return tokenizer, model.to(device)
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
@@ -147,16 +159,64 @@ def device_and_dtype(config: TrainConfig, local_rank: int = 0) -> tuple[torch.de
     return device, torch.bfloat16 if bf16 else torch.float32
 
 
-def rows_for(config: TrainConfig, tokenizer: Any, records: list[dict[str, Any]]) -> list[Row]:
+def examples_for(
+    config: TrainConfig, tokenizer: Any, records: list[dict[str, Any]]
+) -> list[Example]:
     refuse_what_the_template_drops(tokenizer, records, config.base_model)
     tokenized = tokenize(tokenizer, records, config.max_length, config.assistant_only_loss)
     if tokenized.whole_sequence_loss:
         log.warning(
             f"{tokenized.whole_sequence_loss} example(s): the chat template renders no stable prefixes; learning every token of those"
         )
+    return tokenized.examples
+
+
+def rows_of(config: TrainConfig, examples: list[Example]) -> list[Row]:
     if config.packing:
-        return pack(tokenized.examples, config.tokens_per_batch)
-    return pad_rows(tokenized.examples, config.tokens_per_batch)
+        return pack(examples, config.tokens_per_batch)
+    return pad_rows(examples, config.tokens_per_batch)
+
+
+def base_parameters(model: Any) -> int:
+    """The base model's parameters (adapters left out), from the weights as they load."""
+    return sum(p.numel() for n, p in model.named_parameters() if "lora_" not in n)
+
+
+def size_to_data(
+    config: TrainConfig,
+    examples: list[Example],
+    model: Any,
+    device: torch.device,
+    dtype: torch.dtype,
+    world: int,
+) -> tuple[TrainConfig, sizing.Plan]:
+    """The config with what it left unset sized to the training examples, and the plan that
+    says why. Several processes each take a share of a step's micro-batches."""
+    lengths = [len(e.input_ids) for e in examples]
+    plan = sizing.plan(
+        len(examples),
+        sum(lengths),
+        max(lengths),
+        model_params=base_parameters(model),
+        method=config.method,
+        device="cpu" if device.type == "cpu" else "gpu",
+        dtype=str(dtype).removeprefix("torch."),
+        settings=config.to_dict(),
+    )
+    accumulation = plan.gradient_accumulation
+    if world > 1 and accumulation.auto:
+        share = max(1, math.ceil(accumulation.value / world))
+        accumulation = sizing.Choice(share, f"{accumulation.why}, shared by {world} processes")
+        plan = replace(plan, gradient_accumulation=accumulation)
+    resolved = copy(config)  # not re-checked: the plan sizes micro-batches to the data
+    for key, value in plan.settings().items():
+        setattr(resolved, key, value)
+    if resolved.tokens_per_batch < max(lengths):
+        raise ConfigError(
+            f"tokens_per_batch ({resolved.tokens_per_batch}) is shorter than the longest "
+            f"training example ({max(lengths)} tokens): raise it, or lower max_length"
+        )
+    return resolved, plan
 
 
 def setup(
@@ -178,9 +238,11 @@ def setup(
     tokenizer, model = load_model(config, device, weights_dtype)
     if config.packing:
         attention.install(model)
-    train_rows = rows_for(config, tokenizer, read_split(local, "train", required=True))
-    if not train_rows:
+    train_examples = examples_for(config, tokenizer, read_split(local, "train", required=True))
+    if not train_examples:
         raise ConfigError(f"{run_dir}: data/train.jsonl has no example with a label to learn")
+    validation = examples_for(config, tokenizer, read_split(local, "validation"))
+    config, plan = size_to_data(config, train_examples, model, device, dtype, group.world)
     return Setup(
         config=config,
         run_dir=local,
@@ -188,8 +250,9 @@ def setup(
         dtype=dtype,
         tokenizer=tokenizer,
         model=model,
-        train_rows=train_rows,
-        eval_rows=rows_for(config, tokenizer, read_split(local, "validation")),
+        train_rows=rows_of(config, train_examples),
+        # the first ones: the split's order is already a hash's, independent of content
+        eval_rows=rows_of(config, validation[: config.eval_examples]),
         model_out=run_output("AIP_MODEL_DIR", run_dir, local, "model"),
         checkpoints=run_output("AIP_CHECKPOINT_DIR", run_dir, local, "training/checkpoints"),
         tensorboard=(
@@ -198,6 +261,7 @@ def setup(
             else None
         ),
         group=group,
+        plan=plan,
     )
 
 
@@ -254,6 +318,11 @@ def schedule(config: TrainConfig, total_steps: int) -> Any:
     return factor
 
 
+def accumulation(config: TrainConfig) -> int:
+    """Micro-batches a process takes a step (1 for a Setup made by hand, with no plan)."""
+    return config.gradient_accumulation or 1
+
+
 def rows_of_step(s: Setup, step: int, rank: int | None = None) -> list[Row]:
     """A rank's micro-batches of optimizer step `step` (this process's by default). A step
     takes accumulation × world rows in the epoch's order and each rank every world-th of
@@ -261,26 +330,51 @@ def rows_of_step(s: Setup, step: int, rank: int | None = None) -> list[Row]:
     accumulation W × A."""
     per_epoch, world = len(s.train_rows), s.group.world
     rank = s.group.rank if rank is None else rank
-    per_step = s.config.gradient_accumulation * world
+    per_step = accumulation(s.config) * world
     rows = []
-    for j in range(s.config.gradient_accumulation):
+    for j in range(accumulation(s.config)):
         index = step * per_step + j * world + rank
         epoch, position = divmod(index, per_epoch)
         rows.append(s.train_rows[epoch_order(per_epoch, s.config.seed, epoch)[position]])
     return rows
 
 
-def train(s: Setup) -> History:
-    config, model = s.config, s.model
-    per_step = config.gradient_accumulation * s.group.world
+def step_rows(s: Setup, step: int) -> list[Row]:
+    """Every rank's rows of a step: each rank knows them, so a step's totals need no collective."""
+    return [r for rank in range(s.group.world) for r in rows_of_step(s, step, rank)]
+
+
+@dataclass(frozen=True)
+class Lengths:
+    """How long the loop runs, and how often it evaluates and checkpoints, in steps."""
+
+    total: int
+    eval_every: int
+    checkpoint_every: int
+
+
+def lengths(s: Setup) -> Lengths:
+    config = s.config
+    per_step = accumulation(config) * s.group.world
     steps_per_epoch = math.ceil(len(s.train_rows) / per_step)
     # Steps run on through epoch boundaries, so `epochs` passes take this many, no more.
-    total = config.max_steps or math.ceil(config.epochs * len(s.train_rows) / per_step)
-    eval_every = config.eval_every or steps_per_epoch
-    checkpoint_every = config.checkpoint_every or steps_per_epoch
+    epochs = config.epochs or 1
+    total = config.max_steps or max(1, math.ceil(epochs * len(s.train_rows) / per_step))
+    return Lengths(
+        total=total,
+        eval_every=config.eval_every or steps_per_epoch,
+        checkpoint_every=config.checkpoint_every or min(steps_per_epoch, total),
+    )
+
+
+def train(s: Setup) -> History:
+    config, model = s.config, s.model
+    length = lengths(s)
+    total = length.total
     weights = precision.weights_for(model, s.dtype, config.method, config.master_weights)
     optimizer = torch.optim.AdamW(
-        weights.trainable, lr=config.learning_rate, weight_decay=config.weight_decay,
+        weights.trainable, lr=config.learning_rate or sizing.UNKNOWN_SIZE_RATE,
+        weight_decay=config.weight_decay,
         fused=s.device.type == "cuda",  # one kernel for every parameter's update
     )  # fmt: skip
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule(config, total))
@@ -300,61 +394,40 @@ def train(s: Setup) -> History:
     history.master_weights = isinstance(weights, precision.Masters)
     writer = tensorboard_writer(s) if s.group.primary else None
     module = weights.wrap(s.group, s.device)  # what runs forward and backward
+    if s.group.primary:
+        s.progress = Progress(total, sum(r.tokens for t in range(total) for r in step_rows(s, t)))
+        s.progress.resume(start, history.tokens)
     model.train()
     started = time.perf_counter() - history.seconds
-    for step in range(start, total):
-        rows = rows_of_step(s, step)
-        # Every rank holds every row and knows the order: the step's totals need no collective.
-        everyone = [r for rank in range(s.group.world) for r in rows_of_step(s, step, rank)]
-        label_tokens = sum(row.label_tokens for row in everyone)
-        tokens = sum(row.tokens for row in everyone)
-        # Gradients are averaged over ranks: scaled by world, each step is the loss summed
-        # over every rank's label tokens divided by their count, as in one process.
-        scale = s.group.world / max(label_tokens, 1)
-        summed = torch.zeros((), device=s.device)  # read once a step: one device sync
-        weights.begin_step()
-        for i, row in enumerate(rows):
-            last = i == len(rows) - 1
-            with nullcontext() if last or module is model else module.no_sync():
-                loss, _ = loss_sum(s, row, module)
-                (loss * scale).backward()
-            weights.take_gradients()
-            summed += loss.detach()
-        step_loss = s.group.sum([float(summed)], s.device)[0]
-        weights.end_step(s.group)
-        torch.nn.utils.clip_grad_norm_(weights.trainable, 1.0)
-        optimizer.step()
-        rate = scheduler.get_last_lr()[0]  # the rate this step was taken with
-        scheduler.step()
-        weights.after_step(optimizer)
-        done = step + 1
-        history.label_tokens += int(label_tokens)
-        history.tokens += int(tokens)
-        history.seconds = time.perf_counter() - started
-        history.step_end.append((history.seconds, history.tokens))
-        history.train_loss.append((done, step_loss / max(label_tokens, 1)))
-        history.learning_rate.append((done, rate))
-        log_step(writer, history, done)
-        if done % eval_every == 0 or done == total:
-            improved = record_eval(s, history, done, writer)
-            patience = config.early_stopping_patience
-            history.stopped_early = not improved and 0 < patience <= history.evals_without_gain
-        checkpoint_due = done % checkpoint_every == 0 or done == total or history.stopped_early
-        if checkpoint_due and s.group.primary:
-            loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
-            saved_to = checkpoint.save(
-                s.checkpoints.local, done, weights.state(), optimizer, scheduler, loop
-            )
-            checkpoint.prune(s.checkpoints.local, config.keep_checkpoints)
-            s.checkpoints.publish(saved_to.name, checkpoint.LATEST)  # the pointer last
-            # staged: the bucket keeps no more either, earlier attempts' checkpoints included
-            published = s.checkpoints.published_folders()
-            s.checkpoints.remove(*checkpoint.stale(published, config.keep_checkpoints))
-        if history.stopped_early:
-            log.info(
-                f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"
-            )
-            break
+    with heartbeat(s.progress):
+        for step in range(start, total):
+            label_tokens, tokens, step_loss = train_step(s, step, module, weights)
+            optimizer.step()
+            rate = scheduler.get_last_lr()[0]  # the rate this step was taken with
+            scheduler.step()
+            weights.after_step(optimizer)
+            done = step + 1
+            history.label_tokens += int(label_tokens)
+            history.tokens += int(tokens)
+            history.seconds = time.perf_counter() - started
+            history.step_end.append((history.seconds, history.tokens))
+            history.train_loss.append((done, step_loss / max(label_tokens, 1)))
+            history.learning_rate.append((done, rate))
+            if s.progress is not None:
+                s.progress.advance(done, 0, history.train_loss[-1][1])
+            log_step(writer, history, done)
+            if done % length.eval_every == 0 or done == total:
+                improved = record_eval(s, history, done, writer)
+                patience = config.early_stopping_patience or 0
+                history.stopped_early = not improved and 0 < patience <= history.evals_without_gain
+            due = done % length.checkpoint_every == 0 or done == total or history.stopped_early
+            if due and s.group.primary:
+                save_checkpoint(s, done, history, weights, optimizer, scheduler)
+            if history.stopped_early:
+                log.info(
+                    f"early stop at step {done}: no better validation loss in {history.evals_without_gain} evaluations"
+                )
+                break
     weights.restore()  # evaluation and saving see the weights as the model made them
     if writer is not None:
         writer.close()
@@ -363,9 +436,55 @@ def train(s: Setup) -> History:
     return history
 
 
+def train_step(s: Setup, step: int, module: Any, weights: Any) -> tuple[int, int, float]:
+    """Forward and backward over this process's micro-batches of `step`, the gradients in
+    `weights`, clipped: (label tokens, tokens, summed loss) of every rank's rows."""
+    rows = rows_of_step(s, step)
+    everyone = step_rows(s, step)
+    label_tokens = sum(row.label_tokens for row in everyone)
+    tokens = sum(row.tokens for row in everyone)
+    # Gradients are averaged over ranks: scaled by world, each step is the loss summed
+    # over every rank's label tokens divided by their count, as in one process.
+    scale = s.group.world / max(label_tokens, 1)
+    summed = torch.zeros((), device=s.device)  # read once a step: one device sync
+    weights.begin_step()
+    for i, row in enumerate(rows):
+        last = i == len(rows) - 1
+        with nullcontext() if last or module is s.model else module.no_sync():
+            loss, _ = loss_sum(s, row, module)
+            (loss * scale).backward()
+        weights.take_gradients()
+        summed += loss.detach()
+        del loss  # its graph is freed by backward; the next micro-batch starts clean
+        if s.progress is not None:  # the other ranks' rows take as long, side by side
+            s.progress.advance(step, row.tokens * s.group.world)
+    step_loss = s.group.sum([float(summed)], s.device)[0]
+    weights.end_step(s.group)
+    torch.nn.utils.clip_grad_norm_(weights.trainable, 1.0)
+    return label_tokens, tokens, step_loss
+
+
+def save_checkpoint(
+    s: Setup, done: int, history: History, weights: Any, optimizer: Any, scheduler: Any
+) -> None:
+    loop = {k: v for k, v in history.__dict__.items() if k != "resumed_from"}
+    saved_to = checkpoint.save(
+        s.checkpoints.local, done, weights.state(), optimizer, scheduler, loop
+    )
+    checkpoint.prune(s.checkpoints.local, s.config.keep_checkpoints)
+    s.checkpoints.publish(saved_to.name, checkpoint.LATEST)  # the pointer last
+    # staged: the bucket keeps no more either, earlier attempts' checkpoints included
+    published = s.checkpoints.published_folders()
+    s.checkpoints.remove(*checkpoint.stale(published, s.config.keep_checkpoints))
+
+
 def record_eval(s: Setup, history: History, step: int, writer: Any) -> bool:
     """Evaluate; True when the validation loss improved (or there is no validation split)."""
+    if s.progress is not None:
+        s.progress.enter("validating")
     loss = evaluate_loss(s)
+    if s.progress is not None:
+        s.progress.enter("training")
     if loss is None:
         return True
     history.eval_loss.append((step, loss))
@@ -419,6 +538,7 @@ def save_merged(s: Setup, model: Any) -> None:
     name_the_ends(model, s.tokenizer)
     model.save_pretrained(folder, safe_serialization=True)
     s.tokenizer.save_pretrained(folder)
+    system_turn.save(folder, s.run_dir)  # droptune.json: the server opens chats with it
     s.model_out.publish("merged")
 
 
@@ -431,15 +551,18 @@ def base_model(
     location, kwargs = load_base(config)
     if quantized:  # placed on the device by bitsandbytes as it loads
         kwargs |= qlora.quantization(device, dtype) | {"device_map": {"": device}}
-        return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
-    return AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs).to(device)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
+        return precision.contiguous_head_input(model)
+    model = AutoModelForCausalLM.from_pretrained(location, dtype=dtype, **kwargs)
+    return precision.contiguous_head_input(model).to(device)
 
 
 def tuned_in_full(folder: Path, device: torch.device, dtype: torch.dtype) -> Any:
     """A fully tuned model saved in `folder` (model/merged)."""
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(device)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    return precision.contiguous_head_input(model).to(device)
 
 
 def base_with_adapter(
@@ -472,9 +595,7 @@ def run(
     with local_run_dir(run_dir) as local, labelled(run_id=run_id_of(local), **labels):
         s = setup(run_dir, recipe, overrides, local, group)
         try:
-            log.info(
-                f"training {s.config.base_model} ({s.config.method}) on {len(s.train_rows)} rows, {s.device.type} x {group.world}"
-            )
+            log_plan(s)
             history = train(s)
             cluster.leave(group)  # the rest is rank 0's alone
             if not group.primary:
@@ -483,7 +604,10 @@ def run(
             if s.config.method == "qlora":
                 unquantize(s)
             save_trained(s)
-            evaluation = evaluate_tuned(s)  # before save_model(): it unloads the adapters
+            if s.progress is not None:
+                s.progress.enter("evaluating")
+            with heartbeat(s.progress):
+                evaluation = evaluate_tuned(s)  # before save_model(): it unloads the adapters
             save_model(s)
             publish_results(run_dir, s.run_dir, "training", "evaluation")
         finally:
@@ -492,6 +616,21 @@ def run(
                     staged.discard()
         log.info(f"trained {metrics['steps']} steps; {metrics['tokens_per_second']:.0f} tokens/s")
     return {**metrics, "evaluation": evaluation}
+
+
+def log_plan(s: Setup) -> None:
+    """What training will do, each sized setting with its reason as a field of the line."""
+    config, plan = s.config, s.plan
+    length = lengths(s)
+    log.info(
+        f"training {config.base_model} ({config.method}) on {len(s.train_rows)} rows, "
+        f"{s.device.type} x {s.group.world}: {length.total} steps of "
+        f"{accumulation(config)} x {config.tokens_per_batch} tokens, "
+        f"{config.epochs if config.epochs is not None else '-'} passes, "
+        f"learning rate {config.learning_rate:g}",
+        steps=length.total,
+        chosen=plan.to_dict() if plan else None,
+    )
 
 
 def evaluate_tuned(s: Setup) -> dict[str, Any] | None:
