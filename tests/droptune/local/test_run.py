@@ -21,7 +21,7 @@ def test_the_report_the_trainer_wrote_is_rendered_again_with_the_final_state(tmp
     (run / "status.json").unlink()  # as the trainer's copy of the run folder is
     render_run(str(run))
     report = run / "evaluation" / "report.html"
-    assert "state <b>unknown</b>" in report.read_text()
+    assert "state as of evaluation" in report.read_text()
     (run / "status.json").write_text(status)  # the run ended; `local run` downloaded it all
     console = Console(record=True, width=200)
     summarize(run, json.loads(status), console)
