@@ -112,7 +112,7 @@ class TrainerMemory:
         self.thread.join()
 
 
-def run_case(name: str, folder: Path, timeout_minutes: float, epochs_auto: bool) -> dict:
+def run_case(name: str, folder: Path, timeout_minutes: float) -> dict:
     data = CASES[name](folder)
     command = [
         str(DROPTUNE),
@@ -123,9 +123,6 @@ def run_case(name: str, folder: Path, timeout_minutes: float, epochs_auto: bool)
         "--timeout",
         str(timeout_minutes),
     ]
-    if epochs_auto:  # what RunConfig's epochs default of None will do, while it is still 3
-        (folder / "auto.yaml").write_text("training: {epochs: null}\n")
-        command += ["--config", str(folder / "auto.yaml")]
     started = time.perf_counter()
     with TrainerMemory() as memory:
         done = subprocess.run(command, capture_output=True, text=True)
@@ -222,12 +219,6 @@ def main() -> None:
         "--cases", default=",".join(CASES), help="comma list of " + ", ".join(CASES)
     )
     parser.add_argument("--timeout", type=float, default=90, help="minutes per case")
-    parser.add_argument(
-        "--epochs-auto",
-        action="store_true",
-        help="pass `training: {epochs: null}`, the trainer's auto epochs, for a checkout whose "
-        "RunConfig still defaults epochs to 3 (a set value, which the trainer keeps)",
-    )
     args = parser.parse_args()
     names = [n for n in args.cases.split(",") if n]
     unknown = sorted(set(names) - set(CASES))
@@ -242,7 +233,7 @@ def main() -> None:
         for name in names:
             folder = Path(tmp) / name
             folder.mkdir()
-            results.append(run_case(name, folder, args.timeout, args.epochs_auto))
+            results.append(run_case(name, folder, args.timeout))
             print(json.dumps(results[-1], default=str), file=sys.stderr, flush=True)
     report(results)
 

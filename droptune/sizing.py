@@ -10,9 +10,9 @@ The rules, and where their numbers come from:
   least 100 examples (at most 25 passes), lowered for a big one so that it sees at most
   25,000 (at least 1). This is OpenAI's default `n_epochs`, as its cookbook's data-preparation
   notebook states it (TARGET_EPOCHS 3, MIN/MAX_TARGET_EXAMPLES 100/25,000, 1..25 epochs).
-  On a CPU the run is also bounded by time (`cpu_token_budget`): about 9 minutes of
-  training at the throughput measured here for the model's size (fp32, or bf16 where the
-  CPU has it); a big file then trains on a share of one pass (a shuffled subset), since
+  On a CPU the run is also bounded by time (`cpu_token_budget`): about 8 minutes of
+  training at the throughput measured here for the model's size (fp32, or bf16 where a run
+  asks for it); a big file then trains on a share of one pass (a shuffled subset), since
   that is what fits the time.
 - **Examples a step**: the power of two that gives about 100 optimizer steps (71 to 141),
   from 2 to 64.
@@ -38,7 +38,7 @@ The rules, and where their numbers come from:
 (3, 2, 90, 0.001)
 >>> p = plan(2160, 2160 * 120, 300, model_params=135_000_000, device="cpu")
 >>> round(p.epochs.value, 2), p.examples_per_step.value, p.steps
-(0.42, 8, 113)
+(0.37, 8, 100)
 >>> plan(2160, 2160 * 120, 300, settings={"epochs": 2}).epochs.to_dict()
 {'value': 2, 'why': 'set in the run configuration', 'auto': False}
 """
@@ -65,12 +65,11 @@ EVALUATIONS = 5  # validation losses a run
 VALIDATION_EXAMPLES: dict[str, int] = {"cpu": 64, "gpu": 1024}
 PATIENCE = 2  # evaluations without a better loss before stopping
 # Tokens of one micro-batch (forward and backward at once): the device's memory bounds it.
-# A CPU keeps fp32 activations, 1.3 MB a token for a 135M model (docs/training.md): 1,024
-# tokens, twice as many where it computes in bf16 (half the bytes).
+# A CPU keeps fp32 activations, 1.3 MB a token for a 135M model (docs/training.md).
 MICRO_BATCH_TOKENS: dict[str, int] = {"cpu": 1024, "gpu": 4096}
 # Training on a CPU is bounded by time: CPU_SECONDS at the throughput a model of this size
 # has there, measured for SmolLM2-135M on 2 cores and scaled by parameters.
-CPU_SECONDS = 540
+CPU_SECONDS = 480
 # SmolLM2-135M, LoRA, micro-batches of ~700 tokens on 2 cores of an AMD EPYC (bench/
 # quality_bench.py), validation included: fp32, and bf16 where the CPU computes it.
 CPU_TOKENS_PER_SECOND: dict[str, float] = {"float32": 200.0, "bfloat16": 290.0}
@@ -160,7 +159,7 @@ def plan(
     epochs = choose_epochs(examples, mean, given.get("epochs"), model_params, device, dtype)
     seen = max(1, round(examples * epochs.value))
     batch = choose_batch(seen)
-    tokens, accumulation = micro_batches(batch.value, mean, longest, device, dtype, given)
+    tokens, accumulation = micro_batches(batch.value, mean, longest, device, given)
     # examples a step as the trainer takes them: packed rows of tokens_per_batch tokens
     per_step = max(1.0, tokens.value * accumulation.value / mean)
     steps = given.get("max_steps") or max(1, math.ceil(seen / per_step))
@@ -199,7 +198,7 @@ def cpu_token_budget(model_params: int | None, dtype: str = "float32") -> int:
     in `dtype` (float32, or bfloat16 on a CPU that has it).
 
     >>> cpu_token_budget(135_000_000), cpu_token_budget(540_000_000), cpu_token_budget(None, "bfloat16")
-    (108000, 27000, 156600)
+    (96000, 24000, 139200)
     """
     params = model_params or CPU_REFERENCE_PARAMS
     speed = CPU_TOKENS_PER_SECOND.get(dtype, CPU_TOKENS_PER_SECOND["float32"])
@@ -257,13 +256,13 @@ def choose_batch(seen: int) -> Choice:
 
 
 def micro_batches(
-    batch: int, mean: float, longest: int, device: Device, dtype: str, given: Mapping[str, Any]
+    batch: int, mean: float, longest: int, device: Device, given: Mapping[str, Any]
 ) -> tuple[Choice, Choice]:
     """(tokens_per_batch, gradient_accumulation) for `batch` examples of `mean` tokens a step:
     micro-batches as large as the device's memory takes, and each at least the longest
     example, accumulated to the step's tokens."""
     wanted = max(1, round(batch * mean))
-    cap = MICRO_BATCH_TOKENS[device] * (2 if device == "cpu" and dtype == "bfloat16" else 1)
+    cap = MICRO_BATCH_TOKENS[device]
     if "tokens_per_batch" in given:
         tokens = Choice(given["tokens_per_batch"], SET, auto=False)
     elif "gradient_accumulation" in given:
@@ -276,7 +275,7 @@ def micro_batches(
             if size == wanted
             else f"the longest example ({longest:,} tokens)"
             if size == longest
-            else f"at most {cap:,} tokens at once on a {device.upper()} in {dtype} (memory)"
+            else f"at most {cap:,} tokens at once on a {device.upper()} (memory)"
         )
         tokens = Choice(size, reason)
     if "gradient_accumulation" in given:

@@ -19,7 +19,6 @@ FAST = {
     "learning_rate": 1e-3,
     "eval_every": 2,
     "eval_max_new_tokens": 16,
-    "bf16": False,  # the same numbers on every CPU; test_precision.py trains in bf16 on one
 }
 
 

@@ -255,22 +255,39 @@ def test_epochs_run_on_through_epoch_boundaries_and_stop_at_the_count(
     assert history.train_loss[-1][0] == -(-2 * rows // 3)
 
 
-def test_a_cpu_computes_in_bf16_only_when_it_has_the_hardware_and_the_run_allows_it():
-    cpu = torch.device("cpu")
-    assert native_bf16(cpu) == cpu_bf16()
-    assert device_and_dtype(TrainConfig(bf16=False))[1] == torch.float32
-    expected = torch.bfloat16 if cpu_bf16() and not torch.cuda.is_available() else None
-    if expected is not None:
-        assert device_and_dtype(TrainConfig())[1] == expected
+def test_a_cpu_computes_in_bf16_only_when_it_has_the_hardware_and_the_run_asks():
+    assert not native_bf16(torch.device("cpu"))
+    if torch.cuda.is_available():
+        return
+    assert device_and_dtype(TrainConfig())[1] == torch.float32
+    asked = device_and_dtype(TrainConfig(cpu_bf16=True))[1]
+    assert asked == (torch.bfloat16 if cpu_bf16() else torch.float32)
+    assert device_and_dtype(TrainConfig(cpu_bf16=True, bf16=False))[1] == torch.float32
 
 
 @pytest.mark.skipif(not cpu_bf16(), reason="needs a CPU with bf16 dot products (AVX512-BF16, AMX)")
 def test_a_cpu_with_bf16_trains_bf16_adapters_with_fp32_masters(tmp_path: Path, tiny_model: Path):
-    overrides = {**FAST, "bf16": True, "base_model": str(tiny_model), "max_steps": 8}
-    s = setup(str(make_run_dir(tmp_path)), overrides={**overrides, "learning_rate": 1e-2})
+    overrides = {**FAST, "bf16": True, "cpu_bf16": True, "base_model": str(tiny_model)}
+    s = setup(
+        str(make_run_dir(tmp_path)), overrides={**overrides, "max_steps": 8, "learning_rate": 1e-2}
+    )
     assert s.dtype == torch.bfloat16
     history = train(s)
     losses = [loss for _, loss in history.train_loss]
     assert history.master_weights and losses[-1] < losses[0]
     trainable = {p.dtype for p in s.model.parameters() if p.requires_grad}
     assert trainable == {torch.float32}  # the masters' values, as peft's adapters would be
+
+
+def test_the_output_head_gets_a_contiguous_input():
+    """A strided bf16 input to a frozen head made PyTorch copy the head once per row."""
+    model = torch.nn.Module()
+    head = torch.nn.Linear(4, 6, bias=False).requires_grad_(False)
+    model.get_output_embeddings = lambda: head
+    seen = []
+    head.register_forward_hook(lambda module, args, out: seen.append(args[0].is_contiguous()))
+    from droptune_trainer.precision import contiguous_head_input
+
+    contiguous_head_input(model)
+    head(torch.randn(3, 5, 4)[:, -1:, :])
+    assert seen == [True]

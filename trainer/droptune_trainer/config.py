@@ -61,14 +61,15 @@ class TrainConfig(Settings):
     weight_decay: float = setting("AdamW weight decay.", default=0.0)
     epochs: float | None = setting(
         "Passes over the training data; none: 3, more for small files (>= 100 examples "
-        "seen), fewer for big ones (<= 25,000; on a CPU ~8 minutes' worth).",
+        "seen), fewer for big ones (<= 25,000; on a CPU ~9 minutes' worth).",
         default=None,
     )
     max_steps: int = setting("Stop after this many optimizer steps (0: epochs decide).", default=0)
     max_length: int = setting("Tokens per example; longer ones are truncated.", default=2048)
     tokens_per_batch: int | None = setting(
         "Token budget of one micro-batch (packed row); memory scales with it. None: the "
-        "step's tokens, up to 4096 on a GPU and 1024 on a CPU, at least the longest example.",
+        "step's tokens, up to 4096 on a GPU and 1024 on a CPU, at least the longest "
+        "example.",
         default=None,
     )
     gradient_accumulation: int | None = setting(
@@ -95,7 +96,9 @@ class TrainConfig(Settings):
     early_stopping_patience: int | None = setting(
         "Stop after N evaluations without improvement (0: never; none: 2).", default=None
     )
-    checkpoint_every: int = setting("Checkpoint every N steps (0: once an epoch).", default=0)
+    checkpoint_every: int = setting(
+        "Checkpoint every N steps (0: once an epoch, and at the end).", default=0
+    )
     keep_checkpoints: int = setting("Newest checkpoints kept.", default=2)
     evaluate_at_end: bool = setting(
         "Compare base and tuned on the test split once training ends.", default=True
@@ -104,13 +107,14 @@ class TrainConfig(Settings):
         "Most tokens generated per test answer in the evaluation.", default=256
     )
     seed: int = setting("Seed for data order, dropout and initialisation.", default=42)
-    bf16: bool = setting(
-        "bfloat16 compute where the hardware has it: GPUs from Ampere on, CPUs with "
-        "AVX512-BF16 or AMX (1.45x faster LoRA training on a CPU, 30% less memory).",
-        default=True,
+    bf16: bool = setting("bfloat16 compute on GPUs that have it.", default=True)
+    cpu_bf16: bool = setting(
+        "bfloat16 compute on a CPU with AVX512-BF16 or AMX: LoRA trains 1.45x faster, but "
+        "memory grows over a run and local serving stays fp32 (answers may differ slightly).",
+        default=False,
     )
     master_weights: bool = setting(
-        "LoRA in bf16 with fp32 master weights in the optimizer (GPUs); false: peft's fp32 "
+        "LoRA in bf16 with fp32 master weights in the optimizer (bf16 GPUs and CPUs); false: peft's fp32 "
         "adapters, which cast every layer's activations to fp32 and back (slower).",
         default=True,
     )

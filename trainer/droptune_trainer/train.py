@@ -155,7 +155,8 @@ def load_model(config: TrainConfig, device: torch.device, dtype: torch.dtype) ->
 
 def device_and_dtype(config: TrainConfig, local_rank: int = 0) -> tuple[torch.device, torch.dtype]:
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    bf16 = config.bf16 and precision.native_bf16(device)
+    on_cpu = device.type == "cpu" and config.cpu_bf16 and precision.cpu_bf16()
+    bf16 = config.bf16 and (precision.native_bf16(device) or on_cpu)
     return device, torch.bfloat16 if bf16 else torch.float32
 
 
