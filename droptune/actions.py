@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from droptune.cases import tuned_system_prompt
 from droptune.errors import DroptuneError
 from droptune.reporting.files import RunFiles, load_run
 from droptune.runs import ENDED, RunFolder, RunState
@@ -90,7 +91,7 @@ def ask(
     card = _endpoint_card(files)
     config = (files.run or {}).get("config") or {}
     if system is None:
-        system = (files.validation or {}).get("system_prompt") or config.get("system_instruction")
+        system = tuned_system_prompt(files.validation, config)
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": prompt})
     endpoint = card["endpoint"]

@@ -62,16 +62,28 @@ def cases(records: Iterable[dict[str, Any]]) -> list[Case]:
     return out
 
 
-def system_prompt_of(run_uri: str, config: dict | None = None) -> str | None:
-    """The system turn the run's conversations without one were tuned with: the one every
+def tuned_system_prompt(report: dict | None, config: dict | None) -> str | None:
+    """The system turn a run's conversations without one were tuned with: the one every
     example opened with (validation/report.json's `system_prompt`), else the run's
-    `system_instruction`; the rule `droptune runs ask` and the custom backend's server follow."""
+    `system_instruction`. The one rule `droptune runs ask`, the Gemini evaluation's calls and
+    the custom backend's server follow.
+
+    >>> tuned_system_prompt({"system_prompt": None}, {"system_instruction": "Be brief."})
+    'Be brief.'
+    """
+    for prompt in ((report or {}).get("system_prompt"), (config or {}).get("system_instruction")):
+        if isinstance(prompt, str) and prompt:
+            return prompt
+    return None
+
+
+def system_prompt_of(run_uri: str, config: dict | None = None) -> str | None:
+    """`tuned_system_prompt` of the run at `run_uri` (its validation report read here)."""
     try:
         report = json.loads(read_all(join(run_uri, "validation", "report.json")))
     except (DroptuneError, ValueError):
         report = {}
-    prompt = report.get("system_prompt") or (config or {}).get("system_instruction")
-    return prompt if isinstance(prompt, str) and prompt else None
+    return tuned_system_prompt(report if isinstance(report, dict) else {}, config)
 
 
 def labels_of(run_uri: str) -> list[str] | None:

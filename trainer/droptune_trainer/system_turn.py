@@ -32,6 +32,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from droptune.cases import tuned_system_prompt as _rule
 from droptune.instruction import with_system
 from droptune_trainer.errors import RunFolderError
 
@@ -44,12 +45,7 @@ def tuned_system_prompt(run_dir: Path) -> str | None:
     every example opened with (the validation report's `system_prompt`), else the run's
     `system_instruction` (the intake gave it to each example without a system turn); None
     when neither is there."""
-    report = _json_map(run_dir / REPORT)
-    config = _json_map(run_dir / "run.json").get("config")
-    for prompt in (report.get("system_prompt"), (config or {}).get("system_instruction")):
-        if isinstance(prompt, str) and prompt:
-            return prompt
-    return None
+    return _rule(_json_map(run_dir / REPORT), _json_map(run_dir / "run.json").get("config"))
 
 
 def _json_map(path: Path) -> dict[str, Any]:
