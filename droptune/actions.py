@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
-from droptune.cases import tuned_system_prompt
 from droptune.errors import DroptuneError
+from droptune.instruction import tuned_system_prompt
 from droptune.reporting.files import RunFiles, load_run
 from droptune.runs import ENDED, RunFolder, RunState
 

@@ -22,6 +22,7 @@ from typing import Any
 from droptune import evaluation
 from droptune.errors import DroptuneError
 from droptune.formats.base import without_weights
+from droptune.instruction import tuned_system_prompt
 from droptune.storage import join, read_all
 
 
@@ -60,21 +61,6 @@ def cases(records: Iterable[dict[str, Any]]) -> list[Case]:
         ):
             out.append(Case(messages[:-1], messages[-1]["content"], record.get("tools")))
     return out
-
-
-def tuned_system_prompt(report: dict | None, config: dict | None) -> str | None:
-    """The system turn a run's conversations without one were tuned with: the one every
-    example opened with (validation/report.json's `system_prompt`), else the run's
-    `system_instruction`. The one rule `droptune runs ask`, the Gemini evaluation's calls and
-    the custom backend's server follow.
-
-    >>> tuned_system_prompt({"system_prompt": None}, {"system_instruction": "Be brief."})
-    'Be brief.'
-    """
-    for prompt in ((report or {}).get("system_prompt"), (config or {}).get("system_instruction")):
-        if isinstance(prompt, str) and prompt:
-            return prompt
-    return None
 
 
 def system_prompt_of(run_uri: str, config: dict | None = None) -> str | None:

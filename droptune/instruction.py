@@ -51,3 +51,18 @@ def token_overhead(counter: Any, record: dict[str, Any], text: str) -> int:
     template may already write a default system turn that this one replaces)."""
     before, after = counter.count([record, with_system(record, text)])
     return max(0, after - before)
+
+
+def tuned_system_prompt(report: dict | None, config: dict | None) -> str | None:
+    """The system turn a run's conversations without one were tuned with: the one every
+    example opened with (validation/report.json's `system_prompt`), else the run's
+    `system_instruction`. The one rule `droptune runs ask`, the Gemini evaluation's calls and
+    the custom backend's server follow.
+
+    >>> tuned_system_prompt({"system_prompt": None}, {"system_instruction": "Be brief."})
+    'Be brief.'
+    """
+    for prompt in ((report or {}).get("system_prompt"), (config or {}).get("system_instruction")):
+        if isinstance(prompt, str) and prompt:
+            return prompt
+    return None

@@ -32,7 +32,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from droptune.cases import tuned_system_prompt as _rule
+from droptune.instruction import tuned_system_prompt as _rule
 from droptune.instruction import with_system
 from droptune_trainer.errors import RunFolderError
 
